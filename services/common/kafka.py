@@ -1,0 +1,176 @@
+"""The Kafka adapter: every kafka-python client the services use is made here.
+
+Clients share one connection config (``KafkaSettings.client_config``: bootstrap servers, TLS,
+SASL). Services wait for a broker that is not up yet with a clear log line instead of dying,
+and fail fast, with the reason, on a wrong password.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common.codec import BadRecord
+from services.common.settings import KafkaSettings
+
+__all__ = [
+    "BrokerUnavailable",
+    "wait_for_broker",
+    "ensure_topics",
+    "make_producer",
+    "make_consumer",
+    "topic_partitions",
+    "DeadLetterWriter",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached in time, or refused our credentials."""
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    return "authentication" in type(exc).__name__.lower() or "SASL" in type(exc).__name__
+
+
+def _admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
+    config = {**settings.client_config(), "client_id": "gumbel-admin", **overrides}
+    return KafkaAdminClient(**config)
+
+
+def wait_for_broker(settings: KafkaSettings, timeout_s: float | None = None) -> None:
+    """Block until the broker answers a metadata request; log each failed attempt.
+
+    A wrong password is not worth waiting for: it raises ``BrokerUnavailable`` at once.
+    """
+    timeout_s = settings.connect_timeout_s if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            admin = _admin(settings, request_timeout_ms=5000)
+            try:
+                admin.list_topics()
+            finally:
+                admin.close()
+            if attempt > 1:
+                log.info("Kafka at %s is up", settings.bootstrap_servers)
+            return
+        except Exception as exc:  # kafka-python raises many types while a broker starts
+            if _is_auth_failure(exc):
+                raise BrokerUnavailable(
+                    f"Kafka at {settings.bootstrap_servers} rejected the credentials "
+                    f"({settings.sasl_mechanism} user {settings.sasl_username!r}): {exc}"
+                ) from exc
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"Kafka at {settings.bootstrap_servers} did not answer within "
+                    f"{timeout_s:g}s (GUMBEL_KAFKA__CONNECT_TIMEOUT_S): {exc}"
+                ) from exc
+            log.warning(
+                "waiting for Kafka at %s (attempt %d): %s",
+                settings.bootstrap_servers, attempt, exc or type(exc).__name__,
+            )
+            time.sleep(min(5.0, 0.5 * attempt))
+
+
+def ensure_topics(settings: KafkaSettings) -> None:
+    """Create the numbers, estimates and dead-letter topics if they do not exist yet."""
+    if not settings.create_topics:
+        return
+    wanted = [
+        NewTopic(settings.numbers_topic, settings.num_partitions, settings.replication_factor),
+        NewTopic(settings.estimates_topic, 1, settings.replication_factor),
+        NewTopic(settings.dlq_topic, 1, settings.replication_factor),
+    ]
+    admin = _admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+                log.info("created topics %s", ", ".join(t.name for t in missing))
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+    finally:
+        admin.close()
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """An idempotent producer with acks=all: a broker restart loses and duplicates nothing."""
+    config: dict[str, Any] = {
+        **settings.client_config(),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+        **overrides,
+    }
+    return KafkaProducer(**config)
+
+
+def make_consumer(settings: KafkaSettings, **overrides: Any) -> KafkaConsumer:
+    """A consumer with no subscription and no auto-commit: callers assign partitions."""
+    config: dict[str, Any] = {
+        **settings.client_config(),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_bytes": 32 * 1024 * 1024,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        "fetch_min_bytes": 1,
+        "fetch_max_wait_ms": 100,
+        **overrides,
+    }
+    return KafkaConsumer(**config)
+
+
+def topic_partitions(
+    consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0
+) -> list[TopicPartition]:
+    """The topic's partitions, waiting for metadata to arrive."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(f"topic {topic!r} has no partitions after {timeout_s:g}s")
+        time.sleep(0.2)
+
+
+class DeadLetterWriter:
+    """Writes malformed records to the dead-letter topic with the original bytes."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def write(self, records: Iterable[BadRecord]) -> int:
+        written = 0
+        for record in records:
+            headers = [
+                ("error", record.error.encode("utf-8")),
+                ("source_partition", str(record.partition).encode("ascii")),
+                ("source_offset", str(record.offset).encode("ascii")),
+            ]
+            self._producer.send(self._topic, value=record.value or b"", headers=headers)
+            written += 1
+        return written
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            log.error("dead-letter flush failed: %s", exc)
+            raise
