@@ -1,0 +1,68 @@
+"""One benchmark figure, and the machine it was measured on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["BenchResult", "machine_info", "format_table"]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """``ratio`` is value over baseline, both measured in the same run; higher is better."""
+
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    command: str
+    detail: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    try:
+        import kafka
+
+        info["kafka_python"] = kafka.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def format_table(results: list[BenchResult]) -> str:
+    header = "| name | value | baseline | ratio | unit | detail |\n|---|---:|---:|---:|---|---|\n"
+    rows = "".join(
+        f"| {r.name} | {r.value:,.4g} | {r.baseline:,.4g} | {r.ratio:.2f} | {r.unit} | {r.detail} |\n"
+        for r in results
+    )
+    return header + rows
