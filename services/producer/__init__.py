@@ -1,0 +1,1 @@
+"""The producer service: a seeded categorical stream, with drift, to the numbers topic."""

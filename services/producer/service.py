@@ -1,0 +1,200 @@
+"""The producer's composition root: settings → Kafka producer, stream, pacer, metrics → loop.
+
+``gumbel-stream producer`` calls ``run(settings)``. It writes ASCII category ids (``b"3"``, no
+key) to the numbers topic at ``rate`` records/s until ``count`` records (or forever), serves
+``/metrics`` meanwhile, and on SIGTERM/SIGINT stops at the next chunk and flushes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, start_http_server
+
+from services.common.codec import encode_value
+from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
+from services.common.settings import ProducerServiceSettings
+from services.producer.metrics import ProducerMetrics
+from services.producer.pacing import Pacer
+from services.producer.stream import CategoryStream
+
+__all__ = ["run", "produce", "ProduceResult"]
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 5.0
+FLUSH_TIMEOUT_S = 60.0
+
+
+class _ErrorCount:
+    """Counts failed sends; the client calls it from its I/O thread."""
+
+    def __init__(self, metrics: ProducerMetrics) -> None:
+        self.count = 0
+        self._metrics = metrics
+        self._lock = threading.Lock()
+
+    def __call__(self, exc: BaseException) -> None:
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+        self._metrics.errors.inc()
+        if first:
+            log.error("a record was not acknowledged by Kafka: %s", exc)
+
+
+@dataclass(frozen=True)
+class ProduceResult:
+    sent: int  # records handed to the client
+    seconds: float
+    failures: _ErrorCount  # filled in by the client's I/O thread, until the flush returns
+
+    @property
+    def errors(self) -> int:
+        return self.failures.count
+
+
+def produce(
+    producer: Any,
+    topic: str,
+    stream: CategoryStream,
+    pacer: Pacer,
+    metrics: ProducerMetrics,
+    count: int = 0,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ProduceResult:
+    """Send chunks of the stream until ``count`` records (0 = forever) or ``stop`` is set.
+
+    ``gumbel_produced_total`` counts records handed to the client (``send`` returned), one
+    chunk at a time; the caller's flush then waits until the broker acknowledged them all.
+    """
+    stop = stop or threading.Event()
+    values = [encode_value(c) for c in range(len(stream.probabilities))]
+    on_error = _ErrorCount(metrics)
+    send = producer.send
+    switches = -1
+    start = last_log = clock()
+    last_sent = sent = 0
+    while not stop.is_set() and (count == 0 or sent < count):
+        size = pacer.chunk_size if count == 0 else min(pacer.chunk_size, count - sent)
+        pacer.wait(size, stop.is_set)
+        if stop.is_set():
+            break
+        ids = stream.next_chunk(size, clock() - start)
+        if stream.switches != switches:
+            if switches >= 0:
+                log.info("drift: now drawing from %s after %d records", stream.probabilities, sent)
+            switches = stream.switches
+            metrics.set_distribution(stream.probabilities)
+        for category in ids:  # the hot loop: one lookup and one send per record
+            send(topic, values[category]).add_errback(on_error)
+        sent += len(ids)
+        metrics.produced.inc(len(ids))
+        now = clock()
+        if now - last_log >= PROGRESS_INTERVAL_S:
+            log.info(
+                "produced %d records (%.0f records/s)", sent, (sent - last_sent) / (now - last_log)
+            )
+            last_sent, last_log = sent, now
+    return ProduceResult(sent, clock() - start, on_error)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (main thread only); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("%s: stopping after this chunk", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(
+    settings: ProducerServiceSettings,
+    *,
+    producer: Any = None,
+    registry: CollectorRegistry | None = None,
+    stop: threading.Event | None = None,
+    serve_metrics: bool = True,
+) -> int:
+    """Run the producer; 0 once ``count`` records are acknowledged (or it was stopped)."""
+    kafka, config = settings.kafka, settings.producer
+    registry = registry if registry is not None else CollectorRegistry()
+    stop = stop or threading.Event()
+    metrics = ProducerMetrics(registry)
+    metrics.set_distribution(config.probabilities)
+    server = None
+    if serve_metrics:
+        try:
+            server, _ = start_http_server(config.metrics_port, config.metrics_host, registry)
+        except OSError as exc:
+            log.error(
+                "cannot serve /metrics on %s:%d (GUMBEL_PRODUCER__METRICS_PORT): %s",
+                config.metrics_host, config.metrics_port, exc,
+            )
+            return 1
+        log.info("producer metrics on http://%s:%d/metrics", config.metrics_host,
+                 server.server_port)
+    own_producer = producer is None
+    try:
+        with _stop_on_signals(stop):
+            if own_producer:
+                try:
+                    wait_for_broker(kafka)
+                    ensure_topics(kafka)
+                except BrokerUnavailable as exc:
+                    log.error("%s", exc)
+                    return 1
+                producer = make_producer(kafka)
+            log.info(
+                "producing to %s at %s records/s, %s records, seed %d, from %s",
+                kafka.numbers_topic, config.rate or "max", config.count or "unlimited",
+                config.seed, config.probabilities,
+            )
+            result = produce(
+                producer,
+                kafka.numbers_topic,
+                CategoryStream(config.probabilities, config.drift, config.seed),
+                Pacer(config.rate),
+                metrics,
+                count=config.count,
+                stop=stop,
+            )
+        try:
+            producer.flush(timeout=FLUSH_TIMEOUT_S)
+        except KafkaError as exc:
+            log.error("flush did not finish in %gs: %s", FLUSH_TIMEOUT_S, exc)
+            return 1
+        log.info(
+            "produced %d records in %.1fs (%.0f records/s)%s",
+            result.sent, result.seconds, result.sent / max(result.seconds, 1e-9),
+            ", stopped early" if stop.is_set() else "",
+        )
+        if result.errors:
+            log.error("%d records were not acknowledged by Kafka", result.errors)
+            return 1
+        return 0
+    finally:
+        if own_producer and producer is not None:
+            producer.close(timeout=5)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
