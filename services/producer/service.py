@@ -7,12 +7,10 @@ key) to the numbers topic at ``rate`` records/s until ``count`` records (or fore
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from services.common.codec import encode_value
 from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
 from services.common.settings import ProducerServiceSettings
+from services.common.signals import stop_on_signals
 from services.producer.metrics import ProducerMetrics
 from services.producer.pacing import Pacer
 from services.producer.stream import CategoryStream
@@ -108,25 +107,6 @@ def produce(
     return ProduceResult(sent, clock() - start, on_error)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` (main thread only); the old handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        log.info("%s: stopping after this chunk", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run(
     settings: ProducerServiceSettings,
     *,
@@ -155,7 +135,7 @@ def run(
                  server.server_port)
     own_producer = producer is None
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             if own_producer:
                 try:
                     wait_for_broker(kafka)

@@ -1,0 +1,1 @@
+"""The monitor service: follows the estimates topic and serves /metrics, /healthz, /estimate."""

@@ -1,0 +1,81 @@
+"""The monitor's HTTP server: ``/metrics``, ``/healthz`` and ``/estimate`` on one port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from services.monitor.state import LatestEstimates
+
+__all__ = ["MonitorServer", "start_server"]
+
+log = logging.getLogger(__name__)
+
+
+class MonitorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], registry: CollectorRegistry, state: LatestEstimates
+    ) -> None:
+        self.registry = registry
+        self.state = state
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MonitorServer
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        if url.path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._reply(200, encoder(self.server.registry), content_type)
+        elif url.path == "/healthz":
+            health = self.server.state.health()
+            self._reply(200 if health.ok else 503, (health.reason + "\n").encode(),
+                        "text/plain; charset=utf-8")
+        elif url.path == "/estimate":
+            self._estimate(parse_qs(url.query).get("model_id", [None])[0])
+        else:
+            self._reply(404, b"not found: try /metrics, /healthz or /estimate\n",
+                        "text/plain; charset=utf-8")
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def _estimate(self, model_id: str | None) -> None:
+        state = self.server.state
+        estimate = state.current if model_id is None else state.by_model().get(model_id)
+        if estimate is None:
+            body = json.dumps({"error": "no estimate received yet"}).encode() + b"\n"
+            self._reply(404, body, "application/json")
+        else:
+            self._reply(200, estimate.to_bytes(), "application/json")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+def start_server(
+    host: str, port: int, registry: CollectorRegistry, state: LatestEstimates
+) -> MonitorServer:
+    """Bind (OSError if the port is taken) and serve in a daemon thread; ``shutdown()`` stops."""
+    server = MonitorServer((host, port), registry, state)
+    thread = threading.Thread(target=server.serve_forever, name="monitor-http", daemon=True)
+    thread.start()
+    return server

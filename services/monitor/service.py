@@ -1,0 +1,80 @@
+"""The monitor's composition root: settings → HTTP server, Kafka consumer → follow loop.
+
+``gumbel-stream monitor`` calls ``run(settings)``. The HTTP server starts first, so
+``/healthz`` answers 503 with the reason while Kafka is not reachable yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+
+from services.common.kafka import (
+    BrokerUnavailable,
+    ensure_topics,
+    make_consumer,
+    wait_for_broker,
+)
+from services.common.settings import MonitorServiceSettings
+from services.common.signals import stop_on_signals
+from services.monitor.collector import EstimateCollector
+from services.monitor.follower import EstimateFollower
+from services.monitor.server import start_server
+from services.monitor.state import LatestEstimates
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    settings: MonitorServiceSettings,
+    *,
+    consumer: Any = None,
+    registry: CollectorRegistry | None = None,
+    state: LatestEstimates | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Serve the latest estimate until SIGTERM/SIGINT (or ``stop``); 1 if it cannot start."""
+    kafka, config = settings.kafka, settings.monitor
+    registry = registry if registry is not None else CollectorRegistry()
+    state = state or LatestEstimates(config.model_id, config.stale_after_s)
+    stop = stop or threading.Event()
+    registry.register(EstimateCollector(state))
+    try:
+        server = start_server(config.host, config.port, registry, state)
+    except OSError as exc:
+        log.error("cannot serve on %s:%d (GUMBEL_MONITOR__PORT): %s",
+                  config.host, config.port, exc)
+        return 1
+    log.info("monitor on http://%s:%d (/metrics, /healthz, /estimate)",
+             config.host, server.server_port)
+    own_consumer = consumer is None
+    try:
+        with stop_on_signals(stop):
+            if own_consumer:
+                try:
+                    wait_for_broker(kafka)
+                    ensure_topics(kafka)
+                except BrokerUnavailable as exc:
+                    log.error("%s", exc)
+                    return 1
+                consumer = make_consumer(kafka, client_id="gumbel-monitor")
+            follower = EstimateFollower(consumer, kafka.estimates_topic, state)
+            follower.start()
+            while not stop.is_set():
+                try:
+                    follower.poll_once(timeout_ms=500)
+                except KafkaError as exc:  # the client reconnects by itself; keep serving
+                    log.warning("polling %s failed: %s", kafka.estimates_topic, exc)
+                    stop.wait(1.0)
+        return 0
+    finally:
+        if own_consumer and consumer is not None:
+            consumer.close()
+        server.shutdown()
+        server.server_close()
