@@ -1,0 +1,1 @@
+"""The Ray trainer: actors that learn from Kafka partitions, averaged and checkpointed."""

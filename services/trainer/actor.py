@@ -1,0 +1,358 @@
+"""One trainer replica: consumes its partitions, learns, dead-letters bad records, checkpoints.
+
+A plain class (``services.trainer.service`` makes it a Ray actor). The consuming loop runs in
+a background thread, so ``status``, ``get_weights``/``set_weights``, ``checkpoint`` and
+``stop`` answer while it learns. Learner state and consumed offsets change together under one
+lock, and a checkpoint holds both, so a restart resumes exactly where the state left off:
+no record is skipped or learned twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from services.common.codec import decode_values
+from services.common.kafka import DeadLetterWriter, make_consumer, make_producer, topic_partitions
+from services.common.settings import TrainerServiceSettings
+from services.trainer import learner as learner_api
+from services.trainer.checkpoint import CheckpointStore, encode
+
+__all__ = ["TrainerActor", "owned_partitions", "actor_checkpoint_dir"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
+    """Actor ``index`` of ``num_actors`` owns the partitions ``p % num_actors == index``."""
+    return [p for p in partitions if p % num_actors == index]
+
+
+def actor_checkpoint_dir(checkpoint_dir: Path, model_id: str, index: int) -> Path:
+    return Path(checkpoint_dir) / model_id / f"actor-{index}"
+
+
+class TrainerActor:
+    """Trainer replica ``index`` of ``num_actors``; ``start()`` restores and begins consuming."""
+
+    def __init__(
+        self,
+        settings: TrainerServiceSettings,
+        index: int,
+        num_actors: int,
+        *,
+        device: str | None = None,
+        consumer_factory: Callable[[], Any] | None = None,
+        producer_factory: Callable[[], Any] | None = None,
+        learner_factory: Callable[[], Any] | None = None,
+        autostart: bool = False,
+        exit_on_error: bool = False,
+    ) -> None:
+        if not 0 <= index < num_actors:
+            raise ValueError(f"actor index {index} not in [0, {num_actors})")
+        self.settings = settings
+        self.index = index
+        self.num_actors = num_actors
+        cfg = settings.trainer
+        self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
+        self._consumer_factory = consumer_factory or (
+            lambda: make_consumer(
+                settings.kafka,
+                group_id=cfg.group_id,
+                client_id=f"gumbel-trainer-{cfg.model_id}-{index}",
+            )
+        )
+        self._producer_factory = producer_factory or (
+            lambda: make_producer(settings.kafka, client_id=f"gumbel-dlq-{cfg.model_id}-{index}")
+        )
+        self._learner_factory = learner_factory or (
+            lambda: learner_api.build_learner(
+                cfg.num_categories, cfg.estimator, cfg.seed + index, self.device
+            )
+        )
+        self._exit_on_error = exit_on_error
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store: CheckpointStore | None = None
+        if cfg.checkpoint_dir is not None:
+            self._store = CheckpointStore(
+                actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index)
+            )
+        self.learner: Any = None
+        self._consumer: Any = None
+        self._dlq: DeadLetterWriter | None = None
+        self._partitions: list[int] = []
+        self.offsets: dict[int, int] = {}  # partition -> next offset to learn from
+        self.dead_letters = 0
+        self.steps = 0
+        self._losses = (math.nan, math.nan)
+        self._checkpoint_seq = 0
+        self._restored_seq: int | None = None
+        self._last_checkpoint = time.monotonic()
+        self._pending_commit: dict[int, int] | None = None
+        self._commit_warned = False
+        self.error: str | None = None
+        if autostart:
+            self.start()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, background: bool = True) -> None:
+        """Restore the latest checkpoint, seek to its offsets, start the consuming thread.
+
+        ``background=False`` restores and assigns only; the caller drives ``learn_records``.
+        """
+        if self._thread is not None:
+            return
+        cfg = self.settings.trainer
+        if self._store is not None:
+            self._store.acquire()
+        self.learner = self._learner_factory()
+        restored = self._store.load_latest() if self._store is not None else None
+        if restored is not None:
+            self._apply_checkpoint(restored.state)
+            self._restored_seq = self._checkpoint_seq = restored.seq
+            log.info("actor %d restored checkpoint %s (%d samples, offsets %s)",
+                     self.index, restored.path, learner_api.samples_seen(self.learner),
+                     self.offsets)
+        if self._store is not None:
+            existing = self._store.sequence_numbers()
+            self._checkpoint_seq = max([self._checkpoint_seq, *existing])
+        self._consumer = self._consumer_factory()
+        self._dlq = DeadLetterWriter(self._producer_factory(), self.settings.kafka.dlq_topic)
+        topic = self.settings.kafka.numbers_topic
+        all_partitions = [tp.partition for tp in topic_partitions(self._consumer, topic)]
+        self._partitions = owned_partitions(all_partitions, self.index, self.num_actors)
+        assigned = [TopicPartition(topic, p) for p in self._partitions]
+        self._consumer.assign(assigned)
+        for tp in assigned:
+            self._seek(tp)
+        log.info("actor %d (pid %d, %s) owns partitions %s of %s", self.index, os.getpid(),
+                 self.device, self._partitions, topic)
+        self._last_checkpoint = time.monotonic()
+        if not background:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"trainer-{cfg.model_id}-{self.index}", daemon=True
+        )
+        self._thread.start()
+
+    def _seek(self, tp: TopicPartition) -> None:
+        """Resume at the checkpoint's offset, else the group's committed one, else earliest."""
+        if tp.partition in self.offsets:
+            self._consumer.seek(tp, self.offsets[tp.partition])
+            return
+        committed = None
+        try:
+            committed = self._consumer.committed(tp)
+        except Exception as exc:  # a broker without group support: start from earliest
+            log.warning("actor %d: cannot read committed offset of %s: %s", self.index, tp, exc)
+        if committed is not None:
+            self.offsets[tp.partition] = committed
+            self._consumer.seek(tp, committed)
+        else:
+            self._consumer.seek_to_beginning(tp)
+
+    def stop(self, final_checkpoint: bool = True) -> dict[str, Any]:
+        """Stop consuming, write a last checkpoint, commit, close the clients; the last status."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        if final_checkpoint and self.learner is not None and self.error is None:
+            self.checkpoint()
+            self._commit_pending()
+        status = self.status()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._dlq is not None:
+            self._dlq.flush(timeout_s=30)
+            self._dlq = None
+        if self._store is not None:
+            self._store.release()
+        return status
+
+    # -- the consuming loop -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        cfg = self.settings.trainer
+        try:
+            while not self._stop.is_set():
+                self._commit_pending()
+                if time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval_s:
+                    self.checkpoint()
+                    self._commit_pending()
+                records = self._consumer.poll(
+                    timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_batch
+                )
+                if records:
+                    self.learn_records(records)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("actor %d: consuming loop failed", self.index)
+            if self._exit_on_error:
+                # Let Ray restart this actor from its last checkpoint.
+                os._exit(1)
+
+    def learn_records(self, records: dict[Any, list[Any]]) -> int:
+        """Decode one poll's records, dead-letter the bad ones, learn the good; good count."""
+        values: list[Any] = []
+        partitions: list[int] = []
+        offsets: list[int] = []
+        next_offsets: dict[int, int] = {}
+        for tp, batch in records.items():
+            if not batch:
+                continue
+            for record in batch:
+                values.append(record.value)
+                partitions.append(tp.partition)
+                offsets.append(record.offset)
+            next_offsets[tp.partition] = batch[-1].offset + 1
+        if not values:
+            return 0
+        decoded = decode_values(values, partitions, offsets, self.settings.trainer.num_categories)
+        with self._lock:
+            if decoded.bad:
+                assert self._dlq is not None
+                self.dead_letters += self._dlq.write(decoded.bad)
+            if decoded.values:
+                batch_tensor = torch.tensor(decoded.values, dtype=torch.long)
+                stats = self.learner.learn_many(batch_tensor.to(self.device))
+                self._losses = learner_api.step_losses(stats)
+                self.steps += 1
+            self.offsets.update(next_offsets)
+        return len(decoded.values)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        cfg = self.settings.trainer
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_id": cfg.model_id,
+            "actor": self.index,
+            "num_actors": self.num_actors,
+            "topic": self.settings.kafka.numbers_topic,
+            "offsets": {int(p): int(o) for p, o in self.offsets.items()},
+            "dead_letters": int(self.dead_letters),
+            "steps": int(self.steps),
+            "learner": self.learner.state_dict(),
+            "time": time.time(),
+        }
+
+    def _apply_checkpoint(self, state: dict[str, Any]) -> None:
+        if state.get("num_actors") != self.num_actors:
+            log.warning("actor %d: checkpoint was written with %s actors, now %d; partitions "
+                        "not in the checkpoint resume from the group's committed offset",
+                        self.index, state.get("num_actors"), self.num_actors)
+        self.learner.load_state_dict(state["learner"])
+        self.offsets = {int(p): int(o) for p, o in state["offsets"].items()}
+        self.dead_letters = int(state["dead_letters"])
+        self.steps = int(state["steps"])
+
+    def checkpoint(self) -> int | None:
+        """Write model state and offsets atomically; the checkpoint's sequence number.
+
+        Dead letters sent before the snapshot are flushed before the file exists, and the
+        offsets are committed to Kafka only after it (by the consuming thread).
+        """
+        self._last_checkpoint = time.monotonic()
+        if self.learner is None:
+            return None
+        with self._lock:
+            state = self._checkpoint_state()
+            data = encode(state)  # serialized under the lock: a consistent snapshot
+            offsets = dict(state["offsets"])
+            self._checkpoint_seq += 1
+            seq = self._checkpoint_seq
+        if self._dlq is not None:
+            self._dlq.flush(timeout_s=60)
+        if self._store is not None:
+            self._store.save_bytes(data, state, seq)
+        self._pending_commit = offsets
+        return seq
+
+    def _commit_pending(self) -> None:
+        offsets, self._pending_commit = self._pending_commit, None
+        if not offsets or self._consumer is None:
+            return
+        topic = self.settings.kafka.numbers_topic
+        try:
+            self._consumer.commit(
+                {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+            )
+        except Exception as exc:  # lag visibility only; the checkpoint is the source of truth
+            if not self._commit_warned:
+                log.warning("actor %d: cannot commit offsets to group %r: %s",
+                            self.index, self.settings.trainer.group_id, exc)
+                self._commit_warned = True
+
+    def restore(self) -> int | None:
+        """Reload the latest checkpoint into the learner (the consumer re-seeks next start)."""
+        if self._store is None:
+            return None
+        restored = self._store.load_latest()
+        if restored is None:
+            return None
+        with self._lock:
+            self._apply_checkpoint(restored.state)
+            if self._consumer is not None:
+                topic = self.settings.kafka.numbers_topic
+                for p, o in self.offsets.items():
+                    if p in self._partitions:
+                        self._consumer.seek(TopicPartition(topic, p), o)
+        return restored.seq
+
+    # -- what the coordinator asks --------------------------------------------------------------
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        with self._lock:
+            return learner_api.get_weights(self.learner)
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        with self._lock:
+            learner_api.set_weights(self.learner, weights)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            learner = self.learner
+            ready = learner is not None
+            return {
+                "index": self.index,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "device": self.device,
+                "partitions": list(self._partitions),
+                "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
+                "samples_seen": learner_api.samples_seen(learner) if ready else 0,
+                "baseline_counts": learner_api.baseline_counts(learner) if ready else [],
+                "dead_letters": self.dead_letters,
+                "steps": self.steps,
+                "estimate": learner.estimate().detach().cpu().tolist() if ready else [],
+                "temperature": float(learner.temperature) if ready else math.nan,
+                "generator_loss": self._losses[0],
+                "discriminator_loss": self._losses[1],
+                "checkpoint_seq": self._checkpoint_seq,
+                "restored_seq": self._restored_seq,
+                "running": self._thread is not None and self._thread.is_alive(),
+                "error": self.error,
+            }

@@ -1,0 +1,156 @@
+"""Atomic, checksummed checkpoints of one trainer actor: model state and Kafka offsets together.
+
+A checkpoint is one file ``ckpt-<seq>.pt``: a magic line, the SHA-256 of the payload, then the
+payload (``torch.save`` of a dict). It is written to a temporary file, fsynced, renamed into
+place and the directory fsynced, so a crash leaves either the old or the new file, never a mix.
+A torn or corrupt file fails its checksum and is skipped in favour of the previous one.
+A lock file fences the directory: a second writer (a zombie of a killed trainer) waits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["MAGIC", "CheckpointError", "Checkpoint", "CheckpointStore", "encode", "decode"]
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"GUMBELCKPT1\n"
+_NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is torn, corrupt, or not a checkpoint at all."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    path: Path
+    state: dict[str, Any]
+
+
+def encode(state: dict[str, Any]) -> bytes:
+    """Serialize ``state`` (tensors, numbers, strings, dicts) with its checksum in front."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The state in ``data``; ``CheckpointError`` if the bytes are torn or corrupt."""
+    head = len(MAGIC) + 32
+    if len(data) < head or not data.startswith(MAGIC):
+        raise CheckpointError("not a checkpoint (bad magic or truncated header)")
+    digest, payload = data[len(MAGIC) : head], data[head:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError("checksum mismatch (torn or corrupt file)")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # the checksum matched, so this is a format problem
+        raise CheckpointError(f"cannot unpickle the payload: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"payload is a {type(state).__name__}, expected a dict")
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CheckpointStore:
+    """The checkpoints of one actor in ``directory``: the newest ``keep`` are kept."""
+
+    def __init__(self, directory: Path, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = Path(directory)
+        self.keep = keep
+        self._lock_fd: int | None = None
+
+    def acquire(self, timeout_s: float = 60.0) -> None:
+        """Take the directory's lock, waiting while another process (a zombie) holds it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout_s
+        warned = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise TimeoutError(
+                        f"{self.directory} is locked by another trainer for {timeout_s:g}s"
+                    ) from None
+                if not warned:
+                    log.warning("waiting for the lock of %s (a previous actor still running?)",
+                                self.directory)
+                    warned = True
+                time.sleep(0.2)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def sequence_numbers(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        found = (_NAME.match(p.name) for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def path_of(self, seq: int) -> Path:
+        return self.directory / f"ckpt-{seq:012d}.pt"
+
+    def save(self, state: dict[str, Any], seq: int | None = None) -> Checkpoint:
+        """Write ``state`` atomically as the next checkpoint, then drop the oldest ones."""
+        return self.save_bytes(encode(state), state, seq)
+
+    def save_bytes(self, data: bytes, state: dict[str, Any], seq: int | None = None) -> Checkpoint:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        existing = self.sequence_numbers()
+        if seq is None:
+            seq = (existing[-1] + 1) if existing else 1
+        path = self.path_of(seq)
+        tmp = self.directory / f".{path.name}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)
+        for old in [s for s in self.sequence_numbers() if s < seq][: -(self.keep - 1) or None]:
+            self.path_of(old).unlink(missing_ok=True)
+        return Checkpoint(seq, path, state)
+
+    def load_latest(self) -> Checkpoint | None:
+        """The newest checkpoint that verifies; torn or corrupt ones are logged and skipped."""
+        for seq in reversed(self.sequence_numbers()):
+            path = self.path_of(seq)
+            try:
+                state = decode(path.read_bytes())
+            except (CheckpointError, OSError) as exc:
+                log.warning("skipping checkpoint %s: %s", path, exc)
+                continue
+            return Checkpoint(seq, path, state)
+        return None

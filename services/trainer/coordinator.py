@@ -1,0 +1,172 @@
+"""The driver's side of training: average the replicas, build and publish the ``Estimate``.
+
+Replicas average their weights every ``average_interval_s`` so the published estimate
+reflects all partitions. Exact quantities (counting baselines, samples, dead letters) are
+summed, never averaged. An actor that is restarting is skipped and its last status is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from services.common.schemas import Estimate
+from services.trainer.learner import average_weights
+
+__all__ = ["aggregate", "Coordinator"]
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (RayActorError, GetTimeoutError)
+try:  # Ray >= 2.30: an actor that is restarting raises ActorUnavailableError
+    from ray.exceptions import ActorUnavailableError
+
+    _UNAVAILABLE = (*_UNAVAILABLE, ActorUnavailableError)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _normalized(values: Sequence[float], k: int) -> list[float]:
+    total = float(sum(values))
+    if total <= 0 or not math.isfinite(total):
+        return [1.0 / k] * k
+    return [float(v) / total for v in values]
+
+
+def _finite_mean(values: Sequence[float], default: float) -> float:
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else default
+
+
+def aggregate(
+    statuses: Sequence[dict[str, Any]],
+    *,
+    model_id: str,
+    num_categories: int,
+    estimator: str,
+    timestamp: float | None = None,
+) -> Estimate:
+    """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts."""
+    k = num_categories
+    counts = [0] * k
+    offsets: dict[str, int] = {}
+    estimates = []
+    for status in statuses:
+        for c, n in enumerate(status.get("baseline_counts") or []):
+            counts[c] += int(n)
+        offsets.update(status.get("offsets") or {})
+        if status.get("estimate") and len(status["estimate"]) == k:
+            estimates.append(status["estimate"])
+    mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
+    return Estimate(
+        model_id=model_id,
+        timestamp=time.time() if timestamp is None else timestamp,
+        step=sum(int(s.get("steps", 0)) for s in statuses),
+        samples_seen=sum(int(s.get("samples_seen", 0)) for s in statuses),
+        dead_letters=sum(int(s.get("dead_letters", 0)) for s in statuses),
+        num_categories=k,
+        probabilities=_normalized(mean_estimate or [1.0] * k, k),
+        baseline_probabilities=_normalized(counts, k),
+        temperature=_finite_mean([s.get("temperature", math.nan) for s in statuses], 1.0),
+        generator_loss=_finite_mean([s.get("generator_loss", math.nan) for s in statuses], 0.0),
+        discriminator_loss=_finite_mean(
+            [s.get("discriminator_loss", math.nan) for s in statuses], 0.0
+        ),
+        estimator=estimator,
+        actors=max(1, len(statuses)),
+        offsets=dict(sorted(offsets.items(), key=lambda item: int(item[0]))),
+    )
+
+
+class Coordinator:
+    """Talks to the trainer actors (Ray handles): averages, gathers statuses, publishes."""
+
+    def __init__(
+        self,
+        actors: Sequence[Any],
+        *,
+        model_id: str,
+        num_categories: int,
+        estimator: str,
+        publish: Any,
+        call_timeout_s: float = 30.0,
+    ) -> None:
+        self.actors = list(actors)
+        self.model_id = model_id
+        self.num_categories = num_categories
+        self.estimator = estimator
+        self._publish = publish
+        self.call_timeout_s = call_timeout_s
+        self.last_status: dict[int, dict[str, Any]] = {}
+        self.last_estimate: Estimate | None = None
+
+    def _gather(self, method: str, *args: Any) -> dict[int, Any]:
+        """Call ``method`` on every actor; the answers of those that answered in time."""
+        refs = {i: getattr(a, method).remote(*args) for i, a in enumerate(self.actors)}
+        answers: dict[int, Any] = {}
+        for i, ref in refs.items():
+            try:
+                answers[i] = ray.get(ref, timeout=self.call_timeout_s)
+            except _UNAVAILABLE as exc:
+                log.warning("actor %d did not answer %s (restarting?): %s",
+                            i, method, type(exc).__name__)
+        return answers
+
+    def average(self) -> int:
+        """Average the weights of the replicas that answer and set them back; how many."""
+        weights = self._gather("get_weights")
+        if len(weights) < 2:
+            return len(weights)
+        mean = ray.put(average_weights(list(weights.values())))
+        refs = [self.actors[i].set_weights.remote(mean) for i in weights]
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=self.call_timeout_s)
+            except _UNAVAILABLE:
+                pass
+        return len(weights)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        self.last_status.update(self._gather("status"))
+        return [self.last_status[i] for i in sorted(self.last_status)]
+
+    def estimate(self, statuses: Sequence[dict[str, Any]] | None = None) -> Estimate:
+        estimate = aggregate(
+            self.statuses() if statuses is None else statuses,
+            model_id=self.model_id,
+            num_categories=self.num_categories,
+            estimator=self.estimator,
+        )
+        self.last_estimate = estimate
+        return estimate
+
+    def publish(self, statuses: Sequence[dict[str, Any]] | None = None) -> Estimate:
+        estimate = self.estimate(statuses)
+        self._publish(estimate)
+        return estimate
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop every actor (each writes a final checkpoint); their final statuses."""
+        finals = self._gather("stop")
+        self.last_status.update(finals)
+        return [self.last_status[i] for i in sorted(self.last_status)]
+
+    def errors(self) -> dict[int, str]:
+        return {i: s["error"] for i, s in self.last_status.items() if s.get("error")}
+
+    def pids(self) -> dict[int, int]:
+        return {i: s["pid"] for i, s in self.last_status.items()}
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until every actor answers ``status`` (restored, assigned, consuming)."""
+        deadline = time.monotonic() + timeout_s
+        refs = [a.status.remote() for a in self.actors]
+        for i, ref in enumerate(refs):
+            left = max(1.0, deadline - time.monotonic())
+            self.last_status[i] = ray.get(ref, timeout=left)

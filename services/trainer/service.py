@@ -1,0 +1,177 @@
+"""``gumbel-stream trainer``: start (or join) Ray, run the trainer actors, publish estimates.
+
+The composition root: settings → Kafka topics → Ray actors (``TrainerActor`` made remote
+here, with GPUs and restarts) → ``Coordinator`` → the ``estimates`` topic. SIGTERM or SIGINT
+stops the actors (each writes a final checkpoint) and publishes a final estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.common.kafka import ensure_topics, make_producer, wait_for_broker
+from services.common.schemas import Estimate
+from services.common.settings import TrainerServiceSettings
+from services.trainer.actor import TrainerActor
+from services.trainer.coordinator import Coordinator
+
+__all__ = ["run", "Trainer", "init_ray", "remote_actor_class"]
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 5.0
+
+
+def init_ray(address: str | None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+        namespace="gumbel-stream",
+    )
+    log.info("Ray %s (%s)", "joined at " + address if address else "started locally",
+             ray.cluster_resources())
+    return True
+
+
+def remote_actor_class(settings: TrainerServiceSettings) -> Any:
+    """``TrainerActor`` as a Ray actor class with this deployment's GPUs and restart policy."""
+    import ray
+
+    cfg = settings.trainer
+    return ray.remote(TrainerActor).options(
+        num_cpus=0,  # the learners are small; GPUs (if any) are what actors are placed by
+        num_gpus=cfg.gpus_per_actor,
+        max_restarts=cfg.max_restarts,
+        max_task_retries=0,
+        max_concurrency=4,  # status() answers while checkpoint() writes
+    )
+
+
+class Trainer:
+    """The running trainer: N actors, a coordinator, and the estimates producer."""
+
+    def __init__(
+        self,
+        settings: TrainerServiceSettings,
+        publish: Callable[[Estimate], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._producer: Any = None
+        self._publish = publish or self._publish_to_kafka
+        self.coordinator: Coordinator | None = None
+        self.actors: list[Any] = []
+
+    def _publish_to_kafka(self, estimate: Estimate) -> None:
+        if self._producer is None:
+            self._producer = make_producer(self.settings.kafka, client_id="gumbel-estimates")
+        self._producer.send(
+            self.settings.kafka.estimates_topic,
+            key=estimate.model_id.encode("utf-8"),
+            value=estimate.to_bytes(),
+        )
+
+    def start(self, ready_timeout_s: float = 180.0) -> None:
+        cfg = self.settings.trainer
+        actor_cls = remote_actor_class(self.settings)
+        self.actors = [
+            actor_cls.remote(self.settings, i, cfg.num_actors, autostart=True, exit_on_error=True)
+            for i in range(cfg.num_actors)
+        ]
+        self.coordinator = Coordinator(
+            self.actors,
+            model_id=cfg.model_id,
+            num_categories=cfg.num_categories,
+            estimator=cfg.estimator,
+            publish=self._publish,
+        )
+        self.coordinator.wait_ready(ready_timeout_s)
+        log.info("%d trainer actors running (pids %s)", cfg.num_actors,
+                 sorted(self.coordinator.pids().values()))
+
+    def run(self, stop: threading.Event) -> None:
+        """Average, publish and log on their intervals until ``stop`` is set."""
+        assert self.coordinator is not None, "start() first"
+        cfg = self.settings.trainer
+        now = time.monotonic()
+        next_average = now + cfg.average_interval_s
+        next_publish = now + cfg.publish_interval_s
+        next_log = now + LOG_INTERVAL_S
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_average:
+                self.coordinator.average()
+                next_average = now + cfg.average_interval_s
+            if now >= next_publish:
+                estimate = self.coordinator.publish()
+                next_publish = now + cfg.publish_interval_s
+                if now >= next_log:
+                    self._log_progress(estimate)
+                    next_log = now + LOG_INTERVAL_S
+            stop.wait(max(0.05, min(next_average, next_publish) - time.monotonic()))
+
+    def _log_progress(self, estimate: Estimate) -> None:
+        probs = ",".join(f"{p:.3f}" for p in estimate.probabilities)
+        log.info("learned %d records (%d dead letters) over %d actors; estimate [%s], "
+                 "temperature %.3f", estimate.samples_seen, estimate.dead_letters,
+                 estimate.actors, probs, estimate.temperature)
+        for i, message in (self.coordinator.errors() if self.coordinator else {}).items():
+            log.error("actor %d failed: %s (Ray restarts it)", i, message)
+
+    def stop(self) -> Estimate | None:
+        """Stop the actors (final checkpoints), publish the final estimate, flush."""
+        final = None
+        if self.coordinator is not None:
+            self.coordinator.average()
+            statuses = self.coordinator.stop()
+            if statuses:
+                final = self.coordinator.publish(statuses)
+                log.info("final estimate: %d records learned, %d dead letters, offsets %s",
+                         final.samples_seen, final.dead_letters, final.offsets)
+        if self._producer is not None:
+            self._producer.flush(timeout=30)
+            self._producer.close(timeout=10)
+            self._producer = None
+        return final
+
+
+def run(settings: TrainerServiceSettings) -> int:
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    started_ray = False
+    trainer: Trainer | None = None
+    try:
+        wait_for_broker(settings.kafka)
+        ensure_topics(settings.kafka)
+        started_ray = init_ray(settings.trainer.ray_address)
+        trainer = Trainer(settings)
+        trainer.start()
+        trainer.run(stop)
+        return 0
+    finally:
+        if trainer is not None:
+            trainer.stop()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

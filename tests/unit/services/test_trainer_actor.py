@@ -1,0 +1,332 @@
+"""The trainer actor against in-memory fakes of its consumer, producer and learner."""
+
+from __future__ import annotations
+
+import time
+from collections import namedtuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from kafka import TopicPartition
+
+from services.common.schemas import Estimate
+from services.common.settings import TrainerServiceSettings
+from services.trainer.actor import TrainerActor, owned_partitions
+from services.trainer.coordinator import aggregate
+from services.trainer.learner import average_weights
+
+Record = namedtuple("Record", "topic partition offset key value headers")
+
+
+class FakeConsumer:
+    """A consumer over fixed partitions of raw values; records commits, honours seeks."""
+
+    def __init__(self, topic: str, partitions: dict[int, list[bytes | None]]) -> None:
+        self.topic = topic
+        self.data = partitions
+        self.assigned: list[TopicPartition] = []
+        self.position: dict[int, int] = {}
+        self.committed_offsets: dict[int, int] = {}
+        self.commits: list[dict[int, int]] = []
+        self.closed = False
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(self.data) if topic == self.topic else set()
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = list(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position[tp.partition] = offset
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.position[tp.partition] = 0
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp.partition)
+
+    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        done = {tp.partition: meta.offset for tp, meta in offsets.items()}
+        self.committed_offsets.update(done)
+        self.commits.append(done)
+
+    def poll(self, timeout_ms: int = 0, max_records: int = 500) -> dict[TopicPartition, list]:
+        out: dict[TopicPartition, list] = {}
+        left = max_records
+        for tp in self.assigned:
+            start = self.position.get(tp.partition, 0)
+            values = self.data[tp.partition][start : start + left]
+            if values:
+                out[tp] = [
+                    Record(self.topic, tp.partition, start + j, None, v, [])
+                    for j, v in enumerate(values)
+                ]
+                self.position[tp.partition] = start + len(values)
+                left -= len(values)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, list]] = []
+        self.pending = 0
+        self.flushes = 0
+
+    def send(self, topic: str, value: bytes = b"", key: bytes | None = None,
+             headers: list | None = None) -> None:
+        self.sent.append((topic, value, headers or []))
+        self.pending += 1
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.pending = 0
+        self.flushes += 1
+
+
+class _Counts:
+    def __init__(self, k: int) -> None:
+        self.counts = torch.zeros(k, dtype=torch.float64)
+
+
+class FakeLearner:
+    """Learns the frequencies exactly (its logits are the log counts); enough to test wiring."""
+
+    def __init__(self, num_categories: int = 5, seed: int = 0) -> None:
+        self.k = num_categories
+        self.logits = torch.zeros(num_categories)
+        self.baseline = _Counts(num_categories)
+        self.samples_seen = 0
+        self.temperature = 1.0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def learn_many(self, values: torch.Tensor) -> Any:
+        if values.numel() and (values.min() < 0 or values.max() >= self.k):
+            raise ValueError("value out of range")
+        self.baseline.counts += torch.bincount(values, minlength=self.k).double()
+        self.samples_seen += int(values.numel())
+        self.logits = torch.log(self.baseline.counts.float() + 1.0)
+        self.temperature *= 0.99
+        torch.rand(1, generator=self.generator)
+        return type("Stats", (), {"generator_loss": 0.5, "discriminator_loss": 0.7})()
+
+    def estimate(self) -> torch.Tensor:
+        return torch.softmax(self.logits, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "logits": self.logits.clone(),
+            "counts": self.baseline.counts.clone(),
+            "samples_seen": self.samples_seen,
+            "temperature": self.temperature,
+            "rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.logits = state["logits"].clone()
+        self.baseline.counts = state["counts"].clone()
+        self.samples_seen = int(state["samples_seen"])
+        self.temperature = float(state["temperature"])
+        self.generator.set_state(state["rng"])
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return {"logits": self.logits.clone()}
+
+    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.logits = weights["logits"].clone()
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+TOPIC = "numbers"
+
+
+def _settings(tmp_path: Path | None, **trainer: Any) -> TrainerServiceSettings:
+    options = {"num_categories": 5, "checkpoint_interval_s": 3600.0, "poll_timeout_ms": 1}
+    options.update(trainer)
+    options["checkpoint_dir"] = tmp_path
+    return TrainerServiceSettings(trainer=options)
+
+
+def _data(seed: int = 0, partitions: int = 4, per_partition: int = 50) -> dict[int, list[bytes]]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        p: [str(int(v)).encode() for v in torch.randint(0, 5, (per_partition,), generator=gen)]
+        for p in range(partitions)
+    }
+
+
+def _counts(values: list[bytes | None]) -> list[int]:
+    counts = [0] * 5
+    for v in values:
+        counts[int(v)] += 1
+    return counts
+
+
+def _actor(settings, data, index=0, num_actors=1, consumer=None, producer=None):
+    consumer = consumer or FakeConsumer(TOPIC, data)
+    producer = producer or FakeProducer()
+    actor = TrainerActor(
+        settings, index, num_actors,
+        consumer_factory=lambda: consumer,
+        producer_factory=lambda: producer,
+        learner_factory=lambda: FakeLearner(5),
+    )
+    return actor, consumer, producer
+
+
+def _drain(actor: TrainerActor, consumer: FakeConsumer, max_records: int = 1000) -> None:
+    """Run the loop body by hand until the consumer has nothing more."""
+    while records := consumer.poll(max_records=max_records):
+        actor.learn_records(records)
+
+
+def _start_without_thread(actor: TrainerActor) -> None:
+    actor.start(background=False)
+
+
+def test_partitions_are_split_by_modulo() -> None:
+    assert owned_partitions([0, 1, 2, 3, 4], 0, 2) == [0, 2, 4]
+    assert owned_partitions([0, 1, 2, 3, 4], 1, 2) == [1, 3]
+
+
+def test_actor_learns_only_its_partitions_exactly_once(tmp_path: Path) -> None:
+    data = _data()
+    actor, consumer, _ = _actor(_settings(tmp_path), data, index=1, num_actors=2)
+    actor.start()
+    deadline = time.monotonic() + 10
+    while actor.status()["samples_seen"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status = actor.stop()
+    assert status["partitions"] == [1, 3]
+    assert status["baseline_counts"] == _counts(data[1] + data[3])
+    assert status["offsets"] == {"1": 50, "3": 50}
+
+
+def test_bad_records_go_to_the_dead_letter_topic_with_their_origin(tmp_path: Path) -> None:
+    data = {0: [b"1", b"x", b"2", None, b"7", b"-1", b"\xff", b"3"]}
+    actor, consumer, producer = _actor(_settings(tmp_path), data)
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    assert actor.dead_letters == 5
+    assert actor.status()["baseline_counts"] == [0, 1, 1, 1, 0]
+    sent = [(topic, value, dict(headers)) for topic, value, headers in producer.sent]
+    assert [s[0] for s in sent] == ["numbers.dlq"] * 5
+    assert [s[2]["source_offset"] for s in sent] == [b"1", b"3", b"4", b"5", b"6"]
+    assert all(s[2]["source_partition"] == b"0" for s in sent)
+    assert sent[2][2]["error"].startswith(b"out_of_range")
+
+
+def test_dead_letters_are_flushed_before_the_checkpoint(tmp_path: Path) -> None:
+    actor, consumer, producer = _actor(_settings(tmp_path), {0: [b"bad", b"1"]})
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    assert producer.pending == 1
+    actor.checkpoint()
+    assert producer.pending == 0
+
+
+def test_offsets_are_committed_only_after_a_checkpoint(tmp_path: Path) -> None:
+    actor, consumer, _ = _actor(_settings(tmp_path), _data(partitions=2))
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    actor._commit_pending()
+    assert consumer.commits == []
+    actor.checkpoint()
+    assert consumer.commits == []  # the consuming thread commits, after the file exists
+    actor._commit_pending()
+    assert consumer.commits == [{0: 50, 1: 50}]
+    assert len(list((tmp_path / "default" / "actor-0").glob("ckpt-*.pt"))) == 1
+
+
+def test_restart_resumes_from_the_checkpoint_neither_skipping_nor_repeating(tmp_path: Path) -> None:
+    data = _data(partitions=2, per_partition=100)
+    settings = _settings(tmp_path)
+    first, consumer, _ = _actor(settings, data)
+    _start_without_thread(first)
+    first.learn_records(consumer.poll(max_records=60))
+    first.checkpoint()
+    first.learn_records(consumer.poll(max_records=70))  # learned, never checkpointed: lost
+    first._store.release()  # the process died: the kernel drops its lock
+
+    second, consumer2, _ = _actor(settings, data)
+    _start_without_thread(second)
+    assert second.status()["samples_seen"] == 60
+    _drain(second, consumer2)
+    assert second.status()["baseline_counts"] == _counts(data[0] + data[1])
+    assert second.status()["offsets"] == {"0": 100, "1": 100}
+
+
+def test_without_a_checkpoint_the_committed_offset_is_used(tmp_path: Path) -> None:
+    data = _data(partitions=1)
+    consumer = FakeConsumer(TOPIC, data)
+    consumer.committed_offsets[0] = 30
+    actor, _, _ = _actor(_settings(tmp_path), data, consumer=consumer)
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    assert actor.status()["samples_seen"] == 20
+
+
+def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
+    data = _data(partitions=1, per_partition=100)
+    settings = _settings(tmp_path)
+    first, consumer, _ = _actor(settings, data)
+    _start_without_thread(first)
+    first.learn_records(consumer.poll(max_records=40))
+    first.checkpoint()
+    first.learn_records(consumer.poll(max_records=40))
+    newest = first._store.path_of(first.checkpoint())
+    newest.write_bytes(newest.read_bytes()[:100])
+    first._store.release()
+
+    second, consumer2, _ = _actor(settings, data)
+    _start_without_thread(second)
+    assert second.status()["samples_seen"] == 40
+    _drain(second, consumer2)
+    assert second.status()["baseline_counts"] == _counts(data[0])
+
+
+def test_weights_round_trip_through_get_and_set(tmp_path: Path) -> None:
+    actor, consumer, _ = _actor(_settings(tmp_path), _data(partitions=1))
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    weights = actor.get_weights()
+    actor.set_weights({"logits": torch.zeros(5)})
+    assert torch.allclose(torch.tensor(actor.status()["estimate"]),
+                          torch.full((5,), 0.2))
+    actor.set_weights(weights)
+    assert torch.equal(actor.get_weights()["logits"], weights["logits"])
+
+
+def test_average_weights_is_the_elementwise_mean() -> None:
+    mean = average_weights([{"w": torch.tensor([1.0, 3.0])}, {"w": torch.tensor([3.0, 5.0])}])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0]))
+    with pytest.raises(ValueError, match="replica 1"):
+        average_weights([{"w": torch.zeros(1)}, {"v": torch.zeros(1)}])
+
+
+def test_aggregate_sums_counts_and_averages_estimates() -> None:
+    statuses = [
+        {"baseline_counts": [1, 3], "estimate": [0.2, 0.8], "samples_seen": 4, "steps": 1,
+         "dead_letters": 1, "offsets": {"0": 4}, "temperature": 0.5,
+         "generator_loss": 1.0, "discriminator_loss": float("nan")},
+        {"baseline_counts": [3, 1], "estimate": [0.4, 0.6], "samples_seen": 4, "steps": 2,
+         "dead_letters": 0, "offsets": {"1": 5}, "temperature": 0.7,
+         "generator_loss": 3.0, "discriminator_loss": float("nan")},
+    ]
+    est = aggregate(statuses, model_id="m", num_categories=2, estimator="st", timestamp=1.0)
+    assert est.baseline_probabilities == [0.5, 0.5]
+    assert est.probabilities == pytest.approx([0.3, 0.7])
+    assert (est.samples_seen, est.dead_letters, est.step, est.actors) == (8, 1, 3, 2)
+    assert est.offsets == {"0": 4, "1": 5}
+    assert est.temperature == pytest.approx(0.6)
+    assert est.discriminator_loss == 0.0  # no finite value yet
+    Estimate.from_bytes(est.to_bytes())
+
+
+def test_aggregate_before_any_record_is_uniform() -> None:
+    est = aggregate([{"offsets": {}}], model_id="m", num_categories=4, estimator="st")
+    assert est.probabilities == [0.25] * 4 and est.baseline_probabilities == [0.25] * 4

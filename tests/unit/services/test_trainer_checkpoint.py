@@ -1,0 +1,88 @@
+"""Checkpoints are atomic and checksummed: a torn or corrupt file is never loaded."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.trainer.checkpoint import CheckpointError, CheckpointStore, decode, encode
+
+
+def _state(n: int) -> dict:
+    return {"offsets": {0: n, 2: 2 * n}, "learner": {"w": torch.arange(3.0) * n}, "n": n}
+
+
+def test_round_trip_keeps_tensors_and_offsets(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.save(_state(7))
+    loaded = store.load_latest()
+    assert loaded is not None and loaded.seq == 1
+    assert loaded.state["offsets"] == {0: 7, 2: 14}
+    assert torch.equal(loaded.state["learner"]["w"], torch.arange(3.0) * 7)
+
+
+def test_no_checkpoint_yet_loads_none(tmp_path: Path) -> None:
+    assert CheckpointStore(tmp_path / "missing").load_latest() is None
+
+
+def test_torn_newest_file_falls_back_to_previous(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.save(_state(1))
+    newest = store.save(_state(2))
+    data = newest.path.read_bytes()
+    newest.path.write_bytes(data[: len(data) // 2])  # a write cut short
+    loaded = store.load_latest()
+    assert loaded is not None and loaded.seq == 1 and loaded.state["n"] == 1
+
+
+def test_flipped_byte_fails_the_checksum(tmp_path: Path) -> None:
+    data = bytearray(encode(_state(3)))
+    data[-5] ^= 0xFF
+    with pytest.raises(CheckpointError, match="checksum"):
+        decode(bytes(data))
+
+
+def test_garbage_is_not_a_checkpoint() -> None:
+    with pytest.raises(CheckpointError, match="magic"):
+        decode(b"hello")
+
+
+def test_only_the_last_two_are_kept(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, keep=2)
+    for n in range(5):
+        store.save(_state(n))
+    assert store.sequence_numbers() == [4, 5]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_all_corrupt_loads_none(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.save(_state(1)).path.write_bytes(b"")
+    assert store.load_latest() is None
+
+
+def _hold_lock(directory: str, ready, done) -> None:  # runs in a child process
+    store = CheckpointStore(Path(directory))
+    store.acquire()
+    ready.set()
+    done.wait(10)
+
+
+def test_lock_fences_a_second_writer(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready, done = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, done))
+    child.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(TimeoutError, match="locked"):
+            CheckpointStore(tmp_path).acquire(timeout_s=0.5)
+    finally:
+        done.set()
+        child.join(10)
+    store = CheckpointStore(tmp_path)
+    store.acquire(timeout_s=5)  # the holder is gone: the lock is free again
+    store.release()
