@@ -1,0 +1,62 @@
+"""Argument checks shared by the library: build a precise message, then raise ``ValueError``."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_tau", "check_logits", "check_values", "check_num_categories"]
+
+
+def check_tau(tau: float) -> float:
+    """Return ``tau`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    try:
+        value = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a positive number, got {tau!r}") from None
+    if not value > 0.0 or value == float("inf"):
+        raise ValueError(f"tau must be a finite number > 0, got {value}")
+    return value
+
+
+def check_logits(logits: torch.Tensor, dim: int = -1) -> None:
+    """Raise ``ValueError`` unless ``logits`` is a floating tensor with a non-empty ``dim``."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have at least one dimension (the categories), got a scalar")
+    if not -logits.dim() <= dim < logits.dim():
+        raise ValueError(f"dim={dim} is out of range for logits of shape {tuple(logits.shape)}")
+    if logits.shape[dim] == 0:
+        raise ValueError(f"logits has no categories along dim={dim}: shape {tuple(logits.shape)}")
+
+
+def check_num_categories(num_categories: int) -> int:
+    """Return ``num_categories`` as an int, or raise ``ValueError`` unless it is an int >= 2."""
+    if isinstance(num_categories, bool) or not isinstance(num_categories, int):
+        raise ValueError(f"num_categories must be an int >= 2, got {num_categories!r}")
+    if num_categories < 2:
+        raise ValueError(f"num_categories must be >= 2, got {num_categories}")
+    return num_categories
+
+
+def check_values(values: torch.Tensor, num_categories: int) -> None:
+    """Raise ``ValueError`` unless ``values`` is a 1-D integer tensor of ids in ``[0, K)``."""
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(
+            f"values must be a 1-D torch.LongTensor of category ids, got {type(values).__name__}"
+        )
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"values must be an integer tensor (torch.long), got dtype {values.dtype}")
+    if values.dim() != 1:
+        raise ValueError(f"values must be 1-D, got shape {tuple(values.shape)}")
+    if values.numel() == 0:
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= num_categories:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"values must lie in [0, {num_categories}), got {bad} "
+            f"(num_categories={num_categories})"
+        )
