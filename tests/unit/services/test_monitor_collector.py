@@ -1,0 +1,80 @@
+"""EstimateCollector: the DESIGN §5 metrics, with the right types, from the latest estimate."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.monitor.collector import EstimateCollector, total_variation
+from services.monitor.state import LatestEstimates
+from tests.unit.services.monitor_fakes import make_estimate
+
+DESIGN_METRICS = {  # DESIGN §5, with the type each must have
+    "gumbel_estimated_probability": "gauge",
+    "gumbel_baseline_probability": "gauge",
+    "gumbel_temperature": "gauge",
+    "gumbel_generator_loss": "gauge",
+    "gumbel_discriminator_loss": "gauge",
+    "gumbel_total_variation": "gauge",
+    "gumbel_samples_learned": "counter",  # exposed as gumbel_samples_learned_total
+    "gumbel_dead_letters": "counter",
+    "gumbel_last_estimate_timestamp_seconds": "gauge",
+    "gumbel_build_info": "gauge",
+}
+
+
+def _registry(state: LatestEstimates) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(EstimateCollector(state))
+    return registry
+
+
+def test_exposes_every_design_metric_with_its_type() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate().to_bytes())
+    text = generate_latest(_registry(state)).decode()
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert {name: types.get(name) for name in DESIGN_METRICS} == DESIGN_METRICS
+    assert "gumbel_samples_learned_total 5000.0" in text
+    assert "gumbel_dead_letters_total 3.0" in text
+
+
+def test_values_come_from_the_latest_estimate() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(step=1).to_bytes())
+    state.offer(make_estimate(probabilities=[0.1, 0.1, 0.8], temperature=0.5,
+                              timestamp=1234.5).to_bytes())
+    value = registry.get_sample_value
+    assert value("gumbel_estimated_probability", {"category": "2"}) == 0.8
+    assert value("gumbel_baseline_probability", {"category": "0"}) == 0.25
+    assert value("gumbel_temperature") == 0.5
+    assert value("gumbel_last_estimate_timestamp_seconds") == 1234.5
+    assert value("gumbel_total_variation") == pytest.approx(0.3)
+    assert value("gumbel_generator_loss") == 0.69
+    assert value("gumbel_discriminator_loss") == 1.38
+
+
+def test_no_estimate_series_before_the_first_estimate() -> None:
+    state = LatestEstimates()
+    state.offer(b"garbage")
+    registry = _registry(state)
+    assert registry.get_sample_value("gumbel_estimated_probability", {"category": "0"}) is None
+    names = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert "gumbel_build_info" in names
+    assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 1
+
+
+def test_no_stale_categories_when_k_changes() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate().to_bytes())
+    state.offer(make_estimate(num_categories=2, probabilities=[0.5, 0.5],
+                              baseline_probabilities=[0.5, 0.5]).to_bytes())
+    assert registry.get_sample_value("gumbel_estimated_probability", {"category": "2"}) is None
+
+
+def test_total_variation() -> None:
+    assert total_variation([0.5, 0.5], [0.5, 0.5]) == 0
+    assert total_variation([1.0, 0.0], [0.0, 1.0]) == 1
