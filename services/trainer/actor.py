@@ -233,7 +233,7 @@ class TrainerActor:
                 self.dead_letters += self._dlq.write(decoded.bad)
             if decoded.values:
                 batch_tensor = torch.tensor(decoded.values, dtype=torch.long)
-                stats = self.learner.learn_many(batch_tensor.to(self.device))
+                stats = self.learner.learn_many(batch_tensor)
                 self._losses = learner_api.step_losses(stats)
                 self.steps += 1
             self.offsets.update(next_offsets)

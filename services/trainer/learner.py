@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 __all__ = [
     "build_learner",
     "get_weights",
@@ -28,43 +26,22 @@ def build_learner(num_categories: int, estimator: str, seed: int, device: str) -
     return OnlineGAN(num_categories=num_categories, estimator=estimator, seed=seed, device=device)
 
 
-def get_weights(learner: Any) -> dict[str, torch.Tensor]:
-    """The learner's averaged tensors, detached and on the CPU (to ship between actors)."""
-    if hasattr(learner, "get_weights"):
-        weights = learner.get_weights()
-    else:
-        weights = {
-            name: tensor
-            for name, tensor in learner.state_dict().items()
-            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
-        }
-    return {name: t.detach().to("cpu", copy=True) for name, t in weights.items()}
+def get_weights(learner: Any) -> dict[str, Any]:
+    """The learner's averaged tensors (a nested dict), on the CPU, to ship between actors."""
+    return learner.get_weights()
 
 
-def set_weights(learner: Any, weights: dict[str, torch.Tensor]) -> None:
-    if hasattr(learner, "set_weights"):
-        learner.set_weights(weights)
-        return
-    state = learner.state_dict()
-    state.update(weights)
-    learner.load_state_dict(state)
+def set_weights(learner: Any, weights: dict[str, Any]) -> None:
+    learner.set_weights(weights)
 
 
-def average_weights(replicas: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def average_weights(replicas: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The element-wise mean of the replicas' weights (same names and shapes in each)."""
+    from gumbel_core import average_weights as average
+
     if not replicas:
         raise ValueError("average_weights needs at least one replica")
-    names = set(replicas[0])
-    for i, replica in enumerate(replicas[1:], start=1):
-        if set(replica) != names:
-            message = f"replica {i} has weights {sorted(replica)}, replica 0 {sorted(names)}"
-            raise ValueError(message)
-    return {
-        name: torch.stack([r[name].to(torch.float64) for r in replicas]).mean(0).to(
-            replicas[0][name].dtype
-        )
-        for name in replicas[0]
-    }
+    return average(list(replicas))
 
 
 def baseline_counts(learner: Any) -> list[int]:

@@ -1,0 +1,338 @@
+"""``gumbel-stream up``: broker, producer, trainer and monitor on one machine, one Ctrl-C to stop.
+
+Each service runs as its own ``gumbel-stream <service>`` child in its own process group, with
+its settings passed as ``GUMBEL_...`` environment variables. A progress line (a log line when
+not on a terminal) reads the producer's ``/metrics`` and the monitor's ``/estimate``. On
+SIGINT/SIGTERM the children stop in order (producer, trainer, monitor, broker); whatever they
+started that is still there after that is killed by pid, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from services.brokers import RunningBroker, start_apache_kafka, start_tansu
+from services.common.settings import DriftStep, UpSettings
+from services.common.signals import stop_on_signals
+
+__all__ = ["run", "service_env", "descendants", "start_time", "Child"]
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("producer", "trainer", "monitor")
+SECTIONS = {"producer": ("kafka", "producer"), "trainer": ("kafka", "trainer"),
+            "monitor": ("kafka", "monitor")}
+PROGRESS_INTERVAL_S = 1.0
+LOG_INTERVAL_S = 5.0
+STOP_TIMEOUT_S = 60.0
+
+
+def _env_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and value and isinstance(value[0], DriftStep):
+        return ";".join(
+            f"{step.at:g}{'s' if step.unit == 'seconds' else ''}="
+            + ",".join(repr(p) for p in step.probabilities)
+            for step in value
+        )
+    if isinstance(value, list):
+        return ",".join(repr(v) for v in value) if value else None
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return str(value)
+
+
+def service_env(settings: UpSettings, service: str) -> dict[str, str]:
+    """The ``GUMBEL_...`` variables that give ``service`` the same settings as ``up``."""
+    env: dict[str, str] = {}
+    for section in SECTIONS[service]:
+        model = getattr(settings, section)
+        for name in type(model).model_fields:
+            value = _env_value(getattr(model, name))
+            if value is not None:
+                env[f"GUMBEL_{section.upper()}__{name.upper()}"] = value
+    return env
+
+
+def _ppid_map() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _ppid_map().items():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot); None if gone or a zombie.
+
+    A pid with the start time we saw is the same process, not a reuse of its number.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return None if fields[0] == b"Z" else int(fields[19])
+
+
+def _remember(seen: dict[int, int], children: dict[str, Child]) -> None:
+    for child in children.values():
+        for pid in descendants(child.process.pid):
+            started = start_time(pid)
+            if started is not None:
+                seen.setdefault(pid, started)
+
+
+@dataclass
+class Child:
+    """One service child process, in a process group of its own."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        if self.running():
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %gs: killing it", self.name, timeout_s)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything left in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.process.wait()
+
+
+def _start_child(name: str, env: dict[str, str], log_level: str, log_dir: Path) -> Child:
+    log_file = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
+    command = [sys.executable, "-m", "services.cli", "--log-level", log_level, name]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log_file.close()
+    log.info("started %s (pid %d), log %s", name, process.pid, log_dir / f"{name}.log")
+    return Child(name, process)
+
+
+def _get(url: str, timeout: float = 1.0) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+            return response.read()
+    except Exception:  # not up yet, or between restarts
+        return None
+
+
+def _metric_values(text: str, name: str) -> dict[str, float]:
+    """``{label-or-'': value}`` of one metric in Prometheus text format (one label at most)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        label = head[len(name) :]
+        if label and not label.startswith("{"):
+            continue  # a longer metric name with the same prefix
+        label = label.split('"')[1] if '"' in label else ""
+        try:
+            values[label] = float(value)
+        except ValueError:
+            continue
+    return values
+
+
+@dataclass
+class Progress:
+    produced: int = 0
+    learned: int = 0
+    dead_letters: int = 0
+    estimate: list[float] | None = None
+    temperature: float | None = None
+    total_variation: float | None = None
+
+    def line(self) -> str:
+        parts = [f"produced {self.produced:,}", f"learned {self.learned:,}"]
+        if self.dead_letters:
+            parts.append(f"dead letters {self.dead_letters:,}")
+        if self.estimate is not None:
+            parts.append("estimate [" + " ".join(f"{p:.3f}" for p in self.estimate) + "]")
+        if self.temperature is not None:
+            parts.append(f"tau {self.temperature:.3f}")
+        if self.total_variation is not None:
+            parts.append(f"TV vs truth {self.total_variation:.4f}")
+        return " | ".join(parts)
+
+
+def read_progress(producer_port: int, monitor_port: int, truth: list[float]) -> Progress:
+    progress = Progress()
+    metrics = _get(f"http://127.0.0.1:{producer_port}/metrics")
+    if metrics is not None:
+        text = metrics.decode("utf-8", "replace")
+        produced = _metric_values(text, "gumbel_produced_total")
+        progress.produced = int(produced.get("", 0))
+        true_probs = _metric_values(text, "gumbel_true_probability")
+        if len(true_probs) == len(truth):
+            truth = [true_probs.get(str(c), 0.0) for c in range(len(truth))]
+    body = _get(f"http://127.0.0.1:{monitor_port}/estimate")
+    if body is not None:
+        try:
+            estimate = json.loads(body)
+        except ValueError:
+            estimate = {}
+        if "probabilities" in estimate:
+            progress.learned = int(estimate["samples_seen"])
+            progress.dead_letters = int(estimate["dead_letters"])
+            progress.estimate = [float(p) for p in estimate["probabilities"]]
+            progress.temperature = float(estimate["temperature"])
+            if len(progress.estimate) == len(truth):
+                progress.total_variation = 0.5 * sum(
+                    abs(p - q) for p, q in zip(progress.estimate, truth, strict=True)
+                )
+    return progress
+
+
+def _start_broker(settings: UpSettings, workdir: Path) -> RunningBroker | None:
+    explicit = "bootstrap_servers" in settings.kafka.model_fields_set
+    if settings.broker == "external" or explicit:
+        log.info("using the Kafka broker at %s", settings.kafka.bootstrap_servers)
+        return None
+    if settings.broker == "apache-kafka":
+        return start_apache_kafka(workdir / "kafka")
+    log.info("starting the embedded broker (Tansu, memory only: a demo, not production)")
+    return start_tansu(workdir / "tansu")
+
+
+def run(settings: UpSettings, log_level: str | None = None) -> int:
+    stop = threading.Event()
+    level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    workdir = Path(tempfile.mkdtemp(prefix="gumbel-up-"))
+    children: dict[str, Child] = {}
+    seen: dict[int, int] = {}  # pid -> start time of everything the children started
+    broker: RunningBroker | None = None
+    status = 0
+    tty = sys.stderr.isatty()
+    with stop_on_signals(stop):
+        try:
+            broker = _start_broker(settings, workdir)
+            if broker is not None:
+                kafka = settings.kafka.model_copy(
+                    update={"bootstrap_servers": broker.bootstrap_servers}
+                )
+                settings = settings.model_copy(update={"kafka": kafka})
+                if "checkpoint_dir" not in settings.trainer.model_fields_set:
+                    # The broker's data lives and dies with this run; so do the checkpoints.
+                    trainer = settings.trainer.model_copy(
+                        update={"checkpoint_dir": workdir / "checkpoints"}
+                    )
+                    settings = settings.model_copy(update={"trainer": trainer})
+            for name in ("monitor", "trainer", "producer"):
+                if stop.is_set():
+                    break
+                children[name] = _start_child(name, service_env(settings, name), level, workdir)
+            log.info("running; logs in %s; Ctrl-C stops everything", workdir)
+            status = _watch(settings, children, seen, stop, tty)
+        finally:
+            if tty:
+                sys.stderr.write("\n")
+            status = _shutdown(children, broker, seen) or status
+    return status
+
+
+def _watch(settings: UpSettings, children: dict[str, Child], seen: dict[int, int],
+           stop: threading.Event, tty: bool) -> int:
+    next_log = 0.0
+    while not stop.wait(PROGRESS_INTERVAL_S):
+        _remember(seen, children)
+        for name, child in children.items():
+            code = child.process.poll()
+            if code is None or (name == "producer" and code == 0):
+                continue  # a producer with --count ends by itself; the rest keep going
+            log.error("%s exited with status %d (see its log): stopping", name, code)
+            return 1
+        progress = read_progress(settings.producer.metrics_port, settings.monitor.port,
+                                 settings.producer.probabilities)
+        if tty:
+            sys.stderr.write("\r\x1b[K" + progress.line())
+            sys.stderr.flush()
+        elif time.monotonic() >= next_log:
+            log.info("%s", progress.line())
+            next_log = time.monotonic() + LOG_INTERVAL_S
+    return 0
+
+
+def _shutdown(
+    children: dict[str, Child], broker: RunningBroker | None, seen: dict[int, int]
+) -> int:
+    status = 0
+    _remember(seen, children)
+    for name in ("producer", "trainer", "monitor"):
+        if name in children:
+            code = children[name].stop()
+            log.info("%s stopped (status %d)", name, code)
+            if code not in (0, -signal.SIGTERM, 130, 143):
+                status = 1
+    if broker is not None:
+        broker.stop()
+    leftovers = [pid for pid, started in seen.items() if start_time(pid) == started]
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leftovers:
+        log.warning("killed %d leftover processes: %s", len(leftovers), sorted(leftovers))
+    return status
