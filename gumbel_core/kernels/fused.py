@@ -20,7 +20,7 @@ __all__ = ["fused_gumbel_softmax", "fused_gumbel_noise", "draw_seed", "block_con
 
 # Tuning knobs (to be tuned on an H100; see README "## GPU"). Rows up to SINGLE_MAX_K
 # categories are handled whole by one program; larger rows are swept in LOOP_BLOCK_K chunks.
-SINGLE_MAX_K = int(os.environ.get("GUMBEL_FUSED_SINGLE_MAX_K", "16384"))
+SINGLE_MAX_K = int(os.environ.get("GUMBEL_FUSED_SINGLE_MAX_K", "8192"))
 LOOP_BLOCK_K = int(os.environ.get("GUMBEL_FUSED_LOOP_BLOCK_K", "4096"))
 # Elements per program for the block kernels (several short rows share one program).
 TARGET_BLOCK_ELEMS = int(os.environ.get("GUMBEL_FUSED_BLOCK_ELEMS", "4096"))
@@ -30,10 +30,11 @@ _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
 
 def block_config(num_rows: int, num_categories: int) -> dict[str, int | bool]:
     """Kernel shape for an ``(M, K)`` problem: ``loop``, ``ROWS``, ``BLOCK_K``, ``num_warps``."""
-    block_k = triton.next_power_of_2(num_categories)
+    # >= 4: the noise comes in groups of four categories (one Philox call each).
+    block_k = max(4, triton.next_power_of_2(num_categories))
     if block_k <= SINGLE_MAX_K:
         rows = max(1, min(TARGET_BLOCK_ELEMS // block_k, triton.next_power_of_2(num_rows)))
-        warps = min(16, max(1, rows * block_k // 512))
+        warps = min(16, max(1, rows * block_k // 256))
         return {"loop": False, "ROWS": rows, "BLOCK_K": block_k, "num_warps": warps}
     return {"loop": True, "ROWS": 1, "BLOCK_K": LOOP_BLOCK_K, "num_warps": 8}
 
@@ -168,6 +169,8 @@ def fused_gumbel_noise(
     m, k = shape
     seed_t = _as_seed(seed, torch.device(device))
     out = torch.empty((m, k), dtype=torch.float32, device=device)
-    block = 1024
-    _k.noise_kernel[(triton.cdiv(m * k, block),)](out, seed_t, m * k, BLOCK=block)
+    block_k = min(max(4, triton.next_power_of_2(k)), 1024)
+    rows = max(1, min(1024 // block_k, triton.next_power_of_2(m)))
+    grid = (triton.cdiv(m, rows), triton.cdiv(k, block_k))
+    _k.noise_kernel[grid](out, seed_t, m, k, ROWS=rows, BLOCK_K=block_k)
     return out
