@@ -138,10 +138,8 @@ class Child:
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         if self.running():
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            # The service alone: it stops what it started (Ray shuts its own processes down).
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -295,16 +293,21 @@ def run(settings: UpSettings, log_level: str | None = None) -> int:
 def _watch(settings: UpSettings, children: dict[str, Child], seen: dict[int, int],
            stop: threading.Event, tty: bool) -> int:
     next_log = 0.0
+    produced = 0
     while not stop.wait(PROGRESS_INTERVAL_S):
         _remember(seen, children)
         for name, child in children.items():
             code = child.process.poll()
+            if name == "producer" and code == 0 and settings.producer.count:
+                produced = settings.producer.count  # all sent and acknowledged
             if code is None or (name == "producer" and code == 0):
                 continue  # a producer with --count ends by itself; the rest keep going
             log.error("%s exited with status %d (see its log): stopping", name, code)
             return 1
         progress = read_progress(settings.producer.metrics_port, settings.monitor.port,
                                  settings.producer.probabilities)
+        # A producer with --count is gone once done: keep its last count.
+        produced = progress.produced = max(produced, progress.produced)
         if tty:
             sys.stderr.write("\r\x1b[K" + progress.line())
             sys.stderr.flush()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
+from services.common.signals import stop_on_signals
 from services.trainer.actor import TrainerActor
 from services.trainer.coordinator import Coordinator
 
@@ -150,28 +150,21 @@ class Trainer:
 
 def run(settings: TrainerServiceSettings) -> int:
     stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    started_ray = False
-    trainer: Trainer | None = None
+    wait_for_broker(settings.kafka)
+    ensure_topics(settings.kafka)
+    started_ray = init_ray(settings.trainer.ray_address)
     try:
-        wait_for_broker(settings.kafka)
-        ensure_topics(settings.kafka)
-        started_ray = init_ray(settings.trainer.ray_address)
-        trainer = Trainer(settings)
-        trainer.start()
-        trainer.run(stop)
+        # After ray.init, which installs a SIGTERM handler of its own for drivers.
+        with stop_on_signals(stop):
+            trainer = Trainer(settings)
+            try:
+                trainer.start()
+                trainer.run(stop)
+            finally:
+                trainer.stop()
         return 0
     finally:
-        if trainer is not None:
-            trainer.stop()
         if started_ray:
             import ray
 
             ray.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
