@@ -1,0 +1,118 @@
+"""The Grafana provisioning and dashboard: wiring, panels, and PromQL that parses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import require_binary
+from tests.deploy.helpers import (
+    DASHBOARD,
+    GRAFANA_DIR,
+    dashboard_exprs,
+    load_compose,
+    promql_metric_names,
+)
+
+PROVISIONING = GRAFANA_DIR / "provisioning"
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_datasource_points_at_compose_prometheus_with_the_dashboards_uid(dashboard: dict) -> None:
+    datasources = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in load_compose()["services"]
+    for panel in _panels(dashboard):
+        assert panel["datasource"] == {"type": "prometheus", "uid": source["uid"]}
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == source["uid"]
+
+
+def test_dashboard_provider_loads_the_mounted_folder() -> None:
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "gumbel-stream.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    mounts = load_compose()["services"]["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
+    assert dashboard["uid"] == "gumbel-stream"
+    by_metric: dict[str, list[dict]] = {}
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            for name in promql_metric_names(target["expr"]):
+                by_metric.setdefault(name, []).append(panel)
+    for name in ("gumbel_true_probability", "gumbel_estimated_probability",
+                 "gumbel_temperature", "gumbel_generator_loss", "gumbel_discriminator_loss",
+                 "gumbel_total_variation", "gumbel_produced_total",
+                 "gumbel_samples_learned_total", "gumbel_dead_letters_total"):
+        assert name in by_metric, name
+    exprs = [e for _, e in dashboard_exprs()]
+    assert "sum(rate(gumbel_produced_total[1m]))" in exprs
+    assert "sum(rate(gumbel_samples_learned_total[1m]))" in exprs
+
+
+def test_truth_and_estimate_are_side_by_side_per_category(dashboard: dict) -> None:
+    def only(metric: str) -> dict:
+        (panel,) = [p for p in _panels(dashboard)
+                    if [t["expr"] for t in p["targets"]] == [metric]]
+        return panel
+
+    truth, estimate = only("gumbel_true_probability"), only("gumbel_estimated_probability")
+    assert truth["gridPos"]["y"] == estimate["gridPos"]["y"]
+    assert truth["gridPos"]["x"] + truth["gridPos"]["w"] <= estimate["gridPos"]["x"]
+    for panel in (truth, estimate):
+        assert panel["type"] == "timeseries"
+        assert "{{category}}" in panel["targets"][0]["legendFormat"]
+
+
+def test_panels_do_not_overlap(dashboard: dict) -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        g = panel["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, panel["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses each expression as a recording rule's expr: a real PromQL parse.
+    promtool = require_binary("promtool")
+    exprs = dashboard_exprs()
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)
+    ]}]}
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+
+
+def test_metric_name_extraction() -> None:
+    assert promql_metric_names(
+        'max by (category) (gumbel_a{job="x"}) - on (category) max by (category) (gumbel_b)'
+    ) == {"gumbel_a", "gumbel_b"}
+    assert promql_metric_names("time() - max(gumbel_c)") == {"gumbel_c"}
+    assert promql_metric_names("sum(rate(gumbel_d_total[1m])) > 0 unless x") == {
+        "gumbel_d_total", "x"}

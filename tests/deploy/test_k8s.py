@@ -1,0 +1,131 @@
+"""Kubernetes manifests: core kinds against the Kubernetes schemas (kubernetes-validate),
+KubeRay kinds against KubeRay's own CRD schemas, and the wiring between them."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.helpers import (
+    K8S_DIR,
+    KUBERAY_VERSION,
+    k8s_resources,
+    kuberay_crd_dir,
+    pod_specs,
+    strict_schema,
+)
+
+RESOURCES = k8s_resources()
+IDS = [f"{path.name}:{doc['kind']}/{doc['metadata']['name']}" for path, doc in RESOURCES]
+KUBERAY_KINDS = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+KUBERNETES_VERSION = "1.30.0"
+
+
+def by_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in RESOURCES if doc["kind"] == kind]
+
+
+@functools.cache
+def crd_validator(kind: str) -> Any:
+    import jsonschema
+
+    crd_dir = kuberay_crd_dir()
+    if crd_dir is None:
+        pytest.skip(f"KubeRay {KUBERAY_VERSION} CRDs unavailable (needs `go` and the Go proxy)")
+    crd = yaml.safe_load((crd_dir / KUBERAY_KINDS[kind]).read_text())
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    schema = strict_schema(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.mark.parametrize("path, doc", RESOURCES, ids=IDS)
+def test_manifest_validates_against_its_schema(path: Path, doc: dict[str, Any]) -> None:
+    if doc["kind"] in KUBERAY_KINDS:
+        assert doc["apiVersion"] == "ray.io/v1"
+        errors = sorted(crd_validator(doc["kind"]).iter_errors(doc), key=str)
+        assert not errors, "\n".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10])
+    else:
+        import kubernetes_validate
+
+        # strict: unknown fields are errors too (kubectl --validate=strict)
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_crd_check_rejects_a_misspelt_field() -> None:
+    (cluster,) = by_kind("RayCluster")
+    broken = yaml.safe_load(yaml.safe_dump(cluster))
+    broken["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    assert list(crd_validator("RayCluster").iter_errors(broken))
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+    images = {image["name"] for image in kustomization["images"]}
+    used = {c["image"] for _, doc in RESOURCES for _, pod in pod_specs(doc)
+            for c in pod["containers"]}
+    assert used <= images
+
+
+def test_raycluster_has_a_head_and_a_gpu_worker_group() -> None:
+    (cluster,) = by_kind("RayCluster")
+    spec = cluster["spec"]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in head["resources"].get("limits", {})
+    (gpu,) = spec["workerGroupSpecs"]
+    container = gpu["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
+    assert gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
+    assert container["image"].endswith("-cuda")
+
+
+def test_rayjob_runs_the_trainer_on_the_raycluster() -> None:
+    (cluster,) = by_kind("RayCluster")
+    (job,) = by_kind("RayJob")
+    assert job["spec"]["entrypoint"] == "gumbel-stream trainer"
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+
+
+def test_trainer_actors_fit_on_the_gpu_workers() -> None:
+    (trainer,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"] == "gumbel-trainer"]
+    (kafka,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"] == "gumbel-kafka"]
+    (cluster,) = by_kind("RayCluster")
+    (gpu,) = cluster["spec"]["workerGroupSpecs"]
+    gpus = gpu["replicas"] * gpu["template"]["spec"]["containers"][0]["resources"]["limits"][
+        "nvidia.com/gpu"]
+    actors = int(trainer["data"]["GUMBEL_TRAINER__NUM_ACTORS"])
+    assert actors * float(trainer["data"]["GUMBEL_TRAINER__GPUS_PER_ACTOR"]) <= gpus
+    assert actors <= int(kafka["data"]["GUMBEL_KAFKA__NUM_PARTITIONS"])
+
+
+def test_checkpoints_are_on_the_shared_volume_everywhere_the_actors_run() -> None:
+    (claim,) = by_kind("PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    (trainer,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"] == "gumbel-trainer"]
+    checkpoint_dir = trainer["data"]["GUMBEL_TRAINER__CHECKPOINT_DIR"]
+    (cluster,) = by_kind("RayCluster")
+    for group, pod in pod_specs(cluster):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        volume = volumes[mounts[checkpoint_dir]]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"], group
+
+
+@pytest.mark.parametrize("name", ["producer", "monitor"])
+def test_services_select_their_deployments(name: str) -> None:
+    (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == name]
+    (service,) = [d for d in by_kind("Service") if d["metadata"]["name"] == name]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    port_names = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"]
+                  for p in c["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
