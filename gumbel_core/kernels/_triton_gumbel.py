@@ -70,9 +70,21 @@ def noise_kernel(out_ptr, seed_ptr, M, K, ROWS: tl.constexpr, BLOCK_K: tl.conste
 
 @triton.jit
 def fwd_block_kernel(
-    x_ptr, y_ptr, lse_ptr, seed_ptr, tau_ptr, tau, M, K, stride_xm, stride_ym,
-    HARD: tl.constexpr, SAVE_LSE: tl.constexpr, TAU_FROM_PTR: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    lse_ptr,
+    seed_ptr,
+    tau_ptr,
+    tau,
+    M,
+    K,
+    stride_xm,
+    stride_ym,
+    HARD: tl.constexpr,
+    SAVE_LSE: tl.constexpr,
+    TAU_FROM_PTR: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     seed = tl.load(seed_ptr)
     base = tl.load(seed_ptr + 1)
@@ -98,13 +110,26 @@ def fwd_block_kernel(
         y = e / s[:, None]
         if SAVE_LSE:
             tl.store(lse_ptr + rows, m + tl.log(s), mask=rows < M)
-    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        y_ptr + rows[:, None] * stride_ym + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask
+    )
 
 
 @triton.jit
 def fwd_loop_kernel(
-    x_ptr, y_ptr, lse_ptr, seed_ptr, tau_ptr, tau, M, K, stride_xm, stride_ym,
-    HARD: tl.constexpr, SAVE_LSE: tl.constexpr, TAU_FROM_PTR: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    lse_ptr,
+    seed_ptr,
+    tau_ptr,
+    tau,
+    M,
+    K,
+    stride_xm,
+    stride_ym,
+    HARD: tl.constexpr,
+    SAVE_LSE: tl.constexpr,
+    TAU_FROM_PTR: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
     seed = tl.load(seed_ptr)
@@ -157,9 +182,21 @@ def fwd_loop_kernel(
 
 @triton.jit
 def bwd_block_kernel(
-    x_ptr, gy_ptr, dx_ptr, lse_ptr, seed_ptr, tau_ptr, tau, M, K,
-    stride_xm, stride_gm, stride_dm,
-    TAU_FROM_PTR: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    gy_ptr,
+    dx_ptr,
+    lse_ptr,
+    seed_ptr,
+    tau_ptr,
+    tau,
+    M,
+    K,
+    stride_xm,
+    stride_gm,
+    stride_dm,
+    TAU_FROM_PTR: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     seed = tl.load(seed_ptr)
     base = tl.load(seed_ptr + 1)
@@ -178,14 +215,29 @@ def bwd_block_kernel(
     gy = gy.to(tl.float32)
     dot = tl.sum(gy * y, axis=1)
     dx = y * (gy - dot[:, None]) / tau
-    tl.store(dx_ptr + rows[:, None] * stride_dm + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        dx_ptr + rows[:, None] * stride_dm + cols[None, :],
+        dx.to(dx_ptr.dtype.element_ty),
+        mask=mask,
+    )
 
 
 @triton.jit
 def bwd_loop_kernel(
-    x_ptr, gy_ptr, dx_ptr, lse_ptr, seed_ptr, tau_ptr, tau, M, K,
-    stride_xm, stride_gm, stride_dm,
-    TAU_FROM_PTR: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    gy_ptr,
+    dx_ptr,
+    lse_ptr,
+    seed_ptr,
+    tau_ptr,
+    tau,
+    M,
+    K,
+    stride_xm,
+    stride_gm,
+    stride_dm,
+    TAU_FROM_PTR: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     seed = tl.load(seed_ptr)
     base = tl.load(seed_ptr + 1)

@@ -53,7 +53,9 @@ def draw_seed(device: torch.device, generator: torch.Generator | None = None) ->
 def _as_seed(seed: int | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(seed, torch.Tensor):
         if seed.dtype != torch.int64 or seed.numel() != 2:
-            raise ValueError(f"seed tensor must be int64 (seed, offset), got {seed.dtype} {tuple(seed.shape)}")
+            raise ValueError(
+                f"seed tensor must be int64 (seed, offset), got {seed.dtype} {tuple(seed.shape)}"
+            )
         return seed.to(device).contiguous()
     return torch.tensor([int(seed), 0], dtype=torch.int64, device=device)
 
@@ -108,7 +110,10 @@ def _backward(x2, gy, lse, seed_t, tau, tau_t, tau_ptr):
     else:
         grid = (triton.cdiv(m, cfg["ROWS"]),)
         _k.bwd_block_kernel[grid](
-            *args, TAU_FROM_PTR=tau_ptr, ROWS=cfg["ROWS"], BLOCK_K=cfg["BLOCK_K"],
+            *args,
+            TAU_FROM_PTR=tau_ptr,
+            ROWS=cfg["ROWS"],
+            BLOCK_K=cfg["BLOCK_K"],
             num_warps=cfg["num_warps"],
         )
     return dx
@@ -153,7 +158,9 @@ def fused_gumbel_softmax(
     if logits.dtype not in _SUPPORTED:
         raise ValueError(f"fused_gumbel_softmax supports {_SUPPORTED}, got dtype {logits.dtype}")
     if logits.dim() == 0 or logits.shape[dim] == 0:
-        raise ValueError(f"logits must have a non-empty category dimension, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must have a non-empty category dimension, got {tuple(logits.shape)}"
+        )
     moved = logits.movedim(dim, -1)
     x2 = _rows_view(moved)
     seed_t = draw_seed(logits.device, generator) if seed is None else _as_seed(seed, logits.device)
