@@ -1,0 +1,158 @@
+"""End to end: real Kafka, the three services as `gumbel-stream` processes, real Prometheus.
+
+What a user sees: Prometheus (queried over its HTTP API) shows an estimate close to the
+producer's true distribution, the trainer learned from exactly the records produced, and
+an independent Kafka client (kcat) reads valid Estimates from the ``estimates`` topic.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from services.brokers import free_port
+from services.common.kafka import topic_partitions
+from services.common.schemas import Estimate
+from tests.conftest import require_binary
+from tests.e2e.conftest import GUMBEL_STREAM, Children, Prometheus, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.kafka]
+
+TRUTH = [0.0, 0.0, 0.1, 0.3, 0.6]  # DESIGN's example distribution
+COUNT = 60_000
+PARTITIONS = 4
+
+
+def total_variation(p: dict[int, float], q: list[float]) -> float:
+    return 0.5 * sum(abs(p.get(c, 0.0) - q[c]) for c in range(len(q)))
+
+
+def records_on_topic(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = topic_partitions(consumer, topic)
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def start_monitor(children: Children, bootstrap: str, port: int) -> None:
+    children.start("monitor", [
+        GUMBEL_STREAM, "monitor", "--bootstrap-servers", bootstrap,
+        "--num-partitions", str(PARTITIONS), "--host", "127.0.0.1", "--port", str(port),
+    ])
+
+
+def start_producer(children: Children, bootstrap: str, port: int, rate: int) -> None:
+    children.start("producer", [
+        GUMBEL_STREAM, "producer", "--bootstrap-servers", bootstrap,
+        "--num-partitions", str(PARTITIONS), "--probabilities", ",".join(map(str, TRUTH)),
+        "--count", str(COUNT), "--rate", str(rate), "--seed", "5",
+        "--metrics-port", str(port),
+    ], env={"GUMBEL_PRODUCER__METRICS_HOST": "127.0.0.1"})
+
+
+def test_pipeline(fresh_kafka_broker, children: Children) -> None:
+    kcat = require_binary("kcat")
+    bootstrap = fresh_kafka_broker.bootstrap_servers
+    monitor_port, producer_port = free_port(), free_port()
+    prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
+    start_monitor(children, bootstrap, monitor_port)
+    # Slow enough (about 6 s) for Prometheus to scrape the producer a few times.
+    start_producer(children, bootstrap, producer_port, rate=10_000)
+    children.start("trainer", [
+        GUMBEL_STREAM, "trainer", "--bootstrap-servers", bootstrap,
+        "--num-partitions", str(PARTITIONS), "--num-actors", "2", "--num-categories",
+        str(len(TRUTH)), "--checkpoint-dir", str(children.workdir / "checkpoints"),
+        "--publish-interval", "1",
+    ])
+    started = time.monotonic()
+
+    producer = children.children["producer"].process
+    wait_until(lambda: producer.poll() is not None, 180, "the producer to finish",
+               children.report)
+    assert producer.returncode == 0, children.report()
+    assert records_on_topic(bootstrap, "numbers") == COUNT
+
+    learned = wait_until(
+        lambda: prometheus.scalar("gumbel_samples_learned_total") == COUNT,
+        300, f"Prometheus to show gumbel_samples_learned_total == {COUNT}",
+        lambda: f"last: {prometheus.query('gumbel_samples_learned_total')}\n{children.report()}",
+    )
+    assert learned
+    seconds_to_learn = time.monotonic() - started
+
+    estimate = prometheus.by_category("gumbel_estimated_probability")
+    baseline = prometheus.by_category("gumbel_baseline_probability")
+    truth_seen = prometheus.by_category("max_over_time(gumbel_true_probability[10m])")
+    produced_seen = prometheus.scalar("max_over_time(gumbel_produced_total[10m])")
+    tv = total_variation(estimate, TRUTH)
+    print(f"e2e: learned {COUNT} records in {seconds_to_learn:.1f}s; estimate {estimate}; "
+          f"baseline {baseline}; TV(estimate, truth) = {tv:.4f}; "
+          f"TV(baseline, truth) = {total_variation(baseline, TRUTH):.4f}; "
+          f"gumbel_produced_total last scraped {produced_seen}")
+    assert sorted(estimate) == list(range(len(TRUTH)))
+    assert tv <= 0.05, f"TV {tv:.4f} > 0.05: estimate {estimate}\n{children.report()}"
+    assert total_variation(baseline, TRUTH) <= 0.01  # exact counts of 60,000 draws
+    assert truth_seen == dict(enumerate(TRUTH))  # the producer was scraped too
+    assert produced_seen is not None and 0 < produced_seen <= COUNT
+    assert prometheus.scalar("gumbel_dead_letters_total") == 0
+    assert prometheus.scalar('up{job="monitor"}') == 1
+
+    # An independent client reads what the trainer published.
+    read = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", "estimates", "-e", "-o", "beginning", "-q"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    lines = [line for line in read.stdout.splitlines() if line.strip()]
+    assert lines, read.stderr
+    estimates = [Estimate.model_validate_json(line) for line in lines]
+    assert estimates[-1].samples_seen <= COUNT
+    assert max(e.samples_seen for e in estimates) == COUNT
+    assert estimates[-1].num_categories == len(TRUTH) and estimates[-1].actors == 2
+
+
+def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: Children) -> None:
+    """The metric path without the trainer: an Estimate we publish ourselves."""
+    kcat = require_binary("kcat")
+    bootstrap = fresh_kafka_broker.bootstrap_servers
+    monitor_port, producer_port = free_port(), free_port()
+    prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
+    start_monitor(children, bootstrap, monitor_port)
+    start_producer(children, bootstrap, producer_port, rate=10_000)
+
+    wait_until(lambda: prometheus.scalar('up{job="monitor"}') == 1, 60, "monitor scraped",
+               children.report)
+    published = Estimate(
+        model_id="default", timestamp=time.time(), step=3, samples_seen=1234, dead_letters=1,
+        num_categories=5, probabilities=[0.0, 0.05, 0.1, 0.3, 0.55],
+        baseline_probabilities=TRUTH, temperature=0.5, generator_loss=0.7,
+        discriminator_loss=1.3, estimator="st", actors=2, offsets={"0": 10},
+    )
+    kafka = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    kafka.send("estimates", key=b"default", value=published.to_bytes())
+    kafka.flush()
+    kafka.close()
+
+    wait_until(lambda: prometheus.scalar("gumbel_samples_learned_total") == 1234, 60,
+               "the published estimate in Prometheus", children.report)
+    assert prometheus.by_category("gumbel_estimated_probability")[4] == 0.55
+    assert prometheus.scalar("gumbel_total_variation") == pytest.approx(0.05)
+    assert prometheus.scalar("gumbel_dead_letters_total") == 1
+
+    producer = children.children["producer"].process
+    wait_until(lambda: producer.poll() is not None, 120, "the producer to finish",
+               children.report)
+    assert producer.returncode == 0, children.report()
+    truth_seen = prometheus.by_category("max_over_time(gumbel_true_probability[10m])")
+    assert truth_seen == dict(enumerate(TRUTH))
+    assert records_on_topic(bootstrap, "numbers") == COUNT
+
+    read = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", "estimates", "-e", "-o", "beginning", "-q"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert Estimate.model_validate_json(read.stdout.strip().splitlines()[-1]) == published
