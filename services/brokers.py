@@ -83,6 +83,8 @@ class RunningBroker:
     log_path: Path
     workdir: Path
     restart_args: dict[str, object] = field(default_factory=dict)
+    # Extra kafka-python client settings needed to talk to this broker (SASL credentials).
+    client_config: dict[str, object] = field(default_factory=dict)
 
     @property
     def port(self) -> int:
@@ -134,6 +136,7 @@ def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
             from kafka import KafkaAdminClient  # the readiness probe is a real client request
 
             admin = KafkaAdminClient(
+                **broker.client_config,
                 bootstrap_servers=broker.bootstrap_servers,
                 request_timeout_ms=5000,
                 client_id="gumbel-broker-probe",
@@ -179,6 +182,31 @@ def _server_properties(
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
+def sasl_properties(port: int, controller_port: int, users: dict[str, str]) -> dict[str, str]:
+    """Broker properties for a SASL_PLAINTEXT client listener accepting PLAIN and SCRAM-SHA-256.
+
+    The broker talks to itself as ``admin`` over PLAIN; SCRAM credentials are written into the
+    metadata log when the storage is formatted (see ``start_apache_kafka``).
+    """
+    admin_password = "admin-secret"
+    plain_users = " ".join(f'user_{u}="{p}"' for u, p in {"admin": admin_password, **users}.items())
+    return {
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="admin" password="{admin_password}" {plain_users};'
+        ),
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+    }
+
+
 def start_apache_kafka(
     workdir: Path,
     port: int | None = None,
@@ -186,11 +214,13 @@ def start_apache_kafka(
     extra_properties: dict[str, str] | None = None,
     heap: str = "512m",
     timeout: float = 90.0,
+    sasl_users: dict[str, str] | None = None,
 ) -> RunningBroker:
     """Start Apache Kafka (KRaft, single node) on loopback, its log dir inside ``workdir``.
 
     Calling it again with the same ``workdir`` and ports restarts the broker on the same data,
-    which is how the fault tests restart a hard-killed broker.
+    which is how the fault tests restart a hard-killed broker. With ``sasl_users`` the client
+    listener is SASL_PLAINTEXT (PLAIN and SCRAM-SHA-256, one password per user).
     """
     if not java_available():
         raise BrokerError("Apache Kafka needs Java 17+ (no `java` on PATH)")
@@ -199,16 +229,40 @@ def start_apache_kafka(
     log_dir = workdir / "kafka-logs"
     port = port or free_port()
     controller_port = controller_port or free_port()
+    extra = dict(extra_properties or {})
+    if sasl_users:
+        extra.update(sasl_properties(port, controller_port, sasl_users))
     config = workdir / "server.properties"
-    config.write_text(_server_properties(log_dir, port, controller_port, extra_properties))
+    config.write_text(_server_properties(log_dir, port, controller_port, extra))
     classpath = f"{jars}/*"
-    java = ["java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.yaml'}", "-cp", classpath]
+    java = [
+        "java",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.yaml'}",
+        "-cp",
+        classpath,
+    ]
     if not (log_dir / "meta.properties").exists():
         cluster_id = uuid.uuid4().hex[:22]
+        scram = []
+        for user, password in (sasl_users or {}).items():
+            scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
         fmt = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
-            capture_output=True, text=True, check=False,
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                *scram,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
             raise BrokerError(f"kafka storage format failed: {fmt.stderr.strip()[-2000:]}")
@@ -216,7 +270,9 @@ def start_apache_kafka(
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [*java, "kafka.Kafka", str(config)],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     broker = RunningBroker(
@@ -225,9 +281,22 @@ def start_apache_kafka(
         process=process,
         log_path=log_path,
         workdir=workdir,
-        restart_args={"port": port, "controller_port": controller_port,
-                      "extra_properties": extra_properties, "heap": heap},
+        restart_args={
+            "port": port,
+            "controller_port": controller_port,
+            "extra_properties": extra_properties,
+            "heap": heap,
+        },
     )
+    broker.restart_args["sasl_users"] = sasl_users
+    if sasl_users:
+        user, password = next(iter(sasl_users.items()))
+        broker.client_config = {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": user,
+            "sasl_plain_password": password,
+        }
     _wait_until_ready(broker, timeout)
     log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
     return broker
@@ -257,11 +326,19 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -
     log_path = workdir / "tansu.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [str(tansu_binary()), "broker",
-             "--listener-url", f"tcp://127.0.0.1:{port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-             "--storage-engine", "memory://tansu/"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     broker = RunningBroker("tansu", f"127.0.0.1:{port}", process, log_path, workdir)

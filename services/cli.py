@@ -31,29 +31,63 @@ class Flag:
 
 
 KAFKA_FLAGS = [
-    Flag("--bootstrap-servers", "kafka", "bootstrap_servers", "Kafka bootstrap servers (host:port,...)"),
-    Flag("--num-partitions", "kafka", "num_partitions", "partitions of the numbers topic if created"),
-    Flag("--security-protocol", "kafka", "security_protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Flag(
+        "--bootstrap-servers",
+        "kafka",
+        "bootstrap_servers",
+        "Kafka bootstrap servers (host:port,...)",
+    ),
+    Flag(
+        "--num-partitions", "kafka", "num_partitions", "partitions of the numbers topic if created"
+    ),
+    Flag(
+        "--security-protocol",
+        "kafka",
+        "security_protocol",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    ),
     Flag("--sasl-mechanism", "kafka", "sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
     Flag("--sasl-username", "kafka", "sasl_username", "SASL user"),
 ]
 PRODUCER_FLAGS = [
-    Flag("--probabilities", "producer", "probabilities", "the true distribution, e.g. 0,0,0.1,0.3,0.6"),
+    Flag(
+        "--probabilities",
+        "producer",
+        "probabilities",
+        "the true distribution, e.g. 0,0,0.1,0.3,0.6",
+    ),
     Flag("--rate", "producer", "rate", "records per second (0 = as fast as possible)"),
     Flag("--count", "producer", "count", "stop after N records (0 = forever)"),
     Flag("--seed", "producer", "seed", "random seed of the stream"),
-    Flag("--drift", "producer", "drift", "AT=p0,p1,...;... switch distribution after AT records (or AT seconds with 's')"),
+    Flag(
+        "--drift",
+        "producer",
+        "drift",
+        "AT=p0,p1,...;... switch distribution after AT records (or AT seconds with 's')",
+    ),
     Flag("--metrics-port", "producer", "metrics_port", "port of the producer's /metrics"),
 ]
 TRAINER_FLAGS = [
     Flag("--num-actors", "trainer", "num_actors", "trainer actors (one consumer each)"),
-    Flag("--gpus-per-actor", "trainer", "gpus_per_actor", "GPUs per actor (fractions allowed; 0 = CPU)"),
+    Flag(
+        "--gpus-per-actor",
+        "trainer",
+        "gpus_per_actor",
+        "GPUs per actor (fractions allowed; 0 = CPU)",
+    ),
     Flag("--estimator", "trainer", "estimator", "soft, st, reinmax, rao or gst"),
     Flag("--num-categories", "trainer", "num_categories", "K: categories are 0..K-1"),
     Flag("--checkpoint-dir", "trainer", "checkpoint_dir", "where checkpoints (model + offsets) go"),
-    Flag("--publish-interval", "trainer", "publish_interval_s", "seconds between published estimates"),
+    Flag(
+        "--publish-interval", "trainer", "publish_interval_s", "seconds between published estimates"
+    ),
     Flag("--model-id", "trainer", "model_id", "key of the published estimates"),
-    Flag("--ray-address", "trainer", "ray_address", "join this Ray cluster (default: RAY_ADDRESS or local)"),
+    Flag(
+        "--ray-address",
+        "trainer",
+        "ray_address",
+        "join this Ray cluster (default: RAY_ADDRESS or local)",
+    ),
 ]
 MONITOR_FLAGS = [
     Flag("--port", "monitor", "port", "port of the monitor's /metrics and /healthz"),
@@ -107,15 +141,30 @@ def _add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
 
 SERVICES: dict[str, tuple[str, str, list[Flag], str]] = {
     # name: (module with run(settings), settings class, flags, help)
-    "producer": ("services.producer.service", "ProducerServiceSettings",
-                 KAFKA_FLAGS + PRODUCER_FLAGS, "emit numbers to Kafka"),
-    "trainer": ("services.trainer.service", "TrainerServiceSettings",
-                KAFKA_FLAGS + TRAINER_FLAGS + [TRAINER_SEED], "run the Ray trainer actors"),
-    "monitor": ("services.monitor.service", "MonitorServiceSettings",
-                KAFKA_FLAGS + MONITOR_FLAGS, "serve Prometheus metrics and /healthz"),
-    "up": ("services.up", "UpSettings",
-           KAFKA_FLAGS + PRODUCER_FLAGS + [f for f in TRAINER_FLAGS] + MONITOR_FLAGS,
-           "everything on one machine (embedded broker unless --bootstrap-servers)"),
+    "producer": (
+        "services.producer.service",
+        "ProducerServiceSettings",
+        KAFKA_FLAGS + PRODUCER_FLAGS,
+        "emit numbers to Kafka",
+    ),
+    "trainer": (
+        "services.trainer.service",
+        "TrainerServiceSettings",
+        KAFKA_FLAGS + TRAINER_FLAGS + [TRAINER_SEED],
+        "run the Ray trainer actors",
+    ),
+    "monitor": (
+        "services.monitor.service",
+        "MonitorServiceSettings",
+        KAFKA_FLAGS + MONITOR_FLAGS,
+        "serve Prometheus metrics and /healthz",
+    ),
+    "up": (
+        "services.up",
+        "UpSettings",
+        KAFKA_FLAGS + PRODUCER_FLAGS + [f for f in TRAINER_FLAGS] + MONITOR_FLAGS,
+        "everything on one machine (embedded broker unless --bootstrap-servers)",
+    ),
 }
 
 

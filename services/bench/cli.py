@@ -38,8 +38,12 @@ def _gpu(quick: bool) -> list[BenchResult]:
 
     return [
         BenchResult(
-            name=row["name"], value=row["value"], baseline=row["baseline"], unit=row["unit"],
-            command=row["command"], detail=row.get("device", ""),
+            name=row["name"],
+            value=row["value"],
+            baseline=row["baseline"],
+            unit=row["unit"],
+            command=row["command"],
+            detail=row.get("device", ""),
         )
         for row in run_gpu_bench(quick)
     ]
@@ -57,8 +61,8 @@ def run_bench(names: Sequence[str], as_json: bool = False, quick: bool = False) 
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(
-            f"gumbel-stream: unknown benchmark {', '.join(unknown)} "
-            f"(known: {', '.join(BENCHES)})", file=sys.stderr,
+            f"gumbel-stream: unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHES)})",
+            file=sys.stderr,
         )
         return 2
     selected = list(names) or [n for n, (_, default) in BENCHES.items() if default]

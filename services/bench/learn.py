@@ -59,7 +59,9 @@ class EagerReferenceGAN:
         return torch.softmax(self.logits.detach(), dim=0)
 
 
-def _samples_per_second(learn: Callable[[torch.Tensor], object], batches: list[torch.Tensor]) -> float:
+def _samples_per_second(
+    learn: Callable[[torch.Tensor], object], batches: list[torch.Tensor]
+) -> float:
     learn(batches[0])  # warm-up: first-call allocations
     start = time.perf_counter()
     for batch in batches:
@@ -79,7 +81,11 @@ def run_learn_bench(
 
     torch.set_num_threads(1)
     probs = torch.tensor([0.0, 0.0, 0.1, 0.3, 0.6])[:num_categories]
-    probs = probs / probs.sum() if probs.sum() > 0 else torch.full((num_categories,), 1 / num_categories)
+    probs = (
+        probs / probs.sum()
+        if probs.sum() > 0
+        else torch.full((num_categories,), 1 / num_categories)
+    )
     gen = torch.Generator().manual_seed(0)
     results = []
     for batch_size in batch_sizes:

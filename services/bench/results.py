@@ -62,7 +62,8 @@ def machine_info() -> dict[str, Any]:
 def format_table(results: list[BenchResult]) -> str:
     header = "| name | value | baseline | ratio | unit | detail |\n|---|---:|---:|---:|---|---|\n"
     rows = "".join(
-        f"| {r.name} | {r.value:,.4g} | {r.baseline:,.4g} | {r.ratio:.2f} | {r.unit} | {r.detail} |\n"
+        f"| {r.name} | {r.value:,.4g} | {r.baseline:,.4g} | {r.ratio:.2f} "
+        f"| {r.unit} | {r.detail} |\n"
         for r in results
     )
     return header + rows

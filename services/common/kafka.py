@@ -8,6 +8,7 @@ and fail fast, with the reason, on a wrong password.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,41 @@ def _is_auth_failure(exc: BaseException) -> bool:
     return "authentication" in type(exc).__name__.lower() or "SASL" in type(exc).__name__
 
 
+def _reachable(bootstrap_servers: str) -> bool:
+    """Whether any bootstrap server accepts a TCP connection (the broker process is up)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=2):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+# The broker usually drops a rejected SASL client before kafka-python reads the error, so
+# the client only sees a lost connection. A broker that accepts TCP but fails this many
+# SASL probes in a row is taken to reject our credentials: a wrong password fails fast.
+SASL_PROBES_BEFORE_GIVING_UP = 2
+
+
+class _SaslFailureRecorder(logging.Handler):
+    """Keeps kafka-python's own report of a rejected SASL login.
+
+    kafka-python 3 retries a rejected login inside its bootstrap loop and only logs the
+    reason; recording it lets a wrong password fail fast, with the broker's words.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.failure: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "SaslAuthenticationFailed" in message or "UnsupportedSaslMechanism" in message:
+            self.failure = message
+
+
 def _admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
     config = {**settings.client_config(), "client_id": "gumbel-admin", **overrides}
     return KafkaAdminClient(**config)
@@ -51,12 +87,25 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float | None = None) -> 
     A wrong password is not worth waiting for: it raises ``BrokerUnavailable`` at once.
     """
     timeout_s = settings.connect_timeout_s if timeout_s is None else timeout_s
+    recorder = _SaslFailureRecorder()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(recorder)
+    try:
+        _wait_for_broker(settings, timeout_s, recorder)
+    finally:
+        kafka_log.removeHandler(recorder)
+
+
+def _wait_for_broker(
+    settings: KafkaSettings, timeout_s: float, recorder: _SaslFailureRecorder
+) -> None:
     deadline = time.monotonic() + timeout_s
     attempt = 0
+    sasl_rejections = 0
     while True:
         attempt += 1
         try:
-            admin = _admin(settings, request_timeout_ms=5000)
+            admin = _admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
             try:
                 admin.list_topics()
             finally:
@@ -65,10 +114,22 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float | None = None) -> 
                 log.info("Kafka at %s is up", settings.bootstrap_servers)
             return
         except Exception as exc:  # kafka-python raises many types while a broker starts
-            if _is_auth_failure(exc):
+            uses_sasl = settings.security_protocol.startswith("SASL")
+            sasl_rejections = (
+                sasl_rejections + 1 if (uses_sasl and _reachable(settings.bootstrap_servers)) else 0
+            )
+            if (
+                _is_auth_failure(exc)
+                or recorder.failure
+                or sasl_rejections >= SASL_PROBES_BEFORE_GIVING_UP
+            ):
+                reason = recorder.failure or (
+                    f"the broker answers TCP but dropped every {settings.sasl_mechanism} login "
+                    "(wrong password, unknown user, or a mechanism the broker does not enable)"
+                )
                 raise BrokerUnavailable(
                     f"Kafka at {settings.bootstrap_servers} rejected the credentials "
-                    f"({settings.sasl_mechanism} user {settings.sasl_username!r}): {exc}"
+                    f"({settings.sasl_mechanism} user {settings.sasl_username!r}): {reason}"
                 ) from exc
             if time.monotonic() >= deadline:
                 raise BrokerUnavailable(
@@ -77,7 +138,9 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float | None = None) -> 
                 ) from exc
             log.warning(
                 "waiting for Kafka at %s (attempt %d): %s",
-                settings.bootstrap_servers, attempt, exc or type(exc).__name__,
+                settings.bootstrap_servers,
+                attempt,
+                exc or type(exc).__name__,
             )
             time.sleep(min(5.0, 0.5 * attempt))
 

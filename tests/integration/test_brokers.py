@@ -19,8 +19,11 @@ def _round_trip(bootstrap: str, topic: str, count: int = 200) -> int:
     producer.flush()
     producer.close()
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"{topic}-g",
-        auto_offset_reset="earliest", consumer_timeout_ms=15000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"{topic}-g",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
     )
     received = 0
     for _ in consumer:
@@ -49,8 +52,10 @@ def test_apache_kafka_survives_hard_kill(fresh_kafka_broker) -> None:
     restarted = restart_apache_kafka(fresh_kafka_broker)
     try:
         consumer = KafkaConsumer(
-            "before-kill", bootstrap_servers=restarted.bootstrap_servers,
-            auto_offset_reset="earliest", consumer_timeout_ms=10000,
+            "before-kill",
+            bootstrap_servers=restarted.bootstrap_servers,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10000,
         )
         assert sum(1 for _ in consumer) == 50
         consumer.close()
