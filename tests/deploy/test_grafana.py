@@ -48,6 +48,9 @@ def test_dashboard_provider_loads_the_mounted_folder() -> None:
     assert provider["type"] == "file"
     mounts = load_compose()["services"]["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    home = load_compose()["services"]["grafana"]["environment"][
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/{DASHBOARD.name}"
 
 
 def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
