@@ -95,7 +95,6 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
           f"TV(baseline, truth) = {total_variation(baseline, TRUTH):.4f}; "
           f"gumbel_produced_total last scraped {produced_seen}")
     assert sorted(estimate) == list(range(len(TRUTH)))
-    assert tv <= 0.05, f"TV {tv:.4f} > 0.05: estimate {estimate}\n{children.report()}"
     assert total_variation(baseline, TRUTH) <= 0.01  # exact counts of 60,000 draws
     assert truth_seen == dict(enumerate(TRUTH))  # the producer was scraped too
     assert produced_seen is not None and 0 < produced_seen <= COUNT
@@ -113,6 +112,9 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
     assert estimates[-1].samples_seen <= COUNT
     assert max(e.samples_seen for e in estimates) == COUNT
     assert estimates[-1].num_categories == len(TRUTH) and estimates[-1].actors == 2
+
+    # Last, so that a learner that has not converged still lets everything else be checked.
+    assert tv <= 0.05, f"TV {tv:.4f} > 0.05: estimate {estimate}\n{children.report()}"
 
 
 def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: Children) -> None:
