@@ -133,3 +133,27 @@ def test_large_k_graph_step_runs(k):
         graphed.learn_many(values)
     g_loss, d_loss = graphed.losses()
     assert torch.isfinite(torch.tensor([g_loss, d_loss])).all()
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
+def test_bench_gpu_without_cuda_measures_nothing(caplog):
+    from services.bench.gpu import run_gpu_bench
+
+    assert run_gpu_bench(quick=True) == []
+    assert "no CUDA" in caplog.text
+
+
+@pytest.mark.gpu
+def test_bench_gpu_quick_reports_each_figure_against_its_baseline():
+    from services.bench.gpu import run_gpu_bench
+
+    results = run_gpu_bench(quick=True)
+    names = {r["name"] for r in results}
+    assert {"gpu_step", "gpu_step_1m"} <= names
+    for r in results:
+        assert r["value"] > 0 and r["baseline"] > 0
+        assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
+        assert r["device"] == torch.cuda.get_device_name()
