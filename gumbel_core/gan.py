@@ -43,8 +43,8 @@ class GANConfig:
     max_fake_batch_size: int = 8192
     schedule: str | None = None  # None: the estimator's default (see schedules.default_schedule)
     schedule_options: dict[str, Any] = field(default_factory=dict)
-    ema_decay: float = 0.995  # the reported estimate: EMA of softmax(logits), at most this decay
-    ema_fraction: float = 0.25  # ... and averaging over at most this fraction of past steps
+    ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
+    ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
     init_scale: float = 0.01  # std of the discriminator's initial weights
 
     def __post_init__(self) -> None:
