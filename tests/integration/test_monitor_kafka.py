@@ -123,3 +123,15 @@ def test_healthz_goes_503_200_503(kafka_broker) -> None:
         eventually(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 200, 10)
         eventually(lambda: requests.get(f"{url}/healthz", timeout=5).status_code == 503, 10)
         assert "old" in requests.get(f"{url}/healthz", timeout=5).text
+
+
+def test_smoke_against_tansu(tansu_broker) -> None:
+    # Tansu reports a partition's end as its last batch's base offset; the lookback covers it.
+    bootstrap, topic = tansu_broker.bootstrap_servers, f"estimates-{uuid.uuid4().hex[:8]}"
+    with monitor(bootstrap, topic):
+        pass
+    publish(bootstrap, topic, *[make_estimate(step=i).to_bytes() for i in range(150)])
+    with monitor(bootstrap, topic) as url:
+        eventually(lambda: requests.get(f"{url}/estimate", timeout=5).json().get("step") == 149)
+        publish(bootstrap, topic, make_estimate(step=500).to_bytes())
+        eventually(lambda: requests.get(f"{url}/estimate", timeout=5).json().get("step") == 500)
