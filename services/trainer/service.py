@@ -150,21 +150,23 @@ class Trainer:
 
 def run(settings: TrainerServiceSettings) -> int:
     stop = threading.Event()
-    wait_for_broker(settings.kafka)
-    ensure_topics(settings.kafka)
-    started_ray = init_ray(settings.trainer.ray_address)
-    try:
-        # After ray.init, which installs a SIGTERM handler of its own for drivers.
-        with stop_on_signals(stop):
-            trainer = Trainer(settings)
-            try:
-                trainer.start()
-                trainer.run(stop)
-            finally:
-                trainer.stop()
-        return 0
-    finally:
-        if started_ray:
-            import ray
+    with stop_on_signals(stop):
+        wait_for_broker(settings.kafka)
+        ensure_topics(settings.kafka)
+        started_ray = init_ray(settings.trainer.ray_address)
+        try:
+            # Again: ray.init installs a SIGTERM handler of its own for drivers.
+            with stop_on_signals(stop):
+                trainer = Trainer(settings)
+                try:
+                    if not stop.is_set():
+                        trainer.start()
+                        trainer.run(stop)
+                finally:
+                    trainer.stop()
+            return 0
+        finally:
+            if started_ray:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()

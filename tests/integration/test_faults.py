@@ -1,0 +1,159 @@
+"""Faults mid-stream: a trainer actor's process SIGKILLed (Ray restarts it), the whole trainer
+SIGKILLed and started again. Afterwards every record is learned exactly once.
+
+Each test prints one ``FAULT`` line (run with ``-s``) with the numbers the README reports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from services.common.schemas import Estimate
+from services.up import descendants, service_env, start_time
+from tests.integration.test_trainer_kafka import (
+    RunningTrainer,
+    counts_of,
+    estimate_counts,
+    eventually,
+    make_settings,
+    produce,
+    ray_local,  # noqa: F401 (a fixture)
+    stream,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
+
+
+def produce_slowly(settings, values: list[bytes], chunks: int, pause_s: float) -> threading.Thread:
+    """Write ``values`` in ``chunks`` pieces with pauses, so faults land mid-stream."""
+    size = -(-len(values) // chunks)
+
+    def work() -> None:
+        for start in range(0, len(values), size):
+            produce(settings, values[start : start + size], start=start)
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def report(fault: str, produced: list[bytes], final: Estimate) -> None:
+    learned = estimate_counts(final)
+    truth = counts_of(produced)
+    lost = sum(max(0, t - n) for t, n in zip(truth, learned, strict=True))
+    duplicated = sum(max(0, n - t) for t, n in zip(truth, learned, strict=True))
+    print(f"\nFAULT {fault}: produced={len(produced)} learned={final.samples_seen} "
+          f"lost={lost} duplicated={duplicated}")
+
+
+def test_sigkill_of_one_actor_loses_and_duplicates_nothing(
+    kafka_broker, ray_local, tmp_path  # noqa: F811
+) -> None:
+    import ray
+
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path, max_batch=64)
+    values = stream(6000, seed=3)
+    with RunningTrainer(settings) as running:
+        producer = produce_slowly(settings, values, chunks=12, pause_s=0.5)
+        eventually(lambda: running.learned() >= 1000, 60, "some records learned")
+        victim = running.trainer.actors[0]
+        old_pid = ray.get(victim.status.remote())["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        producer.join(60)
+        eventually(lambda: running.learned() >= len(values), 120, "all records learned")
+        status = ray.get(victim.status.remote())
+        time.sleep(1.5)  # a duplicate would show up as more
+        final = running.stop()
+    assert status["pid"] != old_pid and status["restored_seq"] is not None
+    report("actor-sigkill", values, final)
+    assert final.samples_seen == len(values)
+    assert estimate_counts(final) == counts_of(values)
+
+
+class EstimateReader:
+    """Follows the estimates topic from its beginning; ``latest`` is the last one read."""
+
+    def __init__(self, settings) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
+                                      enable_auto_commit=False)
+        tp = TopicPartition(settings.kafka.estimates_topic, 0)
+        self.consumer.assign([tp])
+        self.consumer.seek_to_beginning(tp)
+        self.latest: Estimate | None = None
+
+    def learned(self) -> int:
+        for batch in self.consumer.poll(timeout_ms=200).values():
+            for record in batch:
+                self.latest = Estimate.from_bytes(record.value)
+        return self.latest.samples_seen if self.latest else 0
+
+
+def start_trainer(settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **service_env(settings, "trainer")}  # type: ignore[arg-type]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "trainer"], env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the trainer, then wait for what it started (Ray) to go, killing stragglers."""
+    tree = {pid: start_time(pid) for pid in descendants(process.pid)}
+    process.kill()
+    process.wait(30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all(start_time(pid) != started for pid, started in tree.items()):
+            return
+        time.sleep(0.5)
+    for pid, started in tree.items():
+        if start_time(pid) == started:
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigkill_of_the_whole_trainer_then_restart_loses_and_duplicates_nothing(
+    kafka_broker, tmp_path
+) -> None:
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path / "ckpt", max_batch=64,
+                             checkpoint_interval_s=1.0)
+    values = stream(6000, seed=4)
+    reader = EstimateReader(settings)
+    first = start_trainer(settings, tmp_path / "trainer-1.log")
+    try:
+        eventually(lambda: reader.learned() >= 0 and reader.latest is not None, 120,
+                   "the first trainer's first estimate")
+        producer = produce_slowly(settings, values, chunks=12, pause_s=1.0)
+        eventually(lambda: reader.learned() >= 1000, 60, "some records learned")
+    finally:
+        kill_tree(first)
+    learned_at_kill = reader.latest.samples_seen if reader.latest else 0
+    log_path = tmp_path / "trainer-2.log"
+    second = start_trainer(settings, log_path)
+    try:
+        eventually(lambda: reader.learned() >= len(values), 180, "all records learned")
+        time.sleep(1.5)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            kill_tree(second)
+    producer.join(10)
+    for _ in range(10):  # read through to the final estimate
+        reader.learned()
+    final = reader.latest
+    assert final is not None
+    print(f"\nlearned before the kill: {learned_at_kill} of {len(values)}")
+    report("trainer-sigkill-restart", values, final)
+    assert final.samples_seen == len(values)
+    assert estimate_counts(final) == counts_of(values)
