@@ -23,7 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         has_cuda = False
     skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
     for item in items:
-        if "gpu" in item.keywords and not has_cuda:
+        # The marker, not the keyword: a test *named* ...gpu... is not a GPU test.
+        if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(skip_gpu)
 
 

@@ -49,9 +49,31 @@ def _gpu(quick: bool) -> list[BenchResult]:
     ]
 
 
+def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
+    """A benchmark that needs the broker the benchmark starts (one per benchmark)."""
+
+    def run(quick: bool) -> list[BenchResult]:
+        from services.bench import streaming
+        from services.common.settings import KafkaSettings
+
+        n = 100_000 if quick else 1_000_000
+        with streaming.bench_broker() as broker:
+            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+            if name == "produce":
+                return [streaming.bench_produce(kafka, n, repeats=1 if quick else 2)]
+            if name == "ingest":
+                return [streaming.bench_ingest(kafka, n, repeats=1 if quick else 2)]
+            return [streaming.bench_scale(kafka, n // 2)]
+
+    return run
+
+
 # name -> (runner, included when no names are given)
 BENCHES: dict[str, tuple[Callable[[bool], list[BenchResult]], bool]] = {
+    "ingest": (_kafka_bench("ingest"), True),
+    "produce": (_kafka_bench("produce"), True),
     "learn": (_learn, True),
+    "scale": (_kafka_bench("scale"), True),
     "quality": (_quality, True),
     "gpu": (_gpu, True),
 }

@@ -1,0 +1,270 @@
+"""Benchmarks on a real Apache Kafka broker the benchmark starts: produce, ingest, scale.
+
+Each figure is ours against the best the same parts can do, in the same run:
+- ``produce``: the producer service's loop vs a bare ``KafkaProducer.send`` loop over
+  precomputed values, both with the same client settings (idempotent, acks=all).
+- ``ingest``: one trainer actor learning from N records vs a bare consumer draining them.
+- ``scale``: two trainer actors (Ray) vs one on a 2-partition topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from services.bench.results import BenchResult
+from services.common.settings import KafkaSettings, TrainerServiceSettings
+
+__all__ = ["bench_broker", "bench_produce", "bench_ingest", "bench_scale"]
+
+log = logging.getLogger(__name__)
+
+PROBABILITIES = [0.0, 0.0, 0.1, 0.3, 0.6]
+
+
+@contextmanager
+def bench_broker() -> Iterator[Any]:
+    """Apache Kafka (from the pinned jars) in a temporary folder, for one benchmark run."""
+    from services.brokers import start_apache_kafka
+
+    with tempfile.TemporaryDirectory(prefix="gumbel-bench-") as workdir:
+        broker = start_apache_kafka(Path(workdir), heap="1g")
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+def _create_topic(kafka: KafkaSettings, topic: str, partitions: int) -> None:
+    from kafka.admin import NewTopic
+
+    from services.common.kafka import _admin
+
+    admin = _admin(kafka)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def _values(n: int, seed: int = 0) -> list[bytes]:
+    import random
+
+    rng = random.Random(seed)
+    ids = rng.choices(range(len(PROBABILITIES)), weights=PROBABILITIES, k=n)
+    encoded = [str(c).encode() for c in range(len(PROBABILITIES))]
+    return [encoded[c] for c in ids]
+
+
+def fill_topic(kafka: KafkaSettings, topic: str, n: int, partitions: int) -> None:
+    """Write ``n`` ASCII records to a new topic (round-robin over partitions)."""
+    from services.common.kafka import make_producer
+
+    _create_topic(kafka, topic, partitions)
+    producer = make_producer(kafka)
+    for i, value in enumerate(_values(n)):
+        producer.send(topic, value, partition=i % partitions)
+    producer.flush()
+    producer.close()
+
+
+def _median_pairs(run_a: Callable[[int], float], run_b: Callable[[int], float], repeats: int):
+    """Run A and B alternately (A B A B ...): a drifting machine affects both alike."""
+    a, b = [], []
+    for i in range(repeats):
+        a.append(run_a(i))
+        b.append(run_b(i))
+    return statistics.median(a), statistics.median(b)
+
+
+# -- produce -------------------------------------------------------------------------------
+
+
+def bench_produce(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
+    from prometheus_client import CollectorRegistry
+
+    from services.common.kafka import make_producer
+    from services.producer.metrics import ProducerMetrics
+    from services.producer.pacing import Pacer
+    from services.producer.service import produce
+    from services.producer.stream import CategoryStream
+
+    values = _values(n)
+
+    def bare(i: int) -> float:
+        topic = f"produce-bare-{i}"
+        _create_topic(kafka, topic, 4)
+        producer = make_producer(kafka)
+        start = time.perf_counter()
+        send = producer.send
+        for value in values:
+            send(topic, value)
+        producer.flush()
+        elapsed = time.perf_counter() - start
+        producer.close()
+        return n / elapsed
+
+    def service(i: int) -> float:
+        topic = f"produce-service-{i}"
+        _create_topic(kafka, topic, 4)
+        producer = make_producer(kafka)
+        stream = CategoryStream(PROBABILITIES, [], seed=i)
+        metrics = ProducerMetrics(CollectorRegistry())
+        start = time.perf_counter()
+        result = produce(producer, topic, stream, Pacer(0), metrics, count=n)
+        producer.flush()
+        elapsed = time.perf_counter() - start
+        producer.close()
+        if result.sent != n or result.errors:
+            raise RuntimeError(f"producer sent {result.sent}/{n}, {result.errors} errors")
+        return n / elapsed
+
+    ours, baseline = _median_pairs(service, bare, repeats)
+    return BenchResult(
+        "produce",
+        ours,
+        baseline,
+        "records/s",
+        "gumbel-stream bench produce",
+        f"{n:,} records, 4 partitions, acks=all idempotent, median of {repeats}",
+    )
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+
+def _trainer_settings(kafka: KafkaSettings, topic: str, checkpoint_dir: Path, **trainer: Any):
+    return TrainerServiceSettings(
+        kafka={
+            **kafka.model_dump(exclude_none=True),
+            "numbers_topic": topic,
+            "sasl_password": None,
+        },
+        trainer={
+            "checkpoint_dir": checkpoint_dir,
+            "checkpoint_interval_s": 3600.0,
+            "group_id": f"bench-{topic}",
+            **trainer,
+        },
+    )
+
+
+def _steady_rate(count: Callable[[], int], n: int, timeout_s: float, every_s: float = 0.2) -> float:
+    """Records/s from the first record counted to the ``n``-th: start-up costs excluded.
+
+    ``count`` is read every ``every_s``: often enough for the timing, rarely enough not to
+    perturb what it measures.
+    """
+    deadline = time.monotonic() + timeout_s
+    first_count, first_time = 0, 0.0
+    while True:
+        seen, now = count(), time.perf_counter()
+        if seen and not first_count:
+            first_count, first_time = seen, now
+        if seen >= n:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"learned {seen}/{n} records in {timeout_s:g}s")
+        time.sleep(every_s)
+    if seen <= first_count:
+        raise RuntimeError("all records arrived within one sample: use more records")
+    return (seen - first_count) / (now - first_time)
+
+
+def bench_ingest(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
+    from services.common.kafka import make_consumer, topic_partitions
+    from services.trainer.actor import TrainerActor
+
+    topic = "ingest"
+    fill_topic(kafka, topic, n, partitions=1)
+
+    def bare(i: int) -> float:
+        consumer = make_consumer(kafka)
+        consumer.assign(topic_partitions(consumer, topic))
+        consumer.seek_to_beginning()
+        seen = first_seen = 0
+        first_time = 0.0
+        while seen < n:
+            for records in consumer.poll(timeout_ms=200, max_records=4096).values():
+                seen += len(records)
+            if seen and not first_seen:  # timed from the first records, like the actor
+                first_seen, first_time = seen, time.perf_counter()
+        elapsed = time.perf_counter() - first_time
+        consumer.close()
+        return (seen - first_seen) / elapsed
+
+    def actor(i: int) -> float:
+        with tempfile.TemporaryDirectory() as checkpoints:
+            settings = _trainer_settings(kafka, topic, Path(checkpoints), num_actors=1)
+            trainer = TrainerActor(settings, 0, 1)
+            trainer.start(background=True)
+            rate = _steady_rate(lambda: trainer.status()["samples_seen"], n, timeout_s=600)
+            trainer.stop(final_checkpoint=False)
+        return rate
+
+    ours, baseline = _median_pairs(actor, bare, repeats)
+    return BenchResult(
+        "ingest",
+        ours,
+        baseline,
+        "records/s",
+        "gumbel-stream bench ingest",
+        f"{n:,} records, 1 partition, 1 actor (in-process) vs bare consumer, steady state "
+        f"(first record to last), median of {repeats}",
+    )
+
+
+# -- scale ---------------------------------------------------------------------------------
+
+
+def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int) -> float:
+    import ray
+
+    from services.trainer.service import remote_actor_class
+
+    with tempfile.TemporaryDirectory() as checkpoints:
+        settings = _trainer_settings(
+            kafka, topic, Path(checkpoints), num_actors=num_actors, model_id=f"scale{num_actors}"
+        )
+        actor_cls = remote_actor_class(settings)
+        actors = [actor_cls.remote(settings, i, num_actors) for i in range(num_actors)]
+        ray.get([a.start.remote() for a in actors])
+        rate = _steady_rate(
+            lambda: sum(s["samples_seen"] for s in ray.get([a.status.remote() for a in actors])),
+            n,
+            timeout_s=600,
+        )
+        ray.get([a.stop.remote(final_checkpoint=False) for a in actors])
+        for a in actors:
+            ray.kill(a)
+    return rate
+
+
+def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
+    from services.trainer.service import init_ray
+
+    topic = "scale"
+    fill_topic(kafka, topic, n, partitions=2)
+    started = init_ray(None)
+    try:
+        one = _ray_actors_rate(kafka, topic, n, 1)
+        two = _ray_actors_rate(kafka, topic, n, 2)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return BenchResult(
+        "scale",
+        two,
+        one,
+        "records/s",
+        "gumbel-stream bench scale",
+        f"{n:,} records, 2 partitions: 2 Ray actors vs 1 on this machine",
+    )
