@@ -28,6 +28,12 @@ def _quality(quick: bool) -> list[BenchResult]:
     return quality_results(quick)
 
 
+def _drift(quick: bool) -> list[BenchResult]:
+    from services.bench.drift import run_drift_bench
+
+    return run_drift_bench(quick)
+
+
 def _gpu(quick: bool) -> list[BenchResult]:
     import torch
 
@@ -74,6 +80,7 @@ BENCHES: dict[str, tuple[Callable[[bool], list[BenchResult]], bool]] = {
     "produce": (_kafka_bench("produce"), True),
     "learn": (_learn, True),
     "scale": (_kafka_bench("scale"), True),
+    "drift": (_drift, True),
     "quality": (_quality, True),
     "gpu": (_gpu, True),
 }
