@@ -297,6 +297,9 @@ class TrainerActor:
             self._consumer.commit(
                 {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
             )
+            if self._commit_warned:
+                log.info("actor %d: committing offsets again", self.index)
+                self._commit_warned = False
         except Exception as exc:  # lag visibility only; the checkpoint is the source of truth
             if not self._commit_warned:
                 log.warning("actor %d: cannot commit offsets to group %r: %s",
