@@ -57,6 +57,5 @@ def check_values(values: torch.Tensor, num_categories: int) -> None:
     if low < 0 or high >= num_categories:
         bad = low if low < 0 else high
         raise ValueError(
-            f"values must lie in [0, {num_categories}), got {bad} "
-            f"(num_categories={num_categories})"
+            f"values must lie in [0, {num_categories}), got {bad} (num_categories={num_categories})"
         )

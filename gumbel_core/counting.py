@@ -57,7 +57,9 @@ class CountingEstimator:
         """Add a ``(K,)`` vector of non-negative counts (e.g. a batch already reduced)."""
         if not isinstance(counts, torch.Tensor) or counts.shape != (self.num_categories,):
             shape = tuple(counts.shape) if isinstance(counts, torch.Tensor) else type(counts)
-            raise ValueError(f"counts must be a tensor of shape ({self.num_categories},), got {shape}")
+            raise ValueError(
+                f"counts must be a tensor of shape ({self.num_categories},), got {shape}"
+            )
         if bool((counts < 0).any()) or not bool(torch.isfinite(counts).all()):
             raise ValueError("counts must be finite and non-negative")
         counts = counts.to(device=self.counts.device, dtype=torch.float64)

@@ -14,7 +14,9 @@ def _check_pair(p: torch.Tensor, q: torch.Tensor) -> None:
         if x.dim() == 0:
             raise ValueError(f"{name} must have a category dimension, got a scalar")
     if p.shape != q.shape:
-        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+        raise ValueError(
+            f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}"
+        )
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -54,9 +54,16 @@ class GANConfig:
                 f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}"
             )
         if self.discriminator not in ("logistic", "mlp"):
-            raise ValueError(f"discriminator must be 'logistic' or 'mlp', got {self.discriminator!r}")
-        for name in ("generator_lr", "discriminator_lr", "hidden_size", "generator_steps",
-                     "max_fake_batch_size"):
+            raise ValueError(
+                f"discriminator must be 'logistic' or 'mlp', got {self.discriminator!r}"
+            )
+        for name in (
+            "generator_lr",
+            "discriminator_lr",
+            "hidden_size",
+            "generator_steps",
+            "max_fake_batch_size",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.fake_batch_size is not None and not self.fake_batch_size > 0:
@@ -157,6 +164,8 @@ class CategoricalGAN(nn.Module):
     True
     """
 
+    real_inputs: torch.Tensor  # (K, K) buffer: the K distinct (smoothed) one-hot real inputs
+
     def __init__(self, config: GANConfig, generator: torch.Generator) -> None:
         super().__init__()
         self.config = config
@@ -200,7 +209,7 @@ class CategoricalGAN(nn.Module):
             The generator loss (non-saturating) and the discriminator loss.
         """
         batch = float(counts.sum())
-        real_weights = counts.to(self.real_inputs.dtype) / batch  # (K,)
+        real_weights = counts.to(torch.float32) / batch  # (K,)
         n_fake = self.fake_batch_size(int(batch))
 
         fake = self.generator(n_fake, self.estimator, tau, rng)  # (N, K)

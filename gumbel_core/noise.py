@@ -62,7 +62,9 @@ def gumbel_noise(
     return (-torch.log(-torch.log(u))).to(dtype)
 
 
-def gumbel_noise_like(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_noise_like(
+    logits: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gumbel noise of the shape, device and dtype of ``logits``.
 
     Examples

@@ -87,7 +87,9 @@ class OnlineGAN:
         fields = {f.name for f in dataclasses.fields(GANConfig)}
         unknown = sorted(set(options) - fields)
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)}; GANConfig has {sorted(fields)}")
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; GANConfig has {sorted(fields)}"
+            )
         self.config = GANConfig(num_categories=num_categories, estimator=estimator, **options)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
@@ -173,7 +175,9 @@ class OnlineGAN:
     def get_weights(self) -> dict[str, Any]:
         """The learned parameters (generator logits, discriminator, reported EMA), on the CPU."""
         return {
-            "generator": {k: v.detach().cpu().clone() for k, v in self.gan.generator.state_dict().items()},
+            "generator": {
+                k: v.detach().cpu().clone() for k, v in self.gan.generator.state_dict().items()
+            },
             "discriminator": {
                 k: v.detach().cpu().clone() for k, v in self.gan.discriminator.state_dict().items()
             },
@@ -186,7 +190,9 @@ class OnlineGAN:
         self.gan.discriminator.load_state_dict(weights["discriminator"])
         ema = weights["estimate_ema"]
         if ema.shape != self._ema.shape:
-            raise ValueError(f"estimate_ema has shape {tuple(ema.shape)}, expected {tuple(self._ema.shape)}")
+            raise ValueError(
+                f"estimate_ema has shape {tuple(ema.shape)}, expected {tuple(self._ema.shape)}"
+            )
         self._ema = ema.to(self.device, self._ema.dtype).clone()
 
     # -- checkpointing ---------------------------------------------------------------------
@@ -219,16 +225,17 @@ class OnlineGAN:
         config = state["config"]
         for name in ("num_categories", "estimator", "discriminator", "hidden_size"):
             if config[name] != getattr(self.config, name):
-                raise ValueError(
-                    f"state has {name}={config[name]!r}, this learner {getattr(self.config, name)!r}"
-                )
+                mine = getattr(self.config, name)
+                raise ValueError(f"state has {name}={config[name]!r}, this learner {mine!r}")
         state = copy.deepcopy(state)
         self.gan.generator.load_state_dict(state["generator"])
         self.gan.discriminator.load_state_dict(state["discriminator"])
         self.gan.g_optimizer.load_state_dict(state["g_optimizer"])
         self.gan.d_optimizer.load_state_dict(state["d_optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self._rng.set_state(state["rng"].cpu() if isinstance(state["rng"], torch.Tensor) else state["rng"])
+        self._rng.set_state(
+            state["rng"].cpu() if isinstance(state["rng"], torch.Tensor) else state["rng"]
+        )
         self._ema = state["estimate_ema"].to(self.device)
         self.baseline.load_state_dict(state["baseline"])
         self.step = int(state["step"])
@@ -236,8 +243,10 @@ class OnlineGAN:
         self.seed = int(state["seed"])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"init": (self.num_categories, self.config.to_dict(), self.seed, str(self.device)),
-                "state": self.state_dict()}
+        return {
+            "init": (self.num_categories, self.config.to_dict(), self.seed, str(self.device)),
+            "state": self.state_dict(),
+        }
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         k, config, seed, device = pickled["init"]
@@ -266,7 +275,7 @@ def _average_tree(items: list[Any]) -> Any:
     if isinstance(first, dict):
         return {k: _average_tree([it[k] for it in items]) for k in first}
     if isinstance(first, (list, tuple)):
-        return type(first)(_average_tree(list(group)) for group in zip(*items))
+        return type(first)(_average_tree(list(group)) for group in zip(*items, strict=True))
     return first
 
 

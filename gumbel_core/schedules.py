@@ -187,7 +187,9 @@ def make_schedule(kind: str, **options: Any) -> TemperatureSchedule:
     try:
         cls = SCHEDULES[kind]
     except KeyError:
-        raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}") from None
+        raise ValueError(
+            f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}"
+        ) from None
     return cls(**options)
 
 

@@ -183,7 +183,9 @@ def run_quality(
             raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     for name in distributions:
         if name not in DISTRIBUTIONS:
-            raise ValueError(f"unknown distribution {name!r}; choose from {', '.join(DISTRIBUTIONS)}")
+            raise ValueError(
+                f"unknown distribution {name!r}; choose from {', '.join(DISTRIBUTIONS)}"
+            )
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
@@ -229,7 +231,9 @@ def run_quality(
                 passed=passed,
                 seconds=sum(r.seconds for r in runs),
                 curve_samples=curve_x,
-                curve_tv_mean=[sum(r.curve[j][1] for r in runs) / len(runs) for j in range(len(curve_x))],
+                curve_tv_mean=[
+                    sum(r.curve[j][1] for r in runs) / len(runs) for j in range(len(curve_x))
+                ],
                 curve_baseline_tv_mean=[
                     sum(r.curve[j][2] for r in runs) / len(runs) for j in range(len(curve_x))
                 ],
@@ -267,8 +271,10 @@ def format_markdown(rows: Sequence[QualityRow], command: str = "") -> str:
     )
     lines.append("|---|---|---:|---:|---:|---:|---:|:---:|")
     for r in rows:
-        zero = "—" if r.zero_max is None else f"{r.zero_max:.4f}" + (
-            " ✓" if r.zero_max < ZERO_TARGET else " ✗"
+        zero = (
+            "—"
+            if r.zero_max is None
+            else f"{r.zero_max:.4f}" + (" ✓" if r.zero_max < ZERO_TARGET else " ✗")
         )
         lines.append(
             f"| {r.variant} | {r.distribution} | {r.num_categories} | {r.tv_mean:.4f} | "
@@ -290,22 +296,28 @@ def plot_curves(rows: Sequence[QualityRow], path: Path) -> None:
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     variants = list(dict.fromkeys(r.variant for r in rows))
-    for ax, dist in zip(axes.flat, dists):
+    for ax, dist in zip(axes.flat, dists, strict=False):
         drows = [r for r in rows if r.distribution == dist]
         for r in drows:
             color = colors[variants.index(r.variant) % len(colors)]
             style = "--" if r.estimator == "soft" else "-"
             ax.plot(r.curve_samples, r.curve_tv_mean, style, color=color, label=r.variant, lw=1.5)
         base = drows[0]
-        ax.plot(base.curve_samples, base.curve_baseline_tv_mean, ":", color="black",
-                label="counting", lw=1.5)
+        ax.plot(
+            base.curve_samples,
+            base.curve_baseline_tv_mean,
+            ":",
+            color="black",
+            label="counting",
+            lw=1.5,
+        )
         ax.axhline(TV_TARGET, color="grey", lw=0.8)
         ax.set_yscale("log")
         ax.set_title(dist, fontsize=10)
         ax.set_xlabel("samples")
         ax.set_ylabel("TV to truth (mean over seeds)")
         ax.grid(True, which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(dists):]:
+    for ax in list(axes.flat)[len(dists) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
@@ -324,9 +336,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256, help="values per learn_many call")
     parser.add_argument("--out", default="deploy/quality", help="folder for quality.md and .png")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
-    parser.add_argument("--variants", default=None, help=f"comma-separated of {', '.join(VARIANTS)}")
     parser.add_argument(
-        "--quick", action="store_true",
+        "--variants", default=None, help=f"comma-separated of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
         help="a smoke run: 2 distributions, st and soft, 1 seed, 30,000 samples",
     )
     args = parser.parse_args(argv)
@@ -354,8 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv)
     )
     rows = run_quality(
-        samples=samples, seeds=seeds, batch_size=args.batch_size, variants=variants,
-        distributions=distributions, jobs=args.jobs, progress=True,
+        samples=samples,
+        seeds=seeds,
+        batch_size=args.batch_size,
+        variants=variants,
+        distributions=distributions,
+        jobs=args.jobs,
+        progress=True,
     )
     table = format_markdown(rows, command.strip())
     print(table)

@@ -84,7 +84,12 @@ def test_bad_tau_raises(tau):
 
 @pytest.mark.parametrize(
     "logits, dim",
-    [(torch.tensor(1.0), -1), (torch.zeros(2, 0), -1), (torch.zeros(3), 1), (torch.zeros(3, dtype=torch.long), -1)],
+    [
+        (torch.tensor(1.0), -1),
+        (torch.zeros(2, 0), -1),
+        (torch.zeros(3), 1),
+        (torch.zeros(3, dtype=torch.long), -1),
+    ],
 )
 def test_bad_shapes_raise(logits, dim):
     with pytest.raises(ValueError):

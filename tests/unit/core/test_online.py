@@ -1,0 +1,238 @@
+"""OnlineGAN: the step, validation, reproducibility, checkpoints, weights and averaging."""
+
+import dataclasses
+import pickle
+
+import pytest
+import torch
+
+from gumbel_core import (
+    ESTIMATORS,
+    CountingEstimator,
+    OnlineGAN,
+    StepStats,
+    average_states,
+    average_weights,
+)
+
+TRUTH = torch.tensor([0.0, 0.0, 0.1, 0.3, 0.6])
+
+
+def batches(n, size=256, seed=0, probs=TRUTH):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.multinomial(probs, size, True, generator=gen) for _ in range(n)]
+
+
+def test_learn_many_returns_step_stats():
+    learner = OnlineGAN(5, seed=0)
+    stats = learner.learn_many(batches(1)[0])
+    assert isinstance(stats, StepStats)
+    assert (stats.step, stats.samples_seen, stats.batch_size) == (1, 256, 256)
+    assert stats.temperature == learner.temperature
+    assert stats.generator_loss > 0 and stats.discriminator_loss > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.step = 3  # type: ignore[misc]
+
+
+def test_estimate_is_a_distribution_and_the_baseline_counts_the_same_values():
+    learner = OnlineGAN(5, seed=0)
+    data = batches(5)
+    for b in data:
+        learner.learn_many(b)
+    est = learner.estimate()
+    assert est.shape == (5,) and abs(est.sum().item() - 1) < 1e-6 and (est >= 0).all()
+    assert isinstance(learner.baseline, CountingEstimator)
+    expected = torch.bincount(torch.cat(data), minlength=5).double()
+    assert torch.equal(learner.baseline.counts, expected)
+    assert learner.samples_seen == 5 * 256
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        (torch.tensor([0, 5]), r"\[0, 5\)"),
+        (torch.tensor([-1, 0]), r"\[0, 5\)"),
+        (torch.tensor([0.0, 1.0]), "integer"),
+        (torch.tensor([[0, 1]]), "1-D"),
+        (torch.tensor([], dtype=torch.long), "empty"),
+        ([1, 2], "LongTensor"),
+    ],
+)
+def test_bad_values_raise_and_change_nothing(values, match):
+    learner = OnlineGAN(5, seed=0)
+    before = learner.state_dict()
+    with pytest.raises(ValueError, match=match):
+        learner.learn_many(values)
+    assert learner.step == 0 and learner.samples_seen == 0
+    assert torch.equal(learner.state_dict()["generator"]["logits"], before["generator"]["logits"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_categories": 1},
+        {"num_categories": 5, "estimator": "nope"},
+        {"num_categories": 5, "bogus_option": 1},
+        {"num_categories": 5, "generator_lr": 0.0},
+        {"num_categories": 5, "discriminator": "cnn"},
+        {
+            "num_categories": 5,
+            "estimator": "reinmax",
+            "schedule": "constant",
+            "schedule_options": {"tau": 0.5},
+        },
+    ],
+)
+def test_bad_configuration_raises(kwargs):
+    with pytest.raises(ValueError):
+        OnlineGAN(**kwargs)
+
+
+def test_inputs_not_mutated():
+    learner = OnlineGAN(5, seed=0)
+    values = batches(1)[0]
+    before = values.clone()
+    learner.learn_many(values)
+    assert torch.equal(values, before)
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_same_seed_same_result(estimator):
+    runs = []
+    for _ in range(2):
+        learner = OnlineGAN(5, estimator, seed=3)
+        for b in batches(20):
+            learner.learn_many(b)
+        runs.append(learner.estimate())
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_different_seeds_differ():
+    a, b = OnlineGAN(5, seed=0), OnlineGAN(5, seed=1)
+    for x in batches(5):
+        a.learn_many(x)
+        b.learn_many(x)
+    assert not torch.equal(a.estimate(), b.estimate())
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+@pytest.mark.parametrize("discriminator", ["logistic", "mlp"])
+def test_state_dict_round_trip_continues_bit_identically(estimator, discriminator):
+    data = batches(30)
+    reference = OnlineGAN(5, estimator, seed=0, discriminator=discriminator)
+    for b in data[:15]:
+        reference.learn_many(b)
+    state = reference.state_dict()
+    restored = OnlineGAN(5, estimator, seed=99, discriminator=discriminator)  # other seed
+    restored.load_state_dict(state)
+    for b in data[15:]:
+        s1, s2 = reference.learn_many(b), restored.learn_many(b)
+        assert s1 == s2
+    assert torch.equal(reference.estimate(), restored.estimate())
+    assert torch.equal(reference.baseline.counts, restored.baseline.counts)
+    assert reference.temperature == restored.temperature
+
+
+def test_state_dict_survives_torch_save(tmp_path):
+    learner = OnlineGAN(5, "soft", seed=0)
+    for b in batches(5):
+        learner.learn_many(b)
+    torch.save(learner.state_dict(), tmp_path / "ckpt.pt")
+    restored = OnlineGAN(5, "soft", seed=0)
+    restored.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=False))
+    nxt = batches(1, seed=7)[0]
+    assert learner.learn_many(nxt) == restored.learn_many(nxt)
+
+
+def test_state_dict_is_a_copy():
+    learner = OnlineGAN(5, seed=0)
+    state = learner.state_dict()
+    learner.learn_many(batches(1)[0])
+    assert state["step"] == 0 and not torch.equal(
+        state["generator"]["logits"], learner.state_dict()["generator"]["logits"]
+    )
+
+
+def test_loading_a_mismatched_state_raises():
+    with pytest.raises(ValueError, match="num_categories"):
+        OnlineGAN(4).load_state_dict(OnlineGAN(5).state_dict())
+    with pytest.raises(ValueError, match="estimator"):
+        OnlineGAN(5, "st").load_state_dict(OnlineGAN(5, "gst").state_dict())
+
+
+def test_pickling_round_trip_continues_identically():
+    learner = OnlineGAN(5, "rao", seed=0, generator_lr=0.01)
+    for b in batches(5):
+        learner.learn_many(b)
+    clone = pickle.loads(pickle.dumps(learner))
+    assert clone.config == learner.config
+    nxt = batches(3, seed=5)
+    for b in nxt:
+        assert clone.learn_many(b) == learner.learn_many(b)
+
+
+def test_weights_round_trip_and_averaging():
+    a, b = OnlineGAN(5, seed=0), OnlineGAN(5, seed=1)
+    for x, y in zip(batches(10, seed=1), batches(10, seed=2), strict=True):
+        a.learn_many(x)
+        b.learn_many(y)
+    wa, wb = a.get_weights(), b.get_weights()
+    avg = average_weights([wa, wb])
+    expected = (wa["generator"]["logits"] + wb["generator"]["logits"]) / 2
+    assert torch.allclose(avg["generator"]["logits"], expected)
+    a.set_weights(avg)
+    b.set_weights(avg)
+    assert torch.equal(a.estimate(), b.estimate())
+    assert torch.equal(a.generator_probabilities(), b.generator_probabilities())
+
+
+def test_average_states_merges_replicas():
+    a, b = OnlineGAN(5, seed=0), OnlineGAN(5, seed=1)
+    for x in batches(4, seed=1):
+        a.learn_many(x)
+    for x in batches(6, seed=2):
+        b.learn_many(x)
+    merged = average_states([a.state_dict(), b.state_dict()])
+    learner = OnlineGAN(5, seed=0)
+    learner.load_state_dict(merged)
+    assert learner.samples_seen == 10 * 256 and learner.step == 6
+    assert learner.baseline.counts.sum().item() == 10 * 256
+    expected = (a.state_dict()["estimate_ema"] + b.state_dict()["estimate_ema"]) / 2
+    assert torch.allclose(learner.state_dict()["estimate_ema"], expected)
+    learner.learn_many(batches(1)[0])  # optimizer state is usable
+
+
+def test_average_of_nothing_raises():
+    with pytest.raises(ValueError):
+        average_weights([])
+    with pytest.raises(ValueError):
+        average_states([])
+
+
+def test_reheat_restarts_the_schedule():
+    learner = OnlineGAN(
+        5,
+        "soft",
+        seed=0,
+        schedule="exponential",
+        schedule_options={"initial": 2.0, "floor": 0.5, "rate": 0.1, "every": 1},
+    )
+    for b in batches(10):
+        learner.learn_many(b)
+    assert learner.temperature < 2.0
+    learner.reheat()
+    assert learner.temperature == 2.0
+
+
+@pytest.mark.parametrize("size", [1, 64, 65536])
+def test_any_batch_size(size):
+    learner = OnlineGAN(5, seed=0)
+    stats = learner.learn_many(batches(1, size=size)[0])
+    assert stats.batch_size == size and torch.isfinite(learner.estimate()).all()
+
+
+def test_cuda_request_without_cuda_raises():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="CUDA"):
+        OnlineGAN(5, device="cuda")
