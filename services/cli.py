@@ -66,6 +66,10 @@ PRODUCER_FLAGS = [
         "AT=p0,p1,...;... switch distribution after AT records (or AT seconds with 's')",
     ),
     Flag("--metrics-port", "producer", "metrics_port", "port of the producer's /metrics"),
+    Flag(
+        "--linger", "producer", "linger_s",
+        "seconds to keep serving /metrics after the last record (so a scrape sees the total)",
+    ),
 ]
 TRAINER_FLAGS = [
     Flag("--num-actors", "trainer", "num_actors", "trainer actors (one consumer each)"),
@@ -92,6 +96,8 @@ TRAINER_FLAGS = [
 MONITOR_FLAGS = [
     Flag("--port", "monitor", "port", "port of the monitor's /metrics and /healthz"),
     Flag("--host", "monitor", "host", "address the monitor binds to"),
+    Flag("--stale-after", "monitor", "stale_after_s", "seconds after which /healthz reports stale"),
+    Flag("--monitor-model-id", "monitor", "model_id", "only this model's estimates (default: any)"),
 ]
 TRAINER_SEED = Flag("--seed", "trainer", "seed", "random seed of the learner")
 

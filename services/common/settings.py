@@ -167,6 +167,9 @@ class ProducerSettings(BaseModel):
     drift: DriftSchedule = Field(default_factory=list)
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9107, ge=0, le=65535)
+    linger_s: float = Field(
+        0.0, ge=0, description="keep serving /metrics this long after the last record"
+    )
 
     @model_validator(mode="after")
     def _drift_keeps_categories(self) -> ProducerSettings:

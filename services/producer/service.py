@@ -171,6 +171,11 @@ def run(
         if result.errors:
             log.error("%d records were not acknowledged by Kafka", result.errors)
             return 1
+        if server is not None and config.linger_s > 0 and not stop.is_set():
+            # A finished producer would vanish before Prometheus' next scrape saw its total.
+            log.info("serving /metrics for %gs more (GUMBEL_PRODUCER__LINGER_S)", config.linger_s)
+            with stop_on_signals(stop):
+                stop.wait(config.linger_s)
         return 0
     finally:
         if own_producer and producer is not None:
