@@ -1,18 +1,49 @@
 """Decode ``numbers`` records into category ids, setting malformed ones aside with a reason.
 
-A good record is an ASCII decimal integer in ``[0, K)`` (``b"3"``), which any Kafka client can
-write. Everything else becomes a ``BadRecord`` for the dead-letter topic; nothing raises.
+Two wire formats share the topic:
+
+- the default, one value per record: an ASCII decimal integer in ``[0, K)`` (``b"3"``), which
+  any Kafka client can write and read;
+- packed, for high-rate streams: one record carries many values, one byte each (``u8``,
+  K <= 256) or two bytes little-endian each (``u16le``, K <= 65,536), declared by the record
+  header ``gumbel-format``. A packed record with any value out of range is dead-lettered
+  whole, so its original bytes are kept.
+
+Everything malformed becomes a ``BadRecord`` for the dead-letter topic; nothing raises.
 """
 
 from __future__ import annotations
 
+import array
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["MAX_RECORD_BYTES", "BadRecord", "DecodedBatch", "decode_values", "encode_value"]
+import torch
 
+__all__ = [
+    "FORMAT_HEADER",
+    "PACKED_FORMATS",
+    "MAX_RECORD_BYTES",
+    "MAX_PACKED_BYTES",
+    "BadRecord",
+    "DecodedBatch",
+    "decode_values",
+    "encode_value",
+    "encode_packed",
+]
+
+FORMAT_HEADER = "gumbel-format"
+# header value -> (dtype of one value, its width in bytes, the largest K it can carry)
+PACKED_FORMATS: dict[bytes, tuple[torch.dtype, int, int]] = {
+    b"u8": (torch.uint8, 1, 256),
+    b"u16le": (torch.int16, 2, 65_536),
+}
 # Longer than any id a K we support could need; bounds the work spent on a huge record.
 MAX_RECORD_BYTES = 20
+MAX_PACKED_BYTES = 8 * 1024 * 1024
+
+Headers = Sequence[tuple[str, bytes]] | None
 
 
 @dataclass(frozen=True)
@@ -25,16 +56,38 @@ class BadRecord:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    values: list[int]  # good category ids, in record order
+    values: torch.Tensor  # (N,) int64: good category ids, in record order
     bad: list[BadRecord]
+
+    @property
+    def count(self) -> int:
+        return int(self.values.numel())
 
 
 def encode_value(category: int) -> bytes:
     return str(category).encode("ascii")
 
 
+def encode_packed(
+    categories: Sequence[int] | torch.Tensor, num_categories: int
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """One packed record: its value and headers (``u8`` where K <= 256, else ``u16le``)."""
+    ids = torch.as_tensor(categories, dtype=torch.int64)
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_categories):
+        raise ValueError(f"categories must be in [0, {num_categories})")
+    name = b"u8" if num_categories <= 256 else b"u16le"
+    if num_categories > PACKED_FORMATS[name][2]:
+        raise ValueError(f"K={num_categories} is too large for the packed format (<= 65,536)")
+    if name == b"u8":
+        return bytes(ids.tolist()), [(FORMAT_HEADER, name)]
+    packed = array.array("H", ids.tolist())
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes(), [(FORMAT_HEADER, name)]
+
+
 def _classify(value: bytes | None, num_categories: int) -> tuple[int, str]:
-    """(category, "") for a good record, (-1, reason) for a bad one."""
+    """(category, "") for a good ASCII record, (-1, reason) for a bad one."""
     if value is None or len(value) == 0:
         return -1, "empty: no value"
     if len(value) > MAX_RECORD_BYTES:
@@ -51,23 +104,78 @@ def _classify(value: bytes | None, num_categories: int) -> tuple[int, str]:
     return category, ""
 
 
+def _format_of(headers: Headers) -> bytes | None:
+    for key, value in headers or ():
+        if key == FORMAT_HEADER:
+            return value
+    return None
+
+
+def _decode_packed(value: bytes | None, name: bytes, num_categories: int) -> torch.Tensor | str:
+    """The packed record's ids, or the reason it is bad."""
+    if name not in PACKED_FORMATS:
+        known = ", ".join(f.decode() for f in PACKED_FORMATS)
+        return f"unknown_format: {FORMAT_HEADER}={name!r} (known: {known})"
+    dtype, width, _ = PACKED_FORMATS[name]
+    if not value:
+        return "empty: packed record without values"
+    if len(value) > MAX_PACKED_BYTES:
+        return f"too_large: {len(value)} bytes (at most {MAX_PACKED_BYTES} packed)"
+    if len(value) % width:
+        return f"truncated: {len(value)} bytes is not a whole number of {width}-byte values"
+    if dtype == torch.int16 and sys.byteorder != "little":
+        swapped = array.array("H", value)
+        swapped.byteswap()
+        value = swapped.tobytes()
+    ids = torch.frombuffer(bytearray(value), dtype=dtype).to(torch.int64)
+    if dtype == torch.int16:
+        ids = ids & 0xFFFF  # torch has no uint16 arithmetic: back from int16 to 0..65535
+    bad = ids >= num_categories
+    if bool(bad.any()):
+        index = int(bad.nonzero()[0, 0])
+        return (
+            f"out_of_range: value {int(ids[index])} at index {index} not in [0, {num_categories})"
+        )
+    return ids
+
+
 def decode_values(
     values: Sequence[bytes | None],
     partitions: Sequence[int],
     offsets: Sequence[int],
     num_categories: int,
+    headers: Sequence[Headers] | None = None,
 ) -> DecodedBatch:
-    """Split raw record values into good category ids and bad records (with their origin)."""
+    """Split raw records into good category ids and bad records (with their origin).
+
+    ``headers`` (one list per record) is only needed where packed records may occur.
+    """
     good: list[int] = []
+    chunks: list[torch.Tensor] = []
     bad: list[BadRecord] = []
     # The common case is one-character records: a dict lookup avoids int() per record.
     fast = {str(c).encode(): c for c in range(min(num_categories, 10))}
-    for value, partition, offset in zip(values, partitions, offsets, strict=True):
+    for i, (value, partition, offset) in enumerate(zip(values, partitions, offsets, strict=True)):
         category = fast.get(value)  # type: ignore[arg-type]
-        if category is None:
-            category, error = _classify(value, num_categories)
-            if error:
-                bad.append(BadRecord(value, error, partition, offset))
-                continue
-        good.append(category)
-    return DecodedBatch(good, bad)
+        if category is not None:
+            good.append(category)
+            continue
+        packed = _format_of(headers[i]) if headers is not None else None
+        if packed is not None:
+            ids = _decode_packed(value, packed, num_categories)
+            if isinstance(ids, str):
+                bad.append(BadRecord(value, ids, partition, offset))
+            else:
+                if good:  # keep record order: flush the ASCII run before this chunk
+                    chunks.append(torch.tensor(good, dtype=torch.int64))
+                    good = []
+                chunks.append(ids)
+            continue
+        category, error = _classify(value, num_categories)
+        if error:
+            bad.append(BadRecord(value, error, partition, offset))
+        else:
+            good.append(category)
+    if good or not chunks:
+        chunks.append(torch.tensor(good, dtype=torch.int64))
+    return DecodedBatch(chunks[0] if len(chunks) == 1 else torch.cat(chunks), bad)

@@ -213,6 +213,7 @@ class TrainerActor:
     def learn_records(self, records: dict[Any, list[Any]]) -> int:
         """Decode one poll's records, dead-letter the bad ones, learn the good; good count."""
         values: list[Any] = []
+        headers: list[Any] = []
         partitions: list[int] = []
         offsets: list[int] = []
         next_offsets: dict[int, int] = {}
@@ -221,23 +222,25 @@ class TrainerActor:
                 continue
             for record in batch:
                 values.append(record.value)
-                partitions.append(tp.partition)
+                headers.append(record.headers)
                 offsets.append(record.offset)
+            partitions.extend([tp.partition] * len(batch))
             next_offsets[tp.partition] = batch[-1].offset + 1
         if not values:
             return 0
-        decoded = decode_values(values, partitions, offsets, self.settings.trainer.num_categories)
+        decoded = decode_values(
+            values, partitions, offsets, self.settings.trainer.num_categories, headers
+        )
         with self._lock:
             if decoded.bad:
                 assert self._dlq is not None
                 self.dead_letters += self._dlq.write(decoded.bad)
-            if decoded.values:
-                batch_tensor = torch.tensor(decoded.values, dtype=torch.long)
-                stats = self.learner.learn_many(batch_tensor)
+            if decoded.count:
+                stats = self.learner.learn_many(decoded.values)
                 self._losses = learner_api.step_losses(stats)
                 self.steps += 1
             self.offsets.update(next_offsets)
-        return len(decoded.values)
+        return decoded.count
 
     # -- checkpoints ----------------------------------------------------------------------------
 

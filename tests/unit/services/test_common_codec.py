@@ -1,0 +1,95 @@
+"""The record codec: ASCII and packed records decode exactly; anything else is a BadRecord."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.common.codec import (
+    FORMAT_HEADER,
+    MAX_RECORD_BYTES,
+    decode_values,
+    encode_packed,
+    encode_value,
+)
+
+
+def _decode(values, k=5, headers=None):
+    n = len(values)
+    return decode_values(values, [0] * n, list(range(n)), k, headers)
+
+
+def test_ascii_records_decode_in_order() -> None:
+    batch = _decode([b"0", b"4", b"2", b"12"], k=13)
+    assert batch.values.tolist() == [0, 4, 2, 12]
+    assert batch.values.dtype == torch.int64
+    assert batch.bad == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty"),
+        (None, "empty"),
+        (b"5", "out_of_range"),
+        (b"-1", "not_integer"),
+        (b" 2", "not_integer"),
+        (b"2.0", "not_integer"),
+        (b"\xff\xfe", "not_utf8"),
+        (b"1" * (MAX_RECORD_BYTES + 1), "too_large"),
+        ("٣".encode(), "not_integer"),
+    ],
+)
+def test_malformed_ascii_records_are_set_aside_with_reason_and_origin(value, reason) -> None:
+    batch = _decode([b"1", value, b"3"])
+    assert batch.values.tolist() == [1, 3]
+    [bad] = batch.bad
+    assert bad.error.startswith(reason)
+    assert (bad.value, bad.partition, bad.offset) == (value, 0, 1)
+
+
+@pytest.mark.parametrize("k", [5, 256, 257, 65_536])
+def test_packed_round_trip(k: int) -> None:
+    ids = torch.randint(0, k, (1000,), generator=torch.Generator().manual_seed(k))
+    value, headers = encode_packed(ids, k)
+    assert len(value) == 1000 * (1 if k <= 256 else 2)
+    batch = _decode([b"1", value, b"0"], k=k, headers=[[], headers, []])
+    assert batch.values.tolist() == [1, *ids.tolist(), 0]
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "reason"),
+    [
+        (bytes([1, 2, 9]), b"u8", "out_of_range"),
+        (b"\x01\x00\x02", b"u16le", "truncated"),
+        (b"", b"u8", "empty"),
+        (b"\x01", b"zstd", "unknown_format"),
+    ],
+)
+def test_bad_packed_records_are_dead_lettered_whole(value, fmt, reason) -> None:
+    batch = _decode([value, b"2"], k=5, headers=[[(FORMAT_HEADER, fmt)], []])
+    assert batch.values.tolist() == [2]
+    [bad] = batch.bad
+    assert bad.error.startswith(reason) and bad.value == value
+
+
+def test_encode_packed_rejects_out_of_range() -> None:
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        encode_packed([0, 5], 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.integers(0, 4).map(encode_value), st.binary(max_size=30)), max_size=50)
+)
+def test_every_record_is_either_learned_or_dead_lettered(values: list[bytes]) -> None:
+    """Nothing is lost: good + bad == records, and every good value is a valid id."""
+    batch = _decode(values)
+    assert batch.count + len(batch.bad) == len(values)
+    assert all(0 <= v < 5 for v in batch.values.tolist())
+    expected_good = [
+        int(v) for v in values if v.isdigit() and len(v) <= MAX_RECORD_BYTES and int(v) < 5
+    ]
+    assert batch.values.tolist() == expected_good
