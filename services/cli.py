@@ -66,6 +66,8 @@ PRODUCER_FLAGS = [
         "AT=p0,p1,...;... switch distribution after AT records (or AT seconds with 's')",
     ),
     Flag("--metrics-port", "producer", "metrics_port", "port of the producer's /metrics"),
+    Flag("--format", "producer", "format", "ascii (one value per record) or packed"),
+    Flag("--values-per-record", "producer", "values_per_record", "values in one packed record"),
     Flag(
         "--linger", "producer", "linger_s",
         "seconds to keep serving /metrics after the last record (so a scrape sees the total)",

@@ -170,6 +170,12 @@ class ProducerSettings(BaseModel):
     linger_s: float = Field(
         0.0, ge=0, description="keep serving /metrics this long after the last record"
     )
+    format: Literal["ascii", "packed"] = Field(
+        "ascii", description="ascii: one value per record; packed: many (header gumbel-format)"
+    )
+    values_per_record: int = Field(
+        1024, ge=1, le=1_000_000, description="values in one packed record"
+    )
 
     @model_validator(mode="after")
     def _drift_keeps_categories(self) -> ProducerSettings:

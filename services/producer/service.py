@@ -17,7 +17,7 @@ from typing import Any
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from services.common.codec import encode_value
+from services.common.codec import encode_packed, encode_value
 from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
@@ -70,11 +70,14 @@ def produce(
     count: int = 0,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    values_per_record: int | None = None,
 ) -> ProduceResult:
     """Send chunks of the stream until ``count`` records (0 = forever) or ``stop`` is set.
 
     ``gumbel_produced_total`` counts records handed to the client (``send`` returned), one
     chunk at a time; the caller's flush then waits until the broker acknowledged them all.
+    With ``values_per_record`` the values go packed, that many to a record (``count`` and
+    the metric still count values).
     """
     stop = stop or threading.Event()
     values = [encode_value(c) for c in range(len(stream.probabilities))]
@@ -94,8 +97,14 @@ def produce(
                 log.info("drift: now drawing from %s after %d records", stream.probabilities, sent)
             switches = stream.switches
             metrics.set_distribution(stream.probabilities)
-        for category in ids:  # the hot loop: one lookup and one send per record
-            send(topic, values[category]).add_errback(on_error)
+        if values_per_record is None:
+            for category in ids:  # the hot loop: one lookup and one send per record
+                send(topic, values[category]).add_errback(on_error)
+        else:
+            k = len(stream.probabilities)
+            for i in range(0, len(ids), values_per_record):
+                value, headers = encode_packed(ids[i : i + values_per_record], k)
+                send(topic, value, headers=headers).add_errback(on_error)
         sent += len(ids)
         metrics.produced.inc(len(ids))
         now = clock()
@@ -157,6 +166,7 @@ def run(
                 metrics,
                 count=config.count,
                 stop=stop,
+                values_per_record=config.values_per_record if config.format == "packed" else None,
             )
         try:
             producer.flush(timeout=FLUSH_TIMEOUT_S)
