@@ -1,0 +1,67 @@
+"""The trainer's consumer, dead-letter producer and offset commits over SASL/SCRAM."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.common.kafka import ensure_topics, make_consumer, make_producer, topic_partitions
+from services.common.settings import TrainerServiceSettings
+from services.trainer.actor import TrainerActor
+from tests.integration.test_trainer_kafka import counts_of, eventually, stream
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+USER, PASSWORD = "trainer", "tr41ner-s3cret"
+
+
+@pytest.fixture(scope="module")
+def scram_broker(tmp_path_factory: pytest.TempPathFactory):
+    from services.brokers import java_available, start_apache_kafka
+
+    if not java_available():
+        pytest.skip("needs Java for Apache Kafka")
+    broker = start_apache_kafka(tmp_path_factory.mktemp("scram"), sasl_users={USER: PASSWORD})
+    yield broker
+    broker.stop()
+
+
+def test_trainer_learns_over_sasl_scram(scram_broker, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    settings = TrainerServiceSettings(
+        kafka={
+            "bootstrap_servers": scram_broker.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": USER, "sasl_password": PASSWORD, "num_partitions": 2,
+            "numbers_topic": f"numbers-{suffix}", "dlq_topic": f"numbers-{suffix}.dlq",
+        },
+        trainer={"num_categories": 5, "checkpoint_dir": tmp_path, "checkpoint_interval_s": 0.3,
+                 "group_id": f"trainer-{suffix}"},
+    )
+    ensure_topics(settings.kafka)
+    values = [*stream(300, seed=6), b"bad"]
+    producer = make_producer(settings.kafka)
+    for value in values:
+        producer.send(settings.kafka.numbers_topic, value)
+    producer.flush(30)
+    producer.close()
+
+    actor = TrainerActor(settings, 0, 1)
+    actor.start()
+    try:
+        eventually(lambda: actor.status()["samples_seen"] >= 300, 60, "records learned")
+        time.sleep(1.0)  # a checkpoint, then its offsets committed over SASL
+    finally:
+        status = actor.stop()
+    assert status["error"] is None
+    assert status["baseline_counts"] == counts_of(values)
+    assert status["dead_letters"] == 1
+
+    consumer = make_consumer(settings.kafka, group_id=settings.trainer.group_id)
+    partitions = topic_partitions(consumer, settings.kafka.numbers_topic)
+    committed = sum(consumer.committed(tp) or 0 for tp in partitions)
+    consumer.close()
+    assert committed == len(values)
