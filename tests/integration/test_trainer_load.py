@@ -1,0 +1,46 @@
+"""Load: a backlog of 200,000 records learned exactly once by 2 actors; prints records/s."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kafka import KafkaProducer
+
+from tests.integration.test_trainer_kafka import (
+    NUM_PARTITIONS,
+    RunningTrainer,
+    counts_of,
+    estimate_counts,
+    eventually,
+    make_settings,
+    ray_local,  # noqa: F401 (a fixture)
+    stream,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
+
+RECORDS = 200_000
+
+
+def test_a_backlog_is_learned_exactly_once_under_load(
+    kafka_broker, ray_local, tmp_path  # noqa: F811
+) -> None:
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path, max_batch=4096,
+                             checkpoint_interval_s=2.0)
+    values = stream(RECORDS, seed=7)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all",
+                             linger_ms=20, batch_size=512 * 1024)
+    for i, value in enumerate(values):
+        producer.send(settings.kafka.numbers_topic, value=value, partition=i % NUM_PARTITIONS)
+    producer.flush(120)
+    producer.close()
+    with RunningTrainer(settings) as running:
+        start = time.monotonic()
+        eventually(lambda: running.learned() >= RECORDS, 240, "the backlog learned")
+        elapsed = time.monotonic() - start
+        final = running.stop()
+    print(f"\nLOAD {RECORDS} records by 2 actors in {elapsed:.1f}s: {RECORDS / elapsed:,.0f} "
+          f"records/s (publish interval {settings.trainer.publish_interval_s}s included)")
+    assert final.samples_seen == RECORDS
+    assert estimate_counts(final) == counts_of(values)
