@@ -141,6 +141,7 @@ class TrainerActor:
         self._consumer.assign(assigned)
         for tp in assigned:
             self._seek(tp)
+        self._check_offsets_exist(assigned)
         log.info("actor %d (pid %d, %s) owns partitions %s of %s", self.index, os.getpid(),
                  self.device, self._partitions, topic)
         self._last_checkpoint = time.monotonic()
@@ -167,6 +168,19 @@ class TrainerActor:
             self._consumer.seek(tp, committed)
         else:
             self._consumer.seek_to_beginning(tp)
+
+    def _check_offsets_exist(self, assigned: list[TopicPartition]) -> None:
+        """Warn when the model has read past the log's end: the topic was recreated."""
+        try:
+            ends = self._consumer.end_offsets(assigned)
+        except Exception:  # only a diagnosis; the consumer reports real trouble itself
+            return
+        for tp in assigned:
+            stored = self.offsets.get(tp.partition)
+            if stored is not None and stored > ends.get(tp, stored):
+                log.error("actor %d: the checkpoint is at offset %d of %s, past its end %d: "
+                          "was the topic recreated? (a fresh broker needs a fresh "
+                          "--checkpoint-dir)", self.index, stored, tp, ends[tp])
 
     def stop(self, final_checkpoint: bool = True) -> dict[str, Any]:
         """Stop consuming, write a last checkpoint, commit, close the clients; the last status."""

@@ -47,12 +47,27 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
+class RayTrainerActor(TrainerActor):
+    """``TrainerActor`` in a Ray worker process: logs like the driver, then starts."""
+
+    def __init__(self, *args: Any, log_level: int = logging.INFO, **kwargs: Any) -> None:
+        ours = logging.getLogger("services")  # Ray configures the worker's root logger
+        if not ours.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            ours.addHandler(handler)
+            ours.propagate = False
+        ours.setLevel(log_level)
+        logging.getLogger("kafka").setLevel(max(log_level, logging.WARNING))
+        super().__init__(*args, **kwargs)
+
+
 def remote_actor_class(settings: TrainerServiceSettings) -> Any:
     """``TrainerActor`` as a Ray actor class with this deployment's GPUs and restart policy."""
     import ray
 
     cfg = settings.trainer
-    return ray.remote(TrainerActor).options(
+    return ray.remote(RayTrainerActor).options(
         num_cpus=0,  # the learners are small; GPUs (if any) are what actors are placed by
         num_gpus=cfg.gpus_per_actor,
         max_restarts=cfg.max_restarts,
@@ -88,7 +103,8 @@ class Trainer:
         cfg = self.settings.trainer
         actor_cls = remote_actor_class(self.settings)
         self.actors = [
-            actor_cls.remote(self.settings, i, cfg.num_actors, autostart=True, exit_on_error=True)
+            actor_cls.remote(self.settings, i, cfg.num_actors, autostart=True, exit_on_error=True,
+                             log_level=logging.getLogger().getEffectiveLevel())
             for i in range(cfg.num_actors)
         ]
         self.coordinator = Coordinator(

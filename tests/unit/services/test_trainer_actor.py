@@ -68,6 +68,9 @@ class FakeConsumer:
                 left -= len(values)
         return out
 
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.data[tp.partition]) for tp in tps}
+
     def close(self) -> None:
         self.closed = True
 
@@ -346,3 +349,17 @@ def test_aggregate_sums_counts_and_averages_estimates() -> None:
 def test_aggregate_before_any_record_is_uniform() -> None:
     est = aggregate([{"offsets": {}}], model_id="m", num_categories=4, estimator="st")
     assert est.probabilities == [0.25] * 4 and est.baseline_probabilities == [0.25] * 4
+
+
+def test_a_checkpoint_past_the_end_of_a_recreated_topic_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(tmp_path)
+    first, consumer, _ = _actor(settings, _data(partitions=1, per_partition=50))
+    _start_without_thread(first)
+    _drain(first, consumer)
+    first.checkpoint()
+    first._store.release()
+    second, _, _ = _actor(settings, _data(partitions=1, per_partition=10))  # a fresh topic
+    _start_without_thread(second)
+    assert "past its end" in caplog.text
