@@ -50,7 +50,8 @@ def _env_value(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, list) and value and isinstance(value[0], DriftStep):
         return ";".join(
-            f"{step.at:g}{'s' if step.unit == 'seconds' else ''}="
+            f"{int(step.at) if step.at.is_integer() else step.at}"
+            f"{'s' if step.unit == 'seconds' else ''}="
             + ",".join(repr(p) for p in step.probabilities)
             for step in value
         )

