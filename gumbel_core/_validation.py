@@ -53,7 +53,8 @@ def check_values(values: torch.Tensor, num_categories: int) -> None:
         raise ValueError(f"values must be 1-D, got shape {tuple(values.shape)}")
     if values.numel() == 0:
         return
-    low, high = int(values.min()), int(values.max())
+    low_t, high_t = torch.aminmax(values)
+    low, high = int(low_t), int(high_t)
     if low < 0 or high >= num_categories:
         bad = low if low < 0 else high
         raise ValueError(

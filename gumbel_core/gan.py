@@ -178,11 +178,15 @@ class CategoricalGAN(nn.Module):
         eye = torch.eye(k, device=device)  # (K, K): the K distinct real inputs
         s = config.label_smoothing
         self.register_buffer("real_inputs", (1.0 - s) * eye + s / k, persistent=False)
+        # fused: one kernel per step instead of a Python loop over the update's operations.
         self.g_optimizer = torch.optim.Adam(
-            self.generator.parameters(), lr=config.generator_lr, betas=config.betas
+            self.generator.parameters(), lr=config.generator_lr, betas=config.betas, fused=True
         )
         self.d_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=config.discriminator_lr, betas=config.betas
+            self.discriminator.parameters(),
+            lr=config.discriminator_lr,
+            betas=config.betas,
+            fused=True,
         )
 
     def fake_batch_size(self, real_batch_size: int) -> int:
@@ -208,9 +212,9 @@ class CategoricalGAN(nn.Module):
         tuple of float
             The generator loss (non-saturating) and the discriminator loss.
         """
-        batch = float(counts.sum())
+        batch = int(counts.sum())
         real_weights = counts.to(torch.float32) / batch  # (K,)
-        n_fake = self.fake_batch_size(int(batch))
+        n_fake = self.fake_batch_size(batch)
 
         fake = self.generator(n_fake, self.estimator, tau, rng)  # (N, K)
         d_real = self.discriminator(self.real_inputs)  # (K,)
@@ -228,7 +232,6 @@ class CategoricalGAN(nn.Module):
             # Non-saturating generator loss: -log D(G(z)).
             g_loss = F.softplus(-self.discriminator(fake)).mean()
             self.g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
+            g_loss.backward(inputs=[self.generator.logits])  # D's gradients are not needed
             self.g_optimizer.step()
-        # The generator step also wrote gradients into D; they are cleared before D's next step.
         return float(g_loss.detach()), float(d_loss.detach())

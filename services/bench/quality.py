@@ -34,6 +34,8 @@ __all__ = [
     "QualityRow",
     "run_quality",
     "format_markdown",
+    "format_summary",
+    "summarise",
     "plot_curves",
     "main",
 ]
@@ -280,7 +282,45 @@ def format_markdown(rows: Sequence[QualityRow], command: str = "") -> str:
             f"| {r.variant} | {r.distribution} | {r.num_categories} | {r.tv_mean:.4f} | "
             f"{r.tv_max:.4f} | {r.baseline_tv_mean:.4f} | {zero} | {'✓' if r.passed else '✗'} |"
         )
+    lines.append("")
+    lines.extend(format_summary(rows))
     return "\n".join(lines) + "\n"
+
+
+def summarise(rows: Sequence[QualityRow]) -> list[dict[str, Any]]:
+    """Per variant over all distributions: mean TV, worst TV, cells passed, CPU seconds/run."""
+    out = []
+    for variant in dict.fromkeys(r.variant for r in rows):
+        vr = [r for r in rows if r.variant == variant]
+        runs = sum(len(r.seeds) for r in vr)
+        out.append(
+            {
+                "variant": variant,
+                "tv_mean": sum(r.tv_mean for r in vr) / len(vr),
+                "tv_worst": max(r.tv_max for r in vr),
+                "baseline_tv_mean": sum(r.baseline_tv_mean for r in vr) / len(vr),
+                "passed": sum(r.passed for r in vr),
+                "cells": len(vr),
+                "seconds_per_run": sum(r.seconds for r in vr) / runs,
+            }
+        )
+    return out
+
+
+def format_summary(rows: Sequence[QualityRow]) -> list[str]:
+    """The per-variant summary table, as markdown lines."""
+    lines = [
+        "| estimator | mean TV (all distributions) | worst TV | counting mean TV | "
+        "cells passed | CPU s per run |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in summarise(rows):
+        lines.append(
+            f"| {s['variant']} | {s['tv_mean']:.4f} | {s['tv_worst']:.4f} | "
+            f"{s['baseline_tv_mean']:.4f} | {s['passed']}/{s['cells']} | "
+            f"{s['seconds_per_run']:.1f} |"
+        )
+    return lines
 
 
 def plot_curves(rows: Sequence[QualityRow], path: Path) -> None:
