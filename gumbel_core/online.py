@@ -133,7 +133,8 @@ class OnlineGAN:
         if batch_size == 0:
             raise ValueError("values is empty: a batch needs at least one value")
         counts = torch.bincount(values, minlength=self.num_categories)  # (K,)
-        self.baseline._add(counts.to(torch.float64), batch_size)  # values already checked
+        # The baseline lives on the CPU; the values were checked above.
+        self.baseline._add(counts.to("cpu", torch.float64), batch_size)
         tau = self.schedule.value
         g_loss, d_loss = self.gan.step(counts.to(self.device, torch.float32), tau, self._rng)
         self.schedule.step()
