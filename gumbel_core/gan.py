@@ -41,6 +41,7 @@ class GANConfig:
     label_smoothing: float = 0.0  # real one-hots become (1 - s) * onehot + s / K
     fake_batch_size: int | None = None  # None: as many fake samples as real ones in the batch
     max_fake_batch_size: int = 8192
+    samples_per_step: int | None = None  # None: one step per learn_many; else split big batches
     schedule: str | None = None  # None: the estimator's default (see schedules.default_schedule)
     schedule_options: dict[str, Any] = field(default_factory=dict)
     ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
@@ -66,6 +67,8 @@ class GANConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.samples_per_step is not None and not self.samples_per_step > 0:
+            raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
         if self.fake_batch_size is not None and not self.fake_batch_size > 0:
             raise ValueError(f"fake_batch_size must be None or > 0, got {self.fake_batch_size!r}")
         if not 0.0 <= self.label_smoothing < 1.0:

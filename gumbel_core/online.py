@@ -127,20 +127,34 @@ class OnlineGAN:
         return self.schedule.value
 
     def learn_many(self, values: torch.Tensor) -> StepStats:
-        """One GAN step on a 1-D LongTensor batch of category ids in ``[0, K)``."""
+        """Learn from a 1-D LongTensor batch of category ids in ``[0, K)``.
+
+        One GAN step per call; with the ``samples_per_step`` option, a larger batch is cut
+        into consecutive pieces of at most that many values and each piece is one step, so
+        how fast the estimate converges per sample does not depend on how values are batched.
+        """
         check_values(values, self.num_categories)
         batch_size = int(values.numel())
         if batch_size == 0:
             raise ValueError("values is empty: a batch needs at least one value")
-        counts = torch.bincount(values, minlength=self.num_categories)  # (K,)
+        k = self.num_categories
+        chunk = self.config.samples_per_step
+        pieces = [values] if chunk is None or batch_size <= chunk else list(values.split(chunk))
+        total = torch.zeros(k, dtype=torch.float64)  # (K,) the whole batch, for the baseline
+        tau, g_loss, d_loss = self.schedule.value, 0.0, 0.0
+        for piece in pieces:
+            counts = torch.bincount(
+                piece, minlength=k
+            )  # (K,): exact, the data enters D as one-hots
+            total += counts.to("cpu", torch.float64)
+            tau = self.schedule.value
+            g_loss, d_loss = self.gan.step(counts.to(self.device, torch.float32), tau, self._rng)
+            self.schedule.step()
+            self.step += 1
+            self._update_ema()
         # The baseline lives on the CPU; the values were checked above.
-        self.baseline._add(counts.to("cpu", torch.float64), batch_size)
-        tau = self.schedule.value
-        g_loss, d_loss = self.gan.step(counts.to(self.device, torch.float32), tau, self._rng)
-        self.schedule.step()
-        self.step += 1
+        self.baseline._add(total, batch_size)
         self.samples_seen += batch_size
-        self._update_ema()
         return StepStats(
             step=self.step,
             samples_seen=self.samples_seen,

@@ -236,3 +236,20 @@ def test_cuda_request_without_cuda_raises():
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="CUDA"):
         OnlineGAN(5, device="cuda")
+
+
+def test_samples_per_step_splits_a_big_batch_into_steps():
+    data = batches(8, size=256, seed=4)
+    one_by_one = OnlineGAN(5, seed=0, samples_per_step=256)
+    for b in data:
+        one_by_one.learn_many(b)
+    at_once = OnlineGAN(5, seed=0, samples_per_step=256)
+    stats = at_once.learn_many(torch.cat(data))
+    assert stats.step == 8 and stats.batch_size == 8 * 256 and stats.samples_seen == 8 * 256
+    assert torch.equal(at_once.estimate(), one_by_one.estimate())
+    assert torch.equal(at_once.baseline.counts, one_by_one.baseline.counts)
+
+
+def test_without_samples_per_step_a_batch_is_one_step():
+    learner = OnlineGAN(5, seed=0)
+    assert learner.learn_many(batches(1, size=4096)[0]).step == 1
