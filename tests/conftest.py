@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+# Triton reads TRITON_INTERPRET when it is imported and when kernels are defined, so the
+# choice must be made before any test imports it: without CUDA, the kernel tests run under
+# Triton's interpreter on the CPU (the sm_90 compile test clears it in its own subprocess).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # kafka-python logs every connection at INFO; keep test output readable.
 logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
+    has_cuda = torch.cuda.is_available()
     skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
     for item in items:
         # The marker, not the keyword: a test *named* ...gpu... is not a GPU test.

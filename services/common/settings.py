@@ -198,7 +198,10 @@ class TrainerSettings(BaseModel):
     seed: int = 0
     model_id: str = Field("default", min_length=1)
     group_id: str = "gumbel-trainer"
-    max_batch: int = Field(4096, ge=1, description="most records in one learning step")
+    max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
+    step_size: int = Field(
+        256, ge=1, description="records per GAN step: a poll is learned in steps of this size"
+    )
     poll_timeout_ms: int = Field(200, ge=1)
     publish_interval_s: float = Field(2.0, gt=0)
     average_interval_s: float = Field(1.0, gt=0, description="how often replicas are averaged")

@@ -249,8 +249,10 @@ class TrainerActor:
             if decoded.bad:
                 assert self._dlq is not None
                 self.dead_letters += self._dlq.write(decoded.bad)
-            if decoded.count:
-                stats = self.learner.learn_many(decoded.values)
+            # The GAN converges by steps, not by records: a backlog polled 4,096 at a time
+            # must still take one step per step_size records, as the quality table does.
+            for chunk in decoded.values.split(self.settings.trainer.step_size):
+                stats = self.learner.learn_many(chunk)
                 self._losses = learner_api.step_losses(stats)
                 self.steps += 1
             self.offsets.update(next_offsets)
