@@ -200,7 +200,8 @@ class TrainerSettings(BaseModel):
     group_id: str = "gumbel-trainer"
     max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
     step_size: int = Field(
-        256, ge=1, description="records per GAN step: a poll is learned in steps of this size"
+        256, ge=1,
+        description="records per GAN step across the trainer (each actor: step_size/num_actors)",
     )
     poll_timeout_ms: int = Field(200, ge=1)
     publish_interval_s: float = Field(2.0, gt=0)

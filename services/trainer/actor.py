@@ -80,7 +80,11 @@ class TrainerActor:
         )
         self._learner_factory = learner_factory or (
             lambda: learner_api.build_learner(
-                cfg.num_categories, cfg.estimator, cfg.seed + index, self.device
+                cfg.num_categories, cfg.estimator, cfg.seed + index, self.device,
+                # The GAN converges by steps. N replicas that each see 1/N of the stream keep
+                # the single learner's steps per record by stepping N times as often; their
+                # average then acts like one step on step_size records (data parallelism).
+                max(1, cfg.step_size // num_actors),
             )
         )
         self._exit_on_error = exit_on_error
@@ -106,6 +110,7 @@ class TrainerActor:
         self._pending_commit: dict[int, int] | None = None
         self._commit_warned = False
         self.error: str | None = None
+        self._sent_weights: dict[str, Any] | None = None  # read by the coordinator to average
         if autostart:
             self.start()
 
@@ -249,12 +254,10 @@ class TrainerActor:
             if decoded.bad:
                 assert self._dlq is not None
                 self.dead_letters += self._dlq.write(decoded.bad)
-            # The GAN converges by steps, not by records: a backlog polled 4,096 at a time
-            # must still take one step per step_size records, as the quality table does.
-            for chunk in decoded.values.split(self.settings.trainer.step_size):
-                stats = self.learner.learn_many(chunk)
+            if decoded.count:
+                stats = self.learner.learn_many(decoded.values)
                 self._losses = learner_api.step_losses(stats)
-                self.steps += 1
+                self.steps = stats.step  # GAN steps (one per step_size records)
             self.offsets.update(next_offsets)
         return decoded.count
 
@@ -345,10 +348,16 @@ class TrainerActor:
 
     def get_weights(self) -> dict[str, torch.Tensor]:
         with self._lock:
-            return learner_api.get_weights(self.learner)
+            self._sent_weights = learner_api.get_weights(self.learner)
+            return self._sent_weights
 
     def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Take the replicas' average, keeping the steps taken since ``get_weights``."""
         with self._lock:
+            if self._sent_weights is not None:
+                current = learner_api.get_weights(self.learner)
+                weights = learner_api.apply_average(current, self._sent_weights, weights)
+                self._sent_weights = None
             learner_api.set_weights(self.learner, weights)
 
     def pid(self) -> int:

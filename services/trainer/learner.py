@@ -14,13 +14,16 @@ __all__ = [
     "get_weights",
     "set_weights",
     "average_weights",
+    "apply_average",
     "baseline_counts",
     "samples_seen",
     "step_losses",
 ]
 
 
-def build_learner(num_categories: int, estimator: str, seed: int, device: str) -> Any:
+def build_learner(
+    num_categories: int, estimator: str, seed: int, device: str, samples_per_step: int = 256
+) -> Any:
     import torch
 
     from gumbel_core import OnlineGAN  # imported late: the services start without it
@@ -31,7 +34,12 @@ def build_learner(num_categories: int, estimator: str, seed: int, device: str) -
     # more actors, not more threads, use more cores.
     if device == "cpu":
         torch.set_num_threads(1)
-    return OnlineGAN(num_categories=num_categories, estimator=estimator, seed=seed, device=device)
+    # samples_per_step: a backlog polled 4,096 at a time still takes one GAN step per
+    # samples_per_step records, as the quality table does: the GAN converges by steps.
+    return OnlineGAN(
+        num_categories=num_categories, estimator=estimator, seed=seed, device=device,
+        samples_per_step=samples_per_step,
+    )
 
 
 def get_weights(learner: Any) -> dict[str, Any]:
@@ -41,6 +49,18 @@ def get_weights(learner: Any) -> dict[str, Any]:
 
 def set_weights(learner: Any, weights: dict[str, Any]) -> None:
     learner.set_weights(weights)
+
+
+def apply_average(current: Any, sent: Any, average: Any) -> Any:
+    """``current + (average - sent)``, leaf by leaf, over nested dicts of tensors.
+
+    A replica's weights were read (``sent``) before the coordinator computed ``average``; the
+    steps it took since then are kept, and only the averaging's correction is applied.
+    Replacing the weights outright would throw those steps away.
+    """
+    if isinstance(current, dict):
+        return {key: apply_average(current[key], sent[key], average[key]) for key in current}
+    return current + (average - sent)
 
 
 def average_weights(replicas: Sequence[dict[str, Any]]) -> dict[str, Any]:

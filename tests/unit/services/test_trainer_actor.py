@@ -104,6 +104,7 @@ class FakeLearner:
         self.logits = torch.zeros(num_categories)
         self.baseline = _Counts(num_categories)
         self.samples_seen = 0
+        self.step = 0
         self.temperature = 1.0
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -115,7 +116,10 @@ class FakeLearner:
         self.logits = torch.log(self.baseline.counts.float() + 1.0)
         self.temperature *= 0.99
         torch.rand(1, generator=self.generator)
-        return type("Stats", (), {"generator_loss": 0.5, "discriminator_loss": 0.7})()
+        self.step += 1
+        return type(
+            "Stats", (), {"step": self.step, "generator_loss": 0.5, "discriminator_loss": 0.7}
+        )()
 
     def estimate(self) -> torch.Tensor:
         return torch.softmax(self.logits, 0)
@@ -125,6 +129,7 @@ class FakeLearner:
             "logits": self.logits.clone(),
             "counts": self.baseline.counts.clone(),
             "samples_seen": self.samples_seen,
+            "step": self.step,
             "temperature": self.temperature,
             "rng": self.generator.get_state(),
         }
@@ -133,6 +138,7 @@ class FakeLearner:
         self.logits = state["logits"].clone()
         self.baseline.counts = state["counts"].clone()
         self.samples_seen = int(state["samples_seen"])
+        self.step = int(state["step"])
         self.temperature = float(state["temperature"])
         self.generator.set_state(state["rng"])
 
