@@ -47,6 +47,11 @@ class GANConfig:
     ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
     ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
     init_scale: float = 0.01  # std of the discriminator's initial weights
+    # Drift: when the last drift_window steps' data differ from the longer average by more
+    # than drift_z binomial standard deviations, the reported estimate's averaging restarts
+    # (and the temperature schedule re-heats). None disables it.
+    drift_window: int = 16
+    drift_z: float | None = 5.0
 
     def __post_init__(self) -> None:
         check_num_categories(self.num_categories)
@@ -58,12 +63,15 @@ class GANConfig:
             raise ValueError(
                 f"discriminator must be 'logistic' or 'mlp', got {self.discriminator!r}"
             )
+        if self.drift_z is not None and not self.drift_z > 0:
+            raise ValueError(f"drift_z must be None or > 0, got {self.drift_z!r}")
         for name in (
             "generator_lr",
             "discriminator_lr",
             "hidden_size",
             "generator_steps",
             "max_fake_batch_size",
+            "drift_window",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

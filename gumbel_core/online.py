@@ -105,6 +105,12 @@ class OnlineGAN:
             )
         self.baseline = CountingEstimator(num_categories)
         self._ema = self.gan.generator.probabilities().clone()  # (K,)
+        # Drift detection on the real data: a short average of the batches' frequencies
+        # against the long one since the last restart of the reported estimate's averaging.
+        k = self.num_categories
+        self._recent = torch.zeros(k, dtype=torch.float64)  # (K,)
+        self._long = torch.zeros(k, dtype=torch.float64)  # (K,)
+        self._ema_since = 0  # the step at which the reported estimate's averaging restarted
         self.step = 0
         self.samples_seen = 0
 
@@ -146,7 +152,9 @@ class OnlineGAN:
             counts = torch.bincount(
                 piece, minlength=k
             )  # (K,): exact, the data enters D as one-hots
-            total += counts.to("cpu", torch.float64)
+            counts_cpu = counts.to("cpu", torch.float64)
+            total += counts_cpu
+            self._watch_drift(counts_cpu)
             tau = self.schedule.value
             g_loss, d_loss = self.gan.step(counts.to(self.device, torch.float32), tau, self._rng)
             self.schedule.step()
@@ -164,10 +172,37 @@ class OnlineGAN:
             batch_size=batch_size,
         )
 
+    def _watch_drift(self, counts: torch.Tensor) -> None:
+        """Restart the reported estimate's averaging when the stream's distribution moved.
+
+        ``counts`` are this step's ``(K,)`` category counts. The test compares a short
+        average (``drift_window`` steps) with the long one since the last restart; it fires
+        when their L1 distance exceeds ``drift_z`` times the sum of its binomial standard
+        deviations, which sampling noise alone practically never reaches.
+        """
+        batch = float(counts.sum())
+        freq = counts / batch  # (K,)
+        since = self.step - self._ema_since + 1  # steps in the current window, this one too
+        short = min(float(self.config.drift_window), float(since))
+        self._recent.mul_(1.0 - 1.0 / short).add_(freq, alpha=1.0 / short)
+        long_decay = min(self.config.ema_decay, 1.0 - 1.0 / since)
+        self._long.mul_(long_decay).add_(freq, alpha=1.0 - long_decay)
+        z = self.config.drift_z
+        if z is None or since < 2 * self.config.drift_window:
+            return
+        p = 0.5 * (self._recent + self._long)
+        # Variance of an EMA over W steps of batch frequencies: p(1-p) / (batch * (2W - 1)).
+        sigma = (p * (1 - p) / (batch * (2 * self.config.drift_window - 1))).sqrt()
+        if float((self._recent - self._long).abs().sum()) > z * float(sigma.sum()):
+            self._ema_since = self.step  # the next _update_ema starts a fresh window
+            self._long.copy_(self._recent)
+            self.schedule.reheat()
+
     def _update_ema(self) -> None:
         # Early on average over the last ema_fraction of the steps (forgetting the start
-        # quickly); later over about 1 / (1 - ema_decay) steps.
-        window = max(1.0, self.config.ema_fraction * self.step)
+        # quickly); later over about 1 / (1 - ema_decay) steps. Both count from the last
+        # restart (the start, or a detected drift).
+        window = max(1.0, self.config.ema_fraction * (self.step - self._ema_since))
         decay = min(self.config.ema_decay, 1.0 - 1.0 / window)
         probs = self.gan.generator.probabilities()
         self._ema.mul_(decay).add_(probs, alpha=1.0 - decay)
@@ -229,6 +264,11 @@ class OnlineGAN:
                 "schedule": self.schedule.state_dict(),
                 "rng": self._rng.get_state(),
                 "estimate_ema": self._ema,
+                "drift": {
+                    "recent": self._recent,
+                    "long": self._long,
+                    "ema_since": self._ema_since,
+                },
                 "baseline": self.baseline.state_dict(),
             }
         )
@@ -252,6 +292,10 @@ class OnlineGAN:
             state["rng"].cpu() if isinstance(state["rng"], torch.Tensor) else state["rng"]
         )
         self._ema = state["estimate_ema"].to(self.device)
+        drift = state["drift"]
+        self._recent = drift["recent"].to(torch.float64).clone()
+        self._long = drift["long"].to(torch.float64).clone()
+        self._ema_since = int(drift["ema_since"])
         self.baseline.load_state_dict(state["baseline"])
         self.step = int(state["step"])
         self.samples_seen = int(state["samples_seen"])
@@ -324,7 +368,14 @@ def average_states(states: list[dict[str, Any]]) -> dict[str, Any]:
         if other["config"]["num_categories"] != first["config"]["num_categories"]:
             raise ValueError("cannot average states with different num_categories")
     merged = copy.deepcopy(first)
-    for key in ("generator", "discriminator", "estimate_ema", "g_optimizer", "d_optimizer"):
+    for key in (
+        "generator",
+        "discriminator",
+        "estimate_ema",
+        "g_optimizer",
+        "d_optimizer",
+        "drift",
+    ):
         merged[key] = _average_tree([s[key] for s in states])
     merged["step"] = max(int(s["step"]) for s in states)
     merged["samples_seen"] = sum(int(s["samples_seen"]) for s in states)

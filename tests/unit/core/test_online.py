@@ -13,6 +13,7 @@ from gumbel_core import (
     StepStats,
     average_states,
     average_weights,
+    total_variation,
 )
 
 TRUTH = torch.tensor([0.0, 0.0, 0.1, 0.3, 0.6])
@@ -253,3 +254,26 @@ def test_samples_per_step_splits_a_big_batch_into_steps():
 def test_without_samples_per_step_a_batch_is_one_step():
     learner = OnlineGAN(5, seed=0)
     assert learner.learn_many(batches(1, size=4096)[0]).step == 1
+
+
+def test_a_drift_restarts_the_averaging_and_the_estimate_follows():
+    """Seed 0: 300 steps of TRUTH, then the mixed distribution; the switch is detected at
+    once and the reported estimate follows it far sooner than the 500-step average would."""
+    after = torch.tensor([0.1, 0.2, 0.3, 0.25, 0.15])
+    learner = OnlineGAN(5, seed=0)
+    for b in batches(300, seed=1):
+        learner.learn_many(b)
+    assert learner._ema_since == 0  # no false alarm on a stationary stream
+    for b in batches(5, seed=2, probs=after):
+        learner.learn_many(b)
+    assert 300 < learner._ema_since <= 305
+    for b in batches(700, seed=3, probs=after):
+        learner.learn_many(b)
+    assert float(total_variation(learner.estimate(), after)) < 0.05
+
+
+def test_drift_detection_can_be_switched_off():
+    learner = OnlineGAN(5, seed=0, drift_z=None)
+    for b in batches(100, seed=1) + batches(50, seed=2, probs=torch.tensor([1.0, 0, 0, 0, 0])):
+        learner.learn_many(b)
+    assert learner._ema_since == 0
