@@ -109,6 +109,16 @@ def gumbel_softmax(
     >>> bool(torch.allclose(y_soft.sum(-1), torch.ones(1)))
     True
     """
+    if logits.is_cuda:
+        # On CUDA one fused Triton kernel draws the noise and normalises in a single pass
+        # (gumbel_core.kernels); same distribution, another random stream than the CPU path.
+        from gumbel_core.kernels import fused_available, fused_gumbel_softmax
+
+        if fused_available(logits):
+            check_logits(logits, dim)
+            return fused_gumbel_softmax(
+                logits, tau=check_tau(tau), hard=hard, dim=dim, generator=generator
+            )
     y_soft = _log_sample(logits, tau, dim, generator).exp()
     if hard:
         return straight_through(y_soft, dim=dim).to(logits.dtype)
