@@ -172,6 +172,24 @@ class OnlineGAN:
             batch_size=batch_size,
         )
 
+    def count_many(self, values: torch.Tensor) -> None:
+        """Count values in the baseline and ``samples_seen`` without a GAN step.
+
+        For a stream that outruns the GAN: learn the GAN from a sample of a batch with
+        :meth:`learn_many` and count the rest here, so the baseline still sees every value.
+
+        Examples
+        --------
+        >>> learner = OnlineGAN(num_categories=3, seed=0)
+        >>> learner.count_many(torch.tensor([0, 2, 2]))
+        >>> learner.samples_seen, learner.step, learner.baseline.estimate().tolist()
+        (3, 0, [0.3333333333333333, 0.0, 0.6666666666666666])
+        """
+        check_values(values, self.num_categories)
+        counts = torch.bincount(values.to("cpu"), minlength=self.num_categories)  # (K,)
+        self.baseline._add(counts.to(torch.float64), int(values.numel()))
+        self.samples_seen += int(values.numel())
+
     def _watch_drift(self, counts: torch.Tensor) -> None:
         """Restart the reported estimate's averaging when the stream's distribution moved.
 
