@@ -83,6 +83,7 @@ TRAINER_FLAGS = [
     ),
     Flag("--estimator", "trainer", "estimator", "soft, st, reinmax, rao or gst"),
     Flag("--num-categories", "trainer", "num_categories", "K: categories are 0..K-1"),
+    Flag("--backpressure", "trainer", "backpressure", "learn_all or sample (stream outruns GAN)"),
     Flag("--checkpoint-dir", "trainer", "checkpoint_dir", "where checkpoints (model + offsets) go"),
     Flag(
         "--publish-interval", "trainer", "publish_interval_s", "seconds between published estimates"

@@ -31,6 +31,12 @@ class Estimate(BaseModel):
     estimator: str
     actors: int = Field(ge=1)
     offsets: dict[str, int] = Field(description='{"<partition>": next_offset}')
+    # Added in the backpressure work; defaults keep earlier messages valid.
+    backpressure: str = Field("learn_all", description="learn_all or sample")
+    learned_fraction: float = Field(
+        1.0, ge=0, le=1, description="of samples_seen, the share the GAN learned from"
+    )
+    consumer_lag: int = Field(0, ge=0, description="records on the topic not yet consumed")
 
     @model_validator(mode="after")
     def _distributions_are_valid(self) -> Estimate:

@@ -204,6 +204,14 @@ class TrainerSettings(BaseModel):
         description="records per GAN step across the trainer (each actor: step_size/num_actors)",
     )
     poll_timeout_ms: int = Field(200, ge=1)
+    backpressure: Literal["learn_all", "sample"] = Field(
+        "learn_all",
+        description="learn_all: the GAN learns every record (lag grows if it falls behind); "
+        "sample: the GAN learns a uniform sample, the counting baseline still every record",
+    )
+    sample_per_poll: int = Field(
+        4096, ge=1, description="with backpressure=sample: most values the GAN learns per poll"
+    )
     publish_interval_s: float = Field(2.0, gt=0)
     average_interval_s: float = Field(1.0, gt=0, description="how often replicas are averaged")
     checkpoint_dir: Path | None = Path("checkpoints")

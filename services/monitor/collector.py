@@ -98,6 +98,20 @@ class EstimateCollector(Collector):
             value=estimate.dead_letters,
         )
         yield GaugeMetricFamily(
+            "gumbel_learned_fraction", "Share of the records learned that the GAN learned from "
+            "(below 1 only with backpressure=sample; the baseline counts every record).",
+            estimate.learned_fraction,
+        )
+        yield GaugeMetricFamily(
+            "gumbel_consumer_lag_records", "Records on the numbers topic the trainer has not "
+            "consumed yet, all partitions.", float(estimate.consumer_lag),
+        )
+        policy = GaugeMetricFamily(
+            "gumbel_backpressure_info", "The trainer's backpressure policy.", labels=["policy"]
+        )
+        policy.add_metric([estimate.backpressure], 1.0)
+        yield policy
+        yield GaugeMetricFamily(
             "gumbel_last_estimate_timestamp_seconds",
             "Unix time at which the trainer made the latest estimate.", estimate.timestamp,
         )

@@ -102,6 +102,10 @@ class TrainerActor:
         self._partitions: list[int] = []
         self.offsets: dict[int, int] = {}  # partition -> next offset to learn from
         self.dead_letters = 0
+        self.gan_learned = 0  # values the GAN learned from (all of them under learn_all)
+        self.lag = 0
+        # Which values `sample` backpressure learns from; counts stay exact whatever it picks.
+        self._sample_rng = torch.Generator().manual_seed(settings.trainer.seed + index)
         self.steps = 0
         self._losses = (math.nan, math.nan)
         self._checkpoint_seq = 0
@@ -222,6 +226,7 @@ class TrainerActor:
                 )
                 if records:
                     self.learn_records(records)
+                self._update_lag()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("actor %d: consuming loop failed", self.index)
@@ -255,11 +260,40 @@ class TrainerActor:
                 assert self._dlq is not None
                 self.dead_letters += self._dlq.write(decoded.bad)
             if decoded.count:
-                stats = self.learner.learn_many(decoded.values)
+                learn = self._apply_backpressure(decoded.values)
+                stats = self.learner.learn_many(learn)
+                self.gan_learned += int(learn.numel())
                 self._losses = learner_api.step_losses(stats)
                 self.steps = stats.step  # GAN steps (one per step_size records)
             self.offsets.update(next_offsets)
         return decoded.count
+
+    def _apply_backpressure(self, values: torch.Tensor) -> torch.Tensor:
+        """The values the GAN learns from; under ``sample`` the rest are only counted.
+
+        ``learn_all`` learns every value (if the GAN is slower than the stream, the consumer
+        lag grows, visible as ``consumer_lag``). ``sample`` learns a uniform sample of at most
+        ``sample_per_poll`` values per poll and counts the others in the baseline, so the
+        trainer keeps up and the counts stay exact.
+        """
+        cfg = self.settings.trainer
+        if cfg.backpressure != "sample" or values.numel() <= cfg.sample_per_poll:
+            return values
+        chosen = torch.randperm(values.numel(), generator=self._sample_rng)[: cfg.sample_per_poll]
+        rest = torch.ones(values.numel(), dtype=torch.bool)
+        rest[chosen] = False
+        self.learner.count_many(values[rest])
+        return values[chosen.sort().values]  # stream order, for the drift detector
+
+    def _update_lag(self) -> None:
+        """Records on the owned partitions not consumed yet (from the last fetch's high water)."""
+        topic = self.settings.kafka.numbers_topic
+        lag = 0
+        for p in self._partitions:
+            high = self._consumer.highwater(TopicPartition(topic, p))
+            if high is not None:
+                lag += max(0, high - self.offsets.get(p, high))
+        self.lag = lag
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -273,6 +307,7 @@ class TrainerActor:
             "topic": self.settings.kafka.numbers_topic,
             "offsets": {int(p): int(o) for p, o in self.offsets.items()},
             "dead_letters": int(self.dead_letters),
+            "gan_learned": int(self.gan_learned),
             "steps": int(self.steps),
             "learner": self.learner.state_dict(),
             "time": time.time(),
@@ -286,6 +321,7 @@ class TrainerActor:
         self.learner.load_state_dict(state["learner"])
         self.offsets = {int(p): int(o) for p, o in state["offsets"].items()}
         self.dead_letters = int(state["dead_letters"])
+        self.gan_learned = int(state.get("gan_learned", learner_api.samples_seen(self.learner)))
         self.steps = int(state["steps"])
 
     def checkpoint(self) -> int | None:
@@ -377,6 +413,8 @@ class TrainerActor:
                 "samples_seen": learner_api.samples_seen(learner) if ready else 0,
                 "baseline_counts": learner_api.baseline_counts(learner) if ready else [],
                 "dead_letters": self.dead_letters,
+                "gan_learned": self.gan_learned,
+                "lag": self.lag,
                 "steps": self.steps,
                 "estimate": learner.estimate().detach().cpu().tolist() if ready else [],
                 "temperature": float(learner.temperature) if ready else math.nan,

@@ -51,6 +51,7 @@ def aggregate(
     num_categories: int,
     estimator: str,
     timestamp: float | None = None,
+    backpressure: str = "learn_all",
 ) -> Estimate:
     """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts."""
     k = num_categories
@@ -64,6 +65,8 @@ def aggregate(
         if status.get("estimate") and len(status["estimate"]) == k:
             estimates.append(status["estimate"])
     mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
+    seen = sum(int(s.get("samples_seen", 0)) for s in statuses)
+    learned = sum(int(s.get("gan_learned", s.get("samples_seen", 0))) for s in statuses)
     return Estimate(
         model_id=model_id,
         timestamp=time.time() if timestamp is None else timestamp,
@@ -81,6 +84,9 @@ def aggregate(
         estimator=estimator,
         actors=max(1, len(statuses)),
         offsets=dict(sorted(offsets.items(), key=lambda item: int(item[0]))),
+        backpressure=backpressure,
+        learned_fraction=min(1.0, learned / seen) if seen else 1.0,
+        consumer_lag=sum(int(s.get("lag", 0)) for s in statuses),
     )
 
 
@@ -96,8 +102,10 @@ class Coordinator:
         estimator: str,
         publish: Any,
         call_timeout_s: float = 30.0,
+        backpressure: str = "learn_all",
     ) -> None:
         self.actors = list(actors)
+        self.backpressure = backpressure
         self.model_id = model_id
         self.num_categories = num_categories
         self.estimator = estimator
@@ -142,6 +150,7 @@ class Coordinator:
             model_id=self.model_id,
             num_categories=self.num_categories,
             estimator=self.estimator,
+            backpressure=self.backpressure,
         )
         self.last_estimate = estimate
         return estimate

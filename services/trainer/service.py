@@ -113,6 +113,7 @@ class Trainer:
             num_categories=cfg.num_categories,
             estimator=cfg.estimator,
             publish=self._publish,
+            backpressure=cfg.backpressure,
         )
         self.coordinator.wait_ready(ready_timeout_s)
         log.info("%d trainer actors running (pids %s)", cfg.num_actors,
