@@ -11,6 +11,7 @@ from torch import nn
 
 from gumbel_core._validation import check_num_categories
 from gumbel_core.estimators import ESTIMATORS, CategoricalEstimator, get_estimator
+from gumbel_core.noise import gumbel_noise_like
 
 __all__ = [
     "GANConfig",
@@ -47,6 +48,9 @@ class GANConfig:
     ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
     ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
     init_scale: float = 0.01  # std of the discriminator's initial weights
+    # st + logistic D: gradients in closed form instead of autograd (same noise, same result
+    # to rounding, about half the operations). False keeps autograd, the reference path.
+    closed_form: bool = True
     # Drift: when the last drift_window steps' data differ from the longer average by more
     # than drift_z binomial standard deviations, the reported estimate's averaging restarts
     # (and the temperature schedule re-heats). None disables it.
@@ -158,6 +162,26 @@ def _clear_grads(module: nn.Module) -> None:
         p.grad = None
 
 
+def _adam_step(optimizer: torch.optim.Adam, param: torch.Tensor, grad: torch.Tensor) -> None:
+    """Adam's update of one parameter, on the optimizer's own state (so ``state_dict`` and
+    the autograd path see the same moments). ``optimizer.step()`` costs more in dispatch
+    than the update itself on these few-element tensors. No weight decay, no amsgrad."""
+    group = optimizer.param_groups[0]
+    beta1, beta2 = group["betas"]
+    state = optimizer.state[param]
+    if not state:  # as torch.optim.Adam initialises it (step kept as a float32 tensor)
+        state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    state["step"] += 1
+    step = float(state["step"])
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = (exp_avg_sq.sqrt() / (1.0 - beta2**step) ** 0.5).add_(group["eps"])
+    param.addcdiv_(exp_avg, denom, value=-group["lr"] / (1.0 - beta1**step))
+
+
 def make_discriminator(config: GANConfig, generator: torch.Generator) -> nn.Module:
     """The discriminator ``config.discriminator`` names."""
     if config.discriminator == "mlp":
@@ -233,6 +257,9 @@ class CategoricalGAN(nn.Module):
         batch = int(counts.sum())
         real_weights = counts.to(torch.float32) / batch  # (K,)
         n_fake = self.fake_batch_size(batch)
+        if (self.config.closed_form and self.config.estimator == "st"
+                and isinstance(self.discriminator, LogisticDiscriminator)):
+            return self._step_st_logistic(real_weights, n_fake, tau, rng)
 
         fake = self.generator(n_fake, self.estimator, tau, rng)  # (N, K)
         d_real = self.discriminator(self.real_inputs)  # (K,)
@@ -253,3 +280,55 @@ class CategoricalGAN(nn.Module):
             g_loss.backward(inputs=[self.generator.logits])  # D's gradients are not needed
             self.g_optimizer.step()
         return float(g_loss.detach()), float(d_loss.detach())
+
+    def _sample_st(
+        self, n_fake: int, tau: float, rng: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Soft samples, their categories and category frequencies, as the ``st`` estimator draws
+        them (the same noise from the same generator)."""
+        logits = self.generator.logits.detach()
+        z = logits.expand(n_fake, -1)  # (N, K)
+        y_soft = ((z + gumbel_noise_like(z, rng)) / tau).softmax(-1)  # (N, K)
+        idx = y_soft.argmax(-1)  # (N,) the one-hot forward value's category
+        freq = torch.bincount(idx, minlength=logits.numel()).to(logits.dtype) / n_fake  # (K,)
+        return y_soft, idx, freq
+
+    @torch.no_grad()
+    def _step_st_logistic(
+        self, real_weights: torch.Tensor, n_fake: int, tau: float, rng: torch.Generator | None
+    ) -> tuple[float, float]:
+        """``step`` for straight-through samples and the logistic discriminator, in closed form.
+
+        A one-hot fake of category k gets D's logit ``w_k + b``, so D's loss and gradient
+        depend on the fakes only through their category frequencies. The generator's
+        straight-through gradient is the soft samples' softmax backward of ``dL/dy_i =
+        c_i w`` with ``c_i = -sigmoid(-(w_{k_i} + b)) / N``:
+        ``dL/dlogits = sum_i c_i * y_i * (w - y_i . w) / tau``.
+        """
+        assert isinstance(self.discriminator, LogisticDiscriminator)  # checked by step()
+        linear: nn.Linear = self.discriminator.linear
+        s, k = self.config.label_smoothing, real_weights.numel()
+        y_soft, idx, freq = self._sample_st(n_fake, tau, rng)
+        # Discriminator: real inputs are (1 - s) e_k + s / K, without building that (K, K).
+        w, b = linear.weight[0], linear.bias[0]  # (K,), ()
+        d_real = (1.0 - s) * w + s * w.mean() + b  # (K,)
+        d_cat = w + b  # (K,) D's logit of a one-hot fake of each category
+        d_loss = (real_weights * F.softplus(-d_real)).sum() + (freq * F.softplus(d_cat)).sum()
+        g_real = -real_weights * torch.sigmoid(-d_real)  # (K,) dL/d d_real
+        g_fake = freq * torch.sigmoid(d_cat)  # (K,) dL/d d_cat
+        grad_w = ((1.0 - s) * g_real + s / k * g_real.sum() + g_fake).unsqueeze(0)  # (1, K)
+        _adam_step(self.d_optimizer, linear.weight, grad_w)
+        _adam_step(self.d_optimizer, linear.bias, (g_real.sum() + g_fake.sum()).reshape(1))
+
+        g_loss = torch.zeros(())
+        for i in range(self.config.generator_steps):
+            if i > 0:
+                y_soft, idx, freq = self._sample_st(n_fake, tau, rng)
+            w, b = linear.weight[0], linear.bias[0]  # D after its step
+            d_cat = w + b
+            g_loss = (freq * F.softplus(-d_cat)).sum()
+            c = -torch.sigmoid(-d_cat)[idx] / n_fake  # (N,) dL/d(D's logit of fake i)
+            dot = y_soft @ w  # (N,)
+            grad = (c.unsqueeze(1) * y_soft * (w - dot.unsqueeze(1))).sum(0) / tau  # (K,)
+            _adam_step(self.g_optimizer, self.generator.logits, grad)
+        return float(g_loss), float(d_loss)
