@@ -24,6 +24,7 @@ __all__ = [
     "BrokerUnavailable",
     "wait_for_broker",
     "ensure_topics",
+    "prepare_broker",
     "make_producer",
     "make_consumer",
     "topic_partitions",
@@ -143,6 +144,12 @@ def _wait_for_broker(
                 exc or type(exc).__name__,
             )
             time.sleep(min(5.0, 0.5 * attempt))
+
+
+def prepare_broker(settings: KafkaSettings) -> None:
+    """Wait for the broker, then create the topics: every service's first step."""
+    wait_for_broker(settings)
+    ensure_topics(settings)
 
 
 def ensure_topics(settings: KafkaSettings) -> None:

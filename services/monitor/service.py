@@ -15,9 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from services.common.kafka import (
     BrokerUnavailable,
-    ensure_topics,
     make_consumer,
-    wait_for_broker,
+    prepare_broker,
 )
 from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
@@ -58,8 +57,7 @@ def run(
         with stop_on_signals(stop):
             if own_consumer:
                 try:
-                    wait_for_broker(kafka)
-                    ensure_topics(kafka)
+                    prepare_broker(kafka)
                 except BrokerUnavailable as exc:
                     log.error("%s", exc)
                     return 1

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common.codec import encode_packed, encode_value
-from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
+from services.common.kafka import BrokerUnavailable, make_producer, prepare_broker
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
 from services.producer.metrics import ProducerMetrics
@@ -147,8 +147,7 @@ def run(
         with stop_on_signals(stop):
             if own_producer:
                 try:
-                    wait_for_broker(kafka)
-                    ensure_topics(kafka)
+                    prepare_broker(kafka)
                 except BrokerUnavailable as exc:
                     log.error("%s", exc)
                     return 1

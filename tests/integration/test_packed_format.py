@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,33 +13,41 @@ from services.common.settings import ProducerServiceSettings, TrainerServiceSett
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def test_packed_stream_is_learned_value_for_value(kafka_broker, tmp_path: Path) -> None:
+def _produce_then_learn(
+    broker: Any, tmp_path: Path, topic: str, count: int, values_per_record: int,
+    partitions: int, **trainer: Any,
+) -> dict[str, Any]:
+    """Produce ``count`` packed values to a new topic, learn them with one actor; its status."""
     from services.producer.service import run as run_producer
     from services.trainer.actor import TrainerActor
 
-    kafka = {"bootstrap_servers": kafka_broker.bootstrap_servers, "numbers_topic": "packed",
-             "dlq_topic": "packed.dlq", "estimates_topic": "packed.estimates",
-             "num_partitions": 2}
-    count = 30_000
+    kafka = {"bootstrap_servers": broker.bootstrap_servers, "numbers_topic": topic,
+             "dlq_topic": f"{topic}.dlq", "estimates_topic": f"{topic}.estimates",
+             "num_partitions": partitions}
     producer = ProducerServiceSettings(
         kafka=kafka,
         producer={"rate": 0, "count": count, "seed": 3, "format": "packed",
-                  "values_per_record": 1000},
+                  "values_per_record": values_per_record},
     )
     assert run_producer(producer, serve_metrics=False) == 0
-
-    trainer = TrainerServiceSettings(
-        kafka=kafka, trainer={"checkpoint_dir": tmp_path, "num_actors": 1, "group_id": "packed"}
+    settings = TrainerServiceSettings(
+        kafka=kafka,
+        trainer={"checkpoint_dir": tmp_path, "num_actors": 1, "group_id": topic, **trainer},
     )
-    actor = TrainerActor(trainer, 0, 1)
+    actor = TrainerActor(settings, 0, 1)
     actor.start(background=True)
     try:
         deadline = time.monotonic() + 120
         while actor.status()["samples_seen"] < count and time.monotonic() < deadline:
             time.sleep(0.2)
-        status = actor.status()
+        return actor.status()
     finally:
         actor.stop()
+
+
+def test_packed_stream_is_learned_value_for_value(kafka_broker, tmp_path: Path) -> None:
+    count = 30_000
+    status = _produce_then_learn(kafka_broker, tmp_path, "packed", count, 1000, partitions=2)
     assert status["samples_seen"] == count
     assert sum(status["baseline_counts"]) == count
     assert status["dead_letters"] == 0
@@ -50,34 +59,13 @@ def test_sample_backpressure_keeps_counts_exact_and_reports_the_fraction(
     kafka_broker, tmp_path: Path
 ) -> None:
     """A packed stream far faster than the GAN: it learns a sample, the baseline counts all."""
-    from services.producer.service import run as run_producer
-    from services.trainer.actor import TrainerActor
     from services.trainer.coordinator import aggregate
 
-    kafka = {"bootstrap_servers": kafka_broker.bootstrap_servers, "numbers_topic": "sampled",
-             "dlq_topic": "sampled.dlq", "estimates_topic": "sampled.estimates",
-             "num_partitions": 1}
     count = 200_000
-    producer = ProducerServiceSettings(
-        kafka=kafka,
-        producer={"rate": 0, "count": count, "seed": 4, "format": "packed",
-                  "values_per_record": 4000},
+    status = _produce_then_learn(
+        kafka_broker, tmp_path, "sampled", count, 4000, partitions=1,
+        backpressure="sample", sample_per_poll=2000,
     )
-    assert run_producer(producer, serve_metrics=False) == 0
-    trainer = TrainerServiceSettings(
-        kafka=kafka,
-        trainer={"checkpoint_dir": tmp_path, "num_actors": 1, "group_id": "sampled",
-                 "backpressure": "sample", "sample_per_poll": 2000},
-    )
-    actor = TrainerActor(trainer, 0, 1)
-    actor.start(background=True)
-    try:
-        deadline = time.monotonic() + 120
-        while actor.status()["samples_seen"] < count and time.monotonic() < deadline:
-            time.sleep(0.2)
-        status = actor.status()
-    finally:
-        actor.stop()
     assert status["samples_seen"] == sum(status["baseline_counts"]) == count
     assert 0 < status["gan_learned"] < count
     estimate = aggregate([status], model_id="m", num_categories=5, estimator="st",
