@@ -68,7 +68,14 @@ def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
             if name == "produce":
                 return [streaming.bench_produce(kafka, n, repeats=1 if quick else 2)]
             if name == "ingest":
-                return [streaming.bench_ingest(kafka, n, repeats=1 if quick else 2)]
+                repeats = 1 if quick else 2
+                return [
+                    streaming.bench_ingest(kafka, n, repeats),
+                    streaming.bench_ingest(kafka, 4 * n, repeats, values_per_record=1024),
+                    streaming.bench_ingest(
+                        kafka, 20 * n, repeats, values_per_record=1024, backpressure="sample"
+                    ),
+                ]
             return [streaming.bench_scale(kafka, n // 2)]
 
     return run

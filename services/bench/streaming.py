@@ -62,14 +62,25 @@ def _values(n: int, seed: int = 0) -> list[bytes]:
     return [encoded[c] for c in ids]
 
 
-def fill_topic(kafka: KafkaSettings, topic: str, n: int, partitions: int) -> None:
-    """Write ``n`` ASCII records to a new topic (round-robin over partitions)."""
+def fill_topic(
+    kafka: KafkaSettings, topic: str, n: int, partitions: int, values_per_record: int = 1
+) -> None:
+    """Write ``n`` values to a new topic (round-robin over partitions): ASCII records, or
+    packed ones of ``values_per_record`` values each."""
+    from services.common.codec import encode_packed
     from services.common.kafka import make_producer
 
     _create_topic(kafka, topic, partitions)
     producer = make_producer(kafka)
-    for i, value in enumerate(_values(n)):
-        producer.send(topic, value, partition=i % partitions)
+    values = _values(n)
+    if values_per_record == 1:
+        for i, value in enumerate(values):
+            producer.send(topic, value, partition=i % partitions)
+    else:
+        ids = [int(v) for v in values]
+        for i, start in enumerate(range(0, n, values_per_record)):
+            value, headers = encode_packed(ids[start : start + values_per_record], 5)
+            producer.send(topic, value, headers=headers, partition=i % partitions)
     producer.flush()
     producer.close()
 
@@ -177,12 +188,27 @@ def _steady_rate(count: Callable[[], int], n: int, timeout_s: float, every_s: fl
     return (seen - first_count) / (now - first_time)
 
 
-def bench_ingest(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
+def bench_ingest(
+    kafka: KafkaSettings,
+    n: int,
+    repeats: int = 2,
+    values_per_record: int = 1,
+    backpressure: str = "learn_all",
+) -> BenchResult:
+    """Values/s of one trainer actor vs a bare consumer draining the same topic."""
     from services.common.kafka import make_consumer, topic_partitions
     from services.trainer.actor import TrainerActor
 
-    topic = "ingest"
-    fill_topic(kafka, topic, n, partitions=1)
+    topic = "ingest" if values_per_record == 1 else f"ingest-packed-{backpressure}"
+    fill_topic(kafka, topic, n, partitions=1, values_per_record=values_per_record)
+
+    # Records per poll, the same for both sides: packed, 16 records (16k values) per poll.
+    max_records = 4096 if values_per_record == 1 else 16
+
+    def values_in(records: list[Any]) -> int:
+        if values_per_record == 1:
+            return len(records)
+        return sum(len(r.value) for r in records)  # u8 packing: one byte per value
 
     def bare(i: int) -> float:
         consumer = make_consumer(kafka)
@@ -191,8 +217,8 @@ def bench_ingest(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
         seen = first_seen = 0
         first_time = 0.0
         while seen < n:
-            for records in consumer.poll(timeout_ms=200, max_records=4096).values():
-                seen += len(records)
+            for records in consumer.poll(timeout_ms=200, max_records=max_records).values():
+                seen += values_in(records)
             if seen and not first_seen:  # timed from the first records, like the actor
                 first_seen, first_time = seen, time.perf_counter()
         elapsed = time.perf_counter() - first_time
@@ -201,7 +227,14 @@ def bench_ingest(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
 
     def actor(i: int) -> float:
         with tempfile.TemporaryDirectory() as checkpoints:
-            settings = _trainer_settings(kafka, topic, Path(checkpoints), num_actors=1)
+            settings = _trainer_settings(
+                kafka,
+                topic,
+                Path(checkpoints),
+                num_actors=1,
+                max_batch=max_records,
+                backpressure=backpressure,
+            )
             trainer = TrainerActor(settings, 0, 1)
             trainer.start(background=True)
             rate = _steady_rate(lambda: trainer.status()["samples_seen"], n, timeout_s=600)
@@ -209,14 +242,29 @@ def bench_ingest(kafka: KafkaSettings, n: int, repeats: int = 2) -> BenchResult:
         return rate
 
     ours, baseline = _median_pairs(actor, bare, repeats)
+    if values_per_record == 1:
+        return BenchResult(
+            "ingest",
+            ours,
+            baseline,
+            "values/s",
+            "gumbel-stream bench ingest",
+            f"{n:,} ASCII records (one value each), 1 partition, 1 actor (in-process) vs bare "
+            f"consumer, steady state (first record to last), median of {repeats}",
+        )
+    how = (
+        "learning every value"
+        if backpressure == "learn_all"
+        else "backpressure=sample (GAN learns 4,096 values a poll, the baseline counts all)"
+    )
     return BenchResult(
-        "ingest",
+        f"ingest_packed{'' if backpressure == 'learn_all' else '_sample'}",
         ours,
         baseline,
-        "records/s",
+        "values/s",
         "gumbel-stream bench ingest",
-        f"{n:,} records, 1 partition, 1 actor (in-process) vs bare consumer, steady state "
-        f"(first record to last), median of {repeats}",
+        f"{n:,} values packed {values_per_record} per record (u8), 1 partition, 1 actor "
+        f"{how} vs bare consumer, steady state, median of {repeats}",
     )
 
 
