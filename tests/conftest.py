@@ -61,6 +61,24 @@ def fresh_kafka_broker(tmp_path: Path) -> Iterator[object]:
     broker.kill()
 
 
+# The one SASL user of the session's SASL broker (PLAIN and SCRAM-SHA-256).
+SASL_USER, SASL_PASSWORD = "gumbel", "s3cret-pa55"
+
+
+@pytest.fixture(scope="session")
+def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Apache Kafka whose client listener is SASL_PLAINTEXT (user SASL_USER)."""
+    from services.brokers import java_available, start_apache_kafka
+
+    if not java_available():
+        pytest.skip("needs Java for Apache Kafka")
+    broker = start_apache_kafka(
+        tmp_path_factory.mktemp("sasl"), sasl_users={SASL_USER: SASL_PASSWORD}
+    )
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture(scope="session")
 def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The embedded Tansu broker (memory only), for the `gumbel-stream up` smoke path."""

@@ -16,22 +16,10 @@ from services.common.kafka import (
     wait_for_broker,
 )
 from services.common.settings import KafkaSettings, ProducerServiceSettings
+from tests.conftest import SASL_PASSWORD as PASSWORD
+from tests.conftest import SASL_USER as USER
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-USER, PASSWORD = "gumbel", "s3cret-pa55"
-
-
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory: pytest.TempPathFactory):
-    from services.brokers import java_available, start_apache_kafka
-
-    if not java_available():
-        pytest.skip("needs Java for Apache Kafka")
-    broker = start_apache_kafka(tmp_path_factory.mktemp("sasl"), sasl_users={USER: PASSWORD})
-    yield broker
-    broker.stop()
-
 
 def _settings(broker, mechanism: str, password: str) -> KafkaSettings:
     return KafkaSettings(

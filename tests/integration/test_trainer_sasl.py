@@ -11,29 +11,17 @@ import pytest
 from services.common.kafka import ensure_topics, make_consumer, make_producer, topic_partitions
 from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor
+from tests.conftest import SASL_PASSWORD as PASSWORD
+from tests.conftest import SASL_USER as USER
 from tests.integration.test_trainer_kafka import counts_of, eventually, stream
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-USER, PASSWORD = "trainer", "tr41ner-s3cret"
-
-
-@pytest.fixture(scope="module")
-def scram_broker(tmp_path_factory: pytest.TempPathFactory):
-    from services.brokers import java_available, start_apache_kafka
-
-    if not java_available():
-        pytest.skip("needs Java for Apache Kafka")
-    broker = start_apache_kafka(tmp_path_factory.mktemp("scram"), sasl_users={USER: PASSWORD})
-    yield broker
-    broker.stop()
-
-
-def test_trainer_learns_over_sasl_scram(scram_broker, tmp_path: Path) -> None:
+def test_trainer_learns_over_sasl_scram(sasl_broker, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     settings = TrainerServiceSettings(
         kafka={
-            "bootstrap_servers": scram_broker.bootstrap_servers,
+            "bootstrap_servers": sasl_broker.bootstrap_servers,
             "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
             "sasl_username": USER, "sasl_password": PASSWORD, "num_partitions": 2,
             "numbers_topic": f"numbers-{suffix}", "dlq_topic": f"numbers-{suffix}.dlq",
