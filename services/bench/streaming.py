@@ -44,9 +44,9 @@ def bench_broker() -> Iterator[Any]:
 def _create_topic(kafka: KafkaSettings, topic: str, partitions: int) -> None:
     from kafka.admin import NewTopic
 
-    from services.common.kafka import _admin
+    from services.common.kafka import make_admin
 
-    admin = _admin(kafka)
+    admin = make_admin(kafka)
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:

@@ -25,6 +25,7 @@ __all__ = [
     "wait_for_broker",
     "ensure_topics",
     "prepare_broker",
+    "make_admin",
     "make_producer",
     "make_consumer",
     "topic_partitions",
@@ -77,7 +78,8 @@ class _SaslFailureRecorder(logging.Handler):
             self.failure = message
 
 
-def _admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
+def make_admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
+    """An admin client with the shared connection settings (TLS, SASL)."""
     config = {**settings.client_config(), "client_id": "gumbel-admin", **overrides}
     return KafkaAdminClient(**config)
 
@@ -106,7 +108,7 @@ def _wait_for_broker(
     while True:
         attempt += 1
         try:
-            admin = _admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
+            admin = make_admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
             try:
                 admin.list_topics()
             finally:
@@ -161,7 +163,7 @@ def ensure_topics(settings: KafkaSettings) -> None:
         NewTopic(settings.estimates_topic, 1, settings.replication_factor),
         NewTopic(settings.dlq_topic, 1, settings.replication_factor),
     ]
-    admin = _admin(settings)
+    admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]

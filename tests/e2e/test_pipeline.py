@@ -55,12 +55,18 @@ def start_producer(children: Children, bootstrap: str, port: int, rate: int) -> 
     ], env={"GUMBEL_PRODUCER__METRICS_HOST": "127.0.0.1"})
 
 
-def test_pipeline(fresh_kafka_broker, children: Children) -> None:
-    kcat = require_binary("kcat")
-    bootstrap = fresh_kafka_broker.bootstrap_servers
+def start_metric_path(children: Children, bootstrap: str) -> tuple[Prometheus, int]:
+    """Prometheus scraping a monitor it starts, and the port the producer must use."""
     monitor_port, producer_port = free_port(), free_port()
     prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
     start_monitor(children, bootstrap, monitor_port)
+    return prometheus, producer_port
+
+
+def test_pipeline(fresh_kafka_broker, children: Children) -> None:
+    kcat = require_binary("kcat")
+    bootstrap = fresh_kafka_broker.bootstrap_servers
+    prometheus, producer_port = start_metric_path(children, bootstrap)
     # Slow enough (about 6 s) for Prometheus to scrape the producer a few times.
     start_producer(children, bootstrap, producer_port, rate=10_000)
     children.start("trainer", [
@@ -121,9 +127,7 @@ def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: C
     """The metric path without the trainer: an Estimate we publish ourselves."""
     kcat = require_binary("kcat")
     bootstrap = fresh_kafka_broker.bootstrap_servers
-    monitor_port, producer_port = free_port(), free_port()
-    prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
-    start_monitor(children, bootstrap, monitor_port)
+    prometheus, producer_port = start_metric_path(children, bootstrap)
     start_producer(children, bootstrap, producer_port, rate=10_000)
 
     wait_until(lambda: prometheus.scalar('up{job="monitor"}') == 1, 60, "monitor scraped",

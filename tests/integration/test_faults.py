@@ -19,14 +19,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from services.common.schemas import Estimate
 from services.up import descendants, service_env, start_time
-from tests.integration.test_trainer_kafka import (
+from tests.integration.trainer_helpers import (
     RunningTrainer,
     counts_of,
     estimate_counts,
     eventually,
     make_settings,
     produce,
-    ray_local,  # noqa: F401 (a fixture)
     stream,
 )
 
@@ -57,7 +56,7 @@ def report(fault: str, produced: list[bytes], final: Estimate) -> None:
 
 
 def test_sigkill_of_one_actor_loses_and_duplicates_nothing(
-    kafka_broker, ray_local, tmp_path  # noqa: F811
+    kafka_broker, ray_local, tmp_path
 ) -> None:
     import ray
 
@@ -160,7 +159,7 @@ def test_sigkill_of_the_whole_trainer_then_restart_loses_and_duplicates_nothing(
 
 
 def test_broker_hard_kill_and_restart_loses_and_duplicates_nothing(
-    fresh_kafka_broker, ray_local, tmp_path  # noqa: F811
+    fresh_kafka_broker, ray_local, tmp_path
 ) -> None:
     from services.brokers import restart_apache_kafka
 

@@ -7,14 +7,13 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.test_trainer_kafka import (
+from tests.integration.trainer_helpers import (
     NUM_PARTITIONS,
     RunningTrainer,
     counts_of,
     estimate_counts,
     eventually,
     make_settings,
-    ray_local,  # noqa: F401 (a fixture)
     stream,
 )
 
@@ -24,7 +23,7 @@ RECORDS = 200_000
 
 
 def test_a_backlog_is_learned_exactly_once_under_load(
-    kafka_broker, ray_local, tmp_path  # noqa: F811
+    kafka_broker, ray_local, tmp_path
 ) -> None:
     settings = make_settings(kafka_broker.bootstrap_servers, tmp_path, max_batch=4096,
                              checkpoint_interval_s=2.0)

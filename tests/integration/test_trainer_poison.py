@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.trainer.actor import TrainerActor
-from tests.integration.test_trainer_kafka import (
+from tests.integration.trainer_helpers import (
     K,
     counts_of,
     eventually,

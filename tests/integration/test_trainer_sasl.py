@@ -13,7 +13,7 @@ from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor
 from tests.conftest import SASL_PASSWORD as PASSWORD
 from tests.conftest import SASL_USER as USER
-from tests.integration.test_trainer_kafka import counts_of, eventually, stream
+from tests.integration.trainer_helpers import counts_of, eventually, stream
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

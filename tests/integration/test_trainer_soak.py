@@ -14,11 +14,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.settings import ProducerServiceSettings
-from tests.integration.test_trainer_kafka import (
+from tests.integration.trainer_helpers import (
     RunningTrainer,
     eventually,
     make_settings,
-    ray_local,  # noqa: F401 (a fixture)
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
@@ -34,7 +33,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_full_speed_minute_bounded_lag_and_memory(
-    kafka_broker, ray_local, tmp_path  # noqa: F811
+    kafka_broker, ray_local, tmp_path
 ) -> None:
     from services.producer.service import run as run_producer
 

@@ -1,0 +1,129 @@
+"""Helpers of the trainer's integration tests: settings on their own topics, streams,
+counts, and the trainer running in this process."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from services.common.kafka import ensure_topics
+from services.common.schemas import Estimate
+from services.common.settings import TrainerServiceSettings
+
+K = 5
+NUM_PARTITIONS = 4
+
+
+def make_settings(
+    bootstrap: str, checkpoint_dir: Path | None, partitions: int = NUM_PARTITIONS, **trainer: Any
+) -> TrainerServiceSettings:
+    """Settings on topics of their own, with short intervals so tests run quickly."""
+    suffix = uuid.uuid4().hex[:8]
+    options: dict[str, Any] = {
+        "num_actors": 2, "num_categories": K, "model_id": f"test-{suffix}",
+        "group_id": f"trainer-{suffix}", "max_batch": 256, "poll_timeout_ms": 100,
+        "publish_interval_s": 0.5, "average_interval_s": 0.5, "checkpoint_interval_s": 0.5,
+        "checkpoint_dir": checkpoint_dir,
+    }
+    options.update(trainer)
+    kafka = {
+        "bootstrap_servers": bootstrap, "numbers_topic": f"numbers-{suffix}",
+        "estimates_topic": f"estimates-{suffix}", "dlq_topic": f"numbers-{suffix}.dlq",
+        "num_partitions": partitions, "connect_timeout_s": 30,
+    }
+    settings = TrainerServiceSettings(kafka=kafka, trainer=options)
+    ensure_topics(settings.kafka)
+    return settings
+
+
+def produce(settings: TrainerServiceSettings, values: list[bytes | None],
+            partitions: int = NUM_PARTITIONS, start: int = 0) -> None:
+    """Write ``values`` round-robin over the partitions (explicitly, so tests know where)."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    for i, value in enumerate(values, start=start):
+        producer.send(settings.kafka.numbers_topic, value=value, partition=i % partitions)
+    producer.flush(30)
+    producer.close()
+
+
+def counts_of(values: list[bytes | None]) -> list[int]:
+    counts = [0] * K
+    for value in values:
+        if value is not None and value.isdigit() and int(value) < K:
+            counts[int(value)] += 1
+    return counts
+
+
+def stream(n: int, seed: int = 0) -> list[bytes]:
+    import random
+
+    rng = random.Random(seed)
+    return [str(rng.choices(range(K), weights=[0.05, 0.1, 0.15, 0.3, 0.4])[0]).encode()
+            for _ in range(n)]
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
+    """All records of partition 0 of ``topic``, waiting until there are ``expected``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
+        if len(records) >= expected and consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
+            break
+    consumer.close()
+    return records
+
+
+def eventually(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def estimate_counts(estimate: Estimate) -> list[int]:
+    """Per-category counts behind the estimate's (exact) counting baseline."""
+    return [round(p * estimate.samples_seen) for p in estimate.baseline_probabilities]
+
+
+class RunningTrainer:
+    """``services.trainer.service.Trainer`` in this process, its loop in a thread."""
+
+    def __init__(self, settings: TrainerServiceSettings) -> None:
+        from services.trainer.service import Trainer
+
+        self.published: list[Estimate] = []
+        self.trainer = Trainer(settings, publish=self.published.append)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.trainer.run, args=(self.stop_event,))
+
+    def __enter__(self) -> RunningTrainer:
+        self.trainer.start()
+        self.thread.start()
+        return self
+
+    def learned(self) -> int:
+        return self.published[-1].samples_seen if self.published else 0
+
+    def stop(self) -> Estimate:
+        self.stop_event.set()
+        self.thread.join(60)
+        final = self.trainer.stop()
+        assert final is not None
+        return final
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread.is_alive() or not self.stop_event.is_set():
+            self.stop()
