@@ -216,8 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = load_settings(getattr(settings_module, class_name), flags, args)
     module = importlib.import_module(module_name)
+    from services.common.errors import StartupError
+
     try:
         return int(module.run(settings) or 0)
+    except StartupError as exc:
+        print(f"gumbel-stream: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

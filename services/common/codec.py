@@ -9,7 +9,13 @@ Two wire formats share the topic:
   header ``gumbel-format``. A packed record with any value out of range is dead-lettered
   whole, so its original bytes are kept.
 
-Everything malformed becomes a ``BadRecord`` for the dead-letter topic; nothing raises.
+The header decides the format: a record that carries ``gumbel-format`` is never read as ASCII
+(the u8 byte ``0x33`` is category 51, not ``"3"``), and an unknown format is dead-lettered.
+ASCII values may have leading zeros (``b"03"`` is 3, as ``int()`` and Java's ``parseInt`` read
+it), within ``MAX_RECORD_BYTES``.
+
+Everything malformed becomes a ``BadRecord`` for the dead-letter topic, with the record's
+key, headers and timestamp so it can be replayed as it was; nothing raises.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ __all__ = [
     "PACKED_FORMATS",
     "MAX_RECORD_BYTES",
     "MAX_PACKED_BYTES",
+    "DEAD_LETTER_REASONS",
     "BadRecord",
     "DecodedBatch",
+    "reason_of",
     "decode_values",
     "encode_value",
     "encode_packed",
@@ -43,15 +51,32 @@ PACKED_FORMATS: dict[bytes, tuple[torch.dtype, int, int]] = {
 MAX_RECORD_BYTES = 20
 MAX_PACKED_BYTES = 8 * 1024 * 1024
 
+# The kind of every error message below (the text before its colon): a bounded label set.
+DEAD_LETTER_REASONS = (
+    "empty", "too_large", "not_utf8", "not_integer", "out_of_range", "unknown_format", "truncated",
+)
+
 Headers = Sequence[tuple[str, bytes]] | None
 
 
 @dataclass(frozen=True)
 class BadRecord:
     value: bytes | None
-    error: str
+    error: str  # "<reason>: <detail>", reason one of DEAD_LETTER_REASONS
     partition: int
     offset: int
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int | None = None  # the record's Kafka timestamp, ms
+
+    @property
+    def reason(self) -> str:
+        return reason_of(self.error)
+
+
+def reason_of(error: str) -> str:
+    """The reason kind of an error: ``"out_of_range: 7 not in [0, 5)"`` → ``out_of_range``."""
+    return error.split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -105,9 +130,10 @@ def _classify(value: bytes | None, num_categories: int) -> tuple[int, str]:
 
 
 def _format_of(headers: Headers) -> bytes | None:
+    """The ``gumbel-format`` header's value (``b""`` for a null one), None without it."""
     for key, value in headers or ():
         if key == FORMAT_HEADER:
-            return value
+            return value if value is not None else b""
     return None
 
 
@@ -145,37 +171,53 @@ def decode_values(
     offsets: Sequence[int],
     num_categories: int,
     headers: Sequence[Headers] | None = None,
+    keys: Sequence[bytes | None] | None = None,
+    timestamps: Sequence[int | None] | None = None,
 ) -> DecodedBatch:
     """Split raw records into good category ids and bad records (with their origin).
 
-    ``headers`` (one list per record) is only needed where packed records may occur.
+    ``headers`` (one list per record) is needed wherever packed records may occur; ``keys``
+    and ``timestamps`` only travel with the bad records to the dead-letter topic.
     """
+    if len(partitions) != len(values) or len(offsets) != len(values):
+        raise ValueError("values, partitions and offsets must have the same length")
     good: list[int] = []
     chunks: list[torch.Tensor] = []
     bad: list[BadRecord] = []
+
+    def set_aside(i: int, error: str) -> None:
+        bad.append(BadRecord(
+            values[i], error, partitions[i], offsets[i],
+            key=keys[i] if keys is not None else None,
+            headers=tuple(headers[i] or ()) if headers is not None else (),
+            timestamp=timestamps[i] if timestamps is not None else None,
+        ))
+
     # The common case is one-character records: a dict lookup avoids int() per record.
     fast = {str(c).encode(): c for c in range(min(num_categories, 10))}
-    for i, (value, partition, offset) in enumerate(zip(values, partitions, offsets, strict=True)):
-        category = fast.get(value)  # type: ignore[arg-type]
-        if category is not None:
-            good.append(category)
-            continue
-        packed = _format_of(headers[i]) if headers is not None else None
-        if packed is not None:
-            ids = _decode_packed(value, packed, num_categories)
-            if isinstance(ids, str):
-                bad.append(BadRecord(value, ids, partition, offset))
+    for i, value in enumerate(values):
+        # The header first: a packed record must never be mistaken for an ASCII digit.
+        record_headers = headers[i] if headers is not None else None
+        packed = _format_of(record_headers) if record_headers else None
+        if packed is None:
+            category = fast.get(value)  # type: ignore[arg-type]
+            if category is not None:
+                good.append(category)
+                continue
+            category, error = _classify(value, num_categories)
+            if error:
+                set_aside(i, error)
             else:
-                if good:  # keep record order: flush the ASCII run before this chunk
-                    chunks.append(torch.tensor(good, dtype=torch.int64))
-                    good = []
-                chunks.append(ids)
+                good.append(category)
             continue
-        category, error = _classify(value, num_categories)
-        if error:
-            bad.append(BadRecord(value, error, partition, offset))
-        else:
-            good.append(category)
+        ids = _decode_packed(value, packed, num_categories)
+        if isinstance(ids, str):
+            set_aside(i, ids)
+            continue
+        if good:  # keep record order: flush the ASCII run before this chunk
+            chunks.append(torch.tensor(good, dtype=torch.int64))
+            good = []
+        chunks.append(ids)
     if good or not chunks:
         chunks.append(torch.tensor(good, dtype=torch.int64))
     return DecodedBatch(chunks[0] if len(chunks) == 1 else torch.cat(chunks), bad)

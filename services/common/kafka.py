@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError
 
-from services.common.codec import BadRecord
 from services.common.settings import KafkaSettings
 
 __all__ = [
@@ -29,7 +27,6 @@ __all__ = [
     "make_producer",
     "make_consumer",
     "topic_partitions",
-    "DeadLetterWriter",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,30 +216,3 @@ def topic_partitions(
         if time.monotonic() >= deadline:
             raise BrokerUnavailable(f"topic {topic!r} has no partitions after {timeout_s:g}s")
         time.sleep(0.2)
-
-
-class DeadLetterWriter:
-    """Writes malformed records to the dead-letter topic with the original bytes."""
-
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-
-    def write(self, records: Iterable[BadRecord]) -> int:
-        written = 0
-        for record in records:
-            headers = [
-                ("error", record.error.encode("utf-8")),
-                ("source_partition", str(record.partition).encode("ascii")),
-                ("source_offset", str(record.offset).encode("ascii")),
-            ]
-            self._producer.send(self._topic, value=record.value or b"", headers=headers)
-            written += 1
-        return written
-
-    def flush(self, timeout_s: float | None = None) -> None:
-        try:
-            self._producer.flush(timeout=timeout_s)
-        except KafkaError as exc:
-            log.error("dead-letter flush failed: %s", exc)
-            raise

@@ -102,15 +102,36 @@ def parse_drift(value: Any) -> list[DriftStep]:
 DriftSchedule = Annotated[list[DriftStep], NoDecode, BeforeValidator(parse_drift)]
 
 
+def parse_bootstrap_servers(value: Any) -> str:
+    """``host:port[,host:port...]`` with ports in 1..65535 (IPv6 hosts in brackets)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+    servers = [s.strip() for s in value.split(",")]
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit():
+            raise ValueError(f"{server!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"port {port} of {server!r} is not in 1..65535")
+    return ",".join(servers)
+
+
+BootstrapServers = Annotated[str, BeforeValidator(parse_bootstrap_servers)]
+
+
 class KafkaSettings(BaseModel):
     """Where the broker is, the topic names, and how clients authenticate."""
 
     model_config = ConfigDict(extra="forbid")
 
-    bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    bootstrap_servers: BootstrapServers = "localhost:9092"
     numbers_topic: str = "numbers"
     estimates_topic: str = "estimates"
     dlq_topic: str = "numbers.dlq"
+    dlq_max_value_bytes: int = Field(
+        512 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="a dead letter's value is truncated to this many bytes (headers say so)",
+    )
     num_partitions: int = Field(4, ge=1, description="partitions of the numbers topic if created")
     replication_factor: int = Field(1, ge=1)
     create_topics: bool = True
@@ -217,6 +238,12 @@ class TrainerSettings(BaseModel):
     checkpoint_dir: Path | None = Path("checkpoints")
     checkpoint_interval_s: float = Field(10.0, gt=0)
     max_restarts: int = Field(-1, ge=-1, description="Ray restarts of a dead actor; -1 = always")
+    on_corrupt_checkpoint: Literal["fail", "relearn", "accept_loss"] = Field(
+        "fail",
+        description="when every kept checkpoint of an actor is corrupt: fail (stop with the "
+        "reason), relearn (from the earliest offset the topic still holds), or accept_loss "
+        "(resume at the group's committed offsets; the records skipped are logged and counted)",
+    )
     ray_address: str | None = Field(None, description="join this Ray cluster (or RAY_ADDRESS)")
 
 

@@ -24,16 +24,20 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from services.common.codec import decode_values
-from services.common.kafka import DeadLetterWriter, make_consumer, make_producer, topic_partitions
+from services.common.dead_letters import DeadLetterWriter
+from services.common.kafka import make_consumer, make_producer, topic_partitions
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
-from services.trainer.checkpoint import CheckpointStore, encode
+from services.trainer.checkpoint import CheckpointError, CheckpointStore, NoValidCheckpoint, encode
 
 __all__ = ["TrainerActor", "owned_partitions", "actor_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+# A stream whose records fall outside [0, K) (a producer with another K) is warned about at
+# most this often, not once per poll.
+MISMATCH_WARNING_INTERVAL_S = 60.0
 
 
 def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
@@ -102,6 +106,14 @@ class TrainerActor:
         self._partitions: list[int] = []
         self.offsets: dict[int, int] = {}  # partition -> next offset to learn from
         self.dead_letters = 0
+        self.dead_letters_by_reason: dict[str, int] = {}
+        self.records_skipped = 0  # records knowingly never learned (on_corrupt_checkpoint)
+        self._restored_truncated = 0
+        self._next_mismatch_warning = 0.0
+        # Unix time as of which this replica had learned everything on its partitions: now
+        # when caught up, else the newest learned record's timestamp. A hung loop stops it.
+        self.data_time = time.time()
+        self._newest_record_time = 0.0
         self.gan_learned = 0  # values the GAN learned from (all of them under learn_all)
         self.lag = 0
         # Which values `sample` backpressure learns from; counts stay exact whatever it picks.
@@ -131,7 +143,7 @@ class TrainerActor:
         if self._store is not None:
             self._store.acquire()
         self.learner = self._learner_factory()
-        restored = self._store.load_latest() if self._store is not None else None
+        restored, history_lost = self._load_checkpoint()
         if restored is not None:
             self._apply_checkpoint(restored.state)
             self._restored_seq = self._checkpoint_seq = restored.seq
@@ -142,12 +154,19 @@ class TrainerActor:
             existing = self._store.sequence_numbers()
             self._checkpoint_seq = max([self._checkpoint_seq, *existing])
         self._consumer = self._consumer_factory()
-        self._dlq = DeadLetterWriter(self._producer_factory(), self.settings.kafka.dlq_topic)
+        kafka = self.settings.kafka
+        self._dlq = DeadLetterWriter(
+            self._producer_factory(), kafka.dlq_topic, kafka.numbers_topic,
+            max_value_bytes=kafka.dlq_max_value_bytes,
+        )
+        self._dlq.truncated = self._restored_truncated
         topic = self.settings.kafka.numbers_topic
         all_partitions = [tp.partition for tp in topic_partitions(self._consumer, topic)]
         self._partitions = owned_partitions(all_partitions, self.index, self.num_actors)
         assigned = [TopicPartition(topic, p) for p in self._partitions]
         self._consumer.assign(assigned)
+        if history_lost:
+            self._resume_after_lost_history(assigned)
         for tp in assigned:
             self._seek(tp)
         self._check_offsets_exist(assigned)
@@ -161,6 +180,51 @@ class TrainerActor:
             target=self._run, name=f"trainer-{cfg.model_id}-{self.index}", daemon=True
         )
         self._thread.start()
+
+    def _load_checkpoint(self) -> tuple[Any, bool]:
+        """(the newest valid checkpoint or None, whether a history exists but is unreadable)."""
+        if self._store is None:
+            return None, False
+        try:
+            return self._store.load_latest(), False
+        except NoValidCheckpoint as exc:
+            policy = self.settings.trainer.on_corrupt_checkpoint
+            if policy == "fail":
+                raise CheckpointError(
+                    f"actor {self.index}: {exc}. Its records would be lost. Move the files "
+                    "away to investigate, or set on_corrupt_checkpoint to relearn or "
+                    "accept_loss (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT)"
+                ) from exc
+            log.error("actor %d: %s; on_corrupt_checkpoint=%s", self.index, exc, policy)
+            return None, True
+
+    def _resume_after_lost_history(self, assigned: list[TopicPartition]) -> None:
+        """After unreadable checkpoints: relearn from the log's start, or accept the loss.
+
+        Either way the records that can no longer reach the model are logged as an ERROR and
+        counted in ``records_skipped`` (in the Estimate and the monitor's metrics).
+        """
+        policy = self.settings.trainer.on_corrupt_checkpoint
+        starts = self._consumer.beginning_offsets(assigned)
+        skipped = 0
+        for tp in assigned:
+            start = int(starts.get(tp, 0) or 0)
+            committed = None
+            if policy == "accept_loss":
+                try:
+                    committed = self._consumer.committed(tp)
+                except Exception as exc:  # no committed offset: from the log's start
+                    log.warning("actor %d: cannot read committed offset of %s: %s",
+                                self.index, tp, exc)
+            resume = max(start, committed) if committed is not None else start
+            self.offsets[tp.partition] = resume
+            skipped += resume  # offsets below `resume` were deleted or are skipped now
+        self.records_skipped += skipped
+        log.error("actor %d: every checkpoint was corrupt; %s: %d records of partitions %s "
+                  "will never reach the model (records_skipped)", self.index,
+                  "relearning from the earliest offsets the topic holds" if policy == "relearn"
+                  else "accepting the loss, resuming at the group's committed offsets",
+                  skipped, [tp.partition for tp in assigned])
 
     def _seek(self, tp: TopicPartition) -> None:
         """Resume at the checkpoint's offset, else the group's committed one, else earliest."""
@@ -227,6 +291,7 @@ class TrainerActor:
                 if records:
                     self.learn_records(records)
                 self._update_lag()
+                self._update_data_time()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("actor %d: consuming loop failed", self.index)
@@ -238,6 +303,8 @@ class TrainerActor:
         """Decode one poll's records, dead-letter the bad ones, learn the good; good count."""
         values: list[Any] = []
         headers: list[Any] = []
+        keys: list[Any] = []
+        timestamps: list[Any] = []
         partitions: list[int] = []
         offsets: list[int] = []
         next_offsets: dict[int, int] = {}
@@ -247,18 +314,30 @@ class TrainerActor:
             for record in batch:
                 values.append(record.value)
                 headers.append(record.headers)
+                keys.append(record.key)
+                timestamps.append(record.timestamp)
                 offsets.append(record.offset)
             partitions.extend([tp.partition] * len(batch))
             next_offsets[tp.partition] = batch[-1].offset + 1
+            newest = batch[-1].timestamp
+            if isinstance(newest, int) and newest > 0:
+                self._newest_record_time = max(self._newest_record_time, newest / 1000.0)
         if not values:
             return 0
         decoded = decode_values(
-            values, partitions, offsets, self.settings.trainer.num_categories, headers
+            values, partitions, offsets, self.settings.trainer.num_categories, headers,
+            keys=keys, timestamps=timestamps,
         )
         with self._lock:
             if decoded.bad:
                 assert self._dlq is not None
                 self.dead_letters += self._dlq.write(decoded.bad)
+                for record in decoded.bad:
+                    reason = record.reason
+                    self.dead_letters_by_reason[reason] = (
+                        self.dead_letters_by_reason.get(reason, 0) + 1
+                    )
+                self._warn_if_mismatched(decoded.bad, len(values))
             if decoded.count:
                 learn = self._apply_backpressure(decoded.values)
                 stats = self.learner.learn_many(learn)
@@ -285,6 +364,29 @@ class TrainerActor:
         self.learner.count_many(values[rest])
         return values[chosen.sort().values]  # stream order, for the drift detector
 
+    def _warn_if_mismatched(self, bad: list[Any], polled: int) -> None:
+        """Say once a minute when records fall outside [0, K): likely a producer with another K."""
+        out_of_range = [r for r in bad if r.reason == "out_of_range"]
+        now = time.monotonic()
+        if not out_of_range or now < self._next_mismatch_warning:
+            return
+        self._next_mismatch_warning = now + MISMATCH_WARNING_INTERVAL_S
+        log.warning("actor %d: %d of %d records of this poll are outside [0, %d) (e.g. %s) and "
+                    "go to the dead-letter topic: does the producer's K match the trainer's "
+                    "num_categories? (logged at most every %gs; counted by reason "
+                    "out_of_range)", self.index, len(out_of_range), polled,
+                    self.settings.trainer.num_categories, out_of_range[0].error,
+                    MISMATCH_WARNING_INTERVAL_S)
+
+    def _update_data_time(self) -> None:
+        """Caught up: the data is fresh as of now; behind: as of the newest record learned."""
+        now = time.time()
+        if self.lag == 0:
+            self.data_time = now
+        elif self._newest_record_time > self.data_time:
+            # A producer's clock may run ahead; never claim data from the future.
+            self.data_time = min(now, self._newest_record_time)
+
     def _update_lag(self) -> None:
         """Records on the owned partitions not consumed yet (from the last fetch's high water)."""
         topic = self.settings.kafka.numbers_topic
@@ -307,6 +409,9 @@ class TrainerActor:
             "topic": self.settings.kafka.numbers_topic,
             "offsets": {int(p): int(o) for p, o in self.offsets.items()},
             "dead_letters": int(self.dead_letters),
+            "dead_letters_by_reason": dict(self.dead_letters_by_reason),
+            "records_skipped": int(self.records_skipped),
+            "dead_letters_truncated": int(self._dlq.truncated if self._dlq is not None else 0),
             "gan_learned": int(self.gan_learned),
             "steps": int(self.steps),
             "learner": self.learner.state_dict(),
@@ -321,6 +426,11 @@ class TrainerActor:
         self.learner.load_state_dict(state["learner"])
         self.offsets = {int(p): int(o) for p, o in state["offsets"].items()}
         self.dead_letters = int(state["dead_letters"])
+        self.dead_letters_by_reason = {
+            str(k): int(v) for k, v in state.get("dead_letters_by_reason", {}).items()
+        }
+        self.records_skipped = int(state.get("records_skipped", 0))
+        self._restored_truncated = int(state.get("dead_letters_truncated", 0))
         self.gan_learned = int(state.get("gan_learned", learner_api.samples_seen(self.learner)))
         self.steps = int(state["steps"])
 
@@ -413,6 +523,12 @@ class TrainerActor:
                 "samples_seen": learner_api.samples_seen(learner) if ready else 0,
                 "baseline_counts": learner_api.baseline_counts(learner) if ready else [],
                 "dead_letters": self.dead_letters,
+                "dead_letters_by_reason": dict(self.dead_letters_by_reason),
+                "dead_letters_truncated": self._dlq.truncated if self._dlq is not None else 0,
+                "dead_letters_lost": self._dlq.failed if self._dlq is not None else 0,
+                "records_skipped": self.records_skipped,
+                "data_time": self.data_time,
+                "status_time": time.time(),
                 "gan_learned": self.gan_learned,
                 "lag": self.lag,
                 "steps": self.steps,

@@ -3,7 +3,9 @@
 A checkpoint is one file ``ckpt-<seq>.pt``: a magic line, the SHA-256 of the payload, then the
 payload (``torch.save`` of a dict). It is written to a temporary file, fsynced, renamed into
 place and the directory fsynced, so a crash leaves either the old or the new file, never a mix.
-A torn or corrupt file fails its checksum and is skipped in favour of the previous one.
+A torn or corrupt file fails its checksum and is skipped in favour of the previous one; when
+every kept file is corrupt, ``load_latest`` raises ``NoValidCheckpoint`` (never "no checkpoint":
+a first start and a lost history must not look alike).
 A lock file fences the directory: a second writer (a zombie of a killed trainer) waits.
 """
 
@@ -22,7 +24,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["MAGIC", "CheckpointError", "Checkpoint", "CheckpointStore", "encode", "decode"]
+__all__ = [
+    "MAGIC",
+    "CheckpointError",
+    "NoValidCheckpoint",
+    "Checkpoint",
+    "CheckpointStore",
+    "encode",
+    "decode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,10 @@ _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
 
 class CheckpointError(ValueError):
     """A checkpoint file is torn, corrupt, or not a checkpoint at all."""
+
+
+class NoValidCheckpoint(CheckpointError):
+    """Checkpoint files exist, but none of them verifies: the model's history is lost."""
 
 
 @dataclass(frozen=True)
@@ -144,13 +158,23 @@ class CheckpointStore:
         return Checkpoint(seq, path, state)
 
     def load_latest(self) -> Checkpoint | None:
-        """The newest checkpoint that verifies; torn or corrupt ones are logged and skipped."""
+        """The newest checkpoint that verifies (torn or corrupt ones are logged and skipped).
+
+        None when the directory holds no checkpoint; ``NoValidCheckpoint`` when it holds some
+        and none verifies.
+        """
+        problems = []
         for seq in reversed(self.sequence_numbers()):
             path = self.path_of(seq)
             try:
                 state = decode(path.read_bytes())
             except (CheckpointError, OSError) as exc:
                 log.warning("skipping checkpoint %s: %s", path, exc)
+                problems.append(f"{path.name}: {exc}")
                 continue
             return Checkpoint(seq, path, state)
+        if problems:
+            raise NoValidCheckpoint(
+                f"every checkpoint in {self.directory} is corrupt ({'; '.join(problems)})"
+            )
         return None

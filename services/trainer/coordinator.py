@@ -67,9 +67,18 @@ def aggregate(
     mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
     seen = sum(int(s.get("samples_seen", 0)) for s in statuses)
     learned = sum(int(s.get("gan_learned", s.get("samples_seen", 0))) for s in statuses)
+    now = time.time() if timestamp is None else timestamp
+    by_reason: dict[str, int] = {}
+    for status in statuses:
+        for reason, n in (status.get("dead_letters_by_reason") or {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + int(n)
+    # A status republished from an actor that no longer answers keeps its own times, so a
+    # hung actor makes the data stale (data_timestamp) and its status old, not fresh.
+    data_times = [float(s["data_time"]) for s in statuses if s.get("data_time") is not None]
+    status_times = [float(s["status_time"]) for s in statuses if s.get("status_time")]
     return Estimate(
         model_id=model_id,
-        timestamp=time.time() if timestamp is None else timestamp,
+        timestamp=now,
         step=sum(int(s.get("steps", 0)) for s in statuses),
         samples_seen=sum(int(s.get("samples_seen", 0)) for s in statuses),
         dead_letters=sum(int(s.get("dead_letters", 0)) for s in statuses),
@@ -87,6 +96,11 @@ def aggregate(
         backpressure=backpressure,
         learned_fraction=min(1.0, learned / seen) if seen else 1.0,
         consumer_lag=sum(int(s.get("lag", 0)) for s in statuses),
+        data_timestamp=min(min(data_times), now) if data_times else None,
+        max_actor_status_age_s=max([0.0, *(now - t for t in status_times)]),
+        records_skipped=sum(int(s.get("records_skipped", 0)) for s in statuses),
+        dead_letters_by_reason=dict(sorted(by_reason.items())),
+        dead_letters_truncated=sum(int(s.get("dead_letters_truncated", 0)) for s in statuses),
     )
 
 

@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.common.kafka import ensure_topics, make_producer, wait_for_broker
+from ray.exceptions import RayActorError
+
+from services.common.errors import StartupError
+from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
 from services.trainer.actor import TrainerActor
 from services.trainer.coordinator import Coordinator
+from services.trainer.preflight import check_checkpoint_dir, check_checkpoints_match, check_gpus
 
 __all__ = ["run", "Trainer", "init_ray", "remote_actor_class"]
 
@@ -76,6 +80,12 @@ def remote_actor_class(settings: TrainerServiceSettings) -> Any:
     )
 
 
+def _cause(exc: BaseException) -> str:
+    """The last ``SomeError: message`` line of a Ray error (its remote traceback's cause)."""
+    lines = [line.strip() for line in str(exc).splitlines() if "Error: " in line]
+    return lines[-1] if lines else f"{type(exc).__name__}: {exc}"
+
+
 class Trainer:
     """The running trainer: N actors, a coordinator, and the estimates producer."""
 
@@ -115,7 +125,10 @@ class Trainer:
             publish=self._publish,
             backpressure=cfg.backpressure,
         )
-        self.coordinator.wait_ready(ready_timeout_s)
+        try:
+            self.coordinator.wait_ready(ready_timeout_s)
+        except RayActorError as exc:  # an actor's constructor raised: say why, in one line
+            raise StartupError(f"a trainer actor could not start: {_cause(exc)}") from None
         log.info("%d trainer actors running (pids %s)", cfg.num_actors,
                  sorted(self.coordinator.pids().values()))
 
@@ -166,12 +179,25 @@ class Trainer:
 
 
 def run(settings: TrainerServiceSettings) -> int:
+    """Check, start Ray and the actors, train until SIGTERM/SIGINT; 1 if Kafka is unreachable.
+
+    Settings the machine contradicts raise ``StartupError`` (the CLI prints it, exit 2).
+    """
+    check_checkpoint_dir(settings.trainer)
+    check_checkpoints_match(settings.trainer)
     stop = threading.Event()
     with stop_on_signals(stop):
-        wait_for_broker(settings.kafka)
+        try:
+            wait_for_broker(settings.kafka)
+        except BrokerUnavailable as exc:
+            log.error("%s", exc)
+            return 1
         ensure_topics(settings.kafka)
         started_ray = init_ray(settings.trainer.ray_address)
         try:
+            import ray
+
+            check_gpus(settings.trainer, ray.cluster_resources())
             # Again: ray.init installs a SIGTERM handler of its own for drivers.
             with stop_on_signals(stop):
                 trainer = Trainer(settings)

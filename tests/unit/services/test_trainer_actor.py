@@ -18,7 +18,7 @@ from services.trainer.checkpoint import CheckpointStore
 from services.trainer.coordinator import aggregate
 from services.trainer.learner import average_weights, baseline_counts
 
-Record = namedtuple("Record", "topic partition offset key value headers")
+Record = namedtuple("Record", "topic partition offset key value headers timestamp")
 
 
 class FakeConsumer:
@@ -61,7 +61,7 @@ class FakeConsumer:
             values = self.data[tp.partition][start : start + left]
             if values:
                 out[tp] = [
-                    Record(self.topic, tp.partition, start + j, None, v, [])
+                    Record(self.topic, tp.partition, start + j, None, v, [], 1_700_000_000_000)
                     for j, v in enumerate(values)
                 ]
                 self.position[tp.partition] = start + len(values)
@@ -71,8 +71,21 @@ class FakeConsumer:
     def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: len(self.data[tp.partition]) for tp in tps}
 
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 0 for tp in tps}
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.data[tp.partition])
+
     def close(self) -> None:
         self.closed = True
+
+
+class FakeFuture:
+    """A send that the broker always accepts."""
+
+    def add_errback(self, callback: Any, *args: Any) -> FakeFuture:
+        return self
 
 
 class FakeProducer:
@@ -81,10 +94,11 @@ class FakeProducer:
         self.pending = 0
         self.flushes = 0
 
-    def send(self, topic: str, value: bytes = b"", key: bytes | None = None,
-             headers: list | None = None) -> None:
+    def send(self, topic: str, value: bytes | None = b"", key: bytes | None = None,
+             headers: list | None = None) -> FakeFuture:
         self.sent.append((topic, value, headers or []))
         self.pending += 1
+        return FakeFuture()
 
     def flush(self, timeout: float | None = None) -> None:
         self.pending = 0

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.trainer.checkpoint import CheckpointError, CheckpointStore, decode, encode
+from services.trainer.checkpoint import (
+    CheckpointError,
+    CheckpointStore,
+    NoValidCheckpoint,
+    decode,
+    encode,
+)
 
 
 def _state(n: int) -> dict:
@@ -58,10 +64,13 @@ def test_only_the_last_two_are_kept(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_all_corrupt_loads_none(tmp_path: Path) -> None:
+def test_all_corrupt_is_not_mistaken_for_a_first_start(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
-    store.save(_state(1)).path.write_bytes(b"")
-    assert store.load_latest() is None
+    store.save(_state(1))
+    store.save(_state(2)).path.write_bytes(b"")
+    store.path_of(1).write_bytes(b"GUMBELCKPT1\n" + b"x" * 40)
+    with pytest.raises(NoValidCheckpoint, match="ckpt-000000000002.pt: not a checkpoint"):
+        store.load_latest()
 
 
 def _hold_lock(directory: str, ready, done) -> None:  # runs in a child process
