@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.codec import (
+    DEAD_LETTER_REASONS,
     FORMAT_HEADER,
     MAX_RECORD_BYTES,
     decode_values,
@@ -93,3 +94,47 @@ def test_every_record_is_either_learned_or_dead_lettered(values: list[bytes]) ->
         int(v) for v in values if v.isdigit() and len(v) <= MAX_RECORD_BYTES and int(v) < 5
     ]
     assert batch.values.tolist() == expected_good
+
+
+@pytest.mark.parametrize("byte", [ord("0"), ord("3"), ord("9")])
+def test_a_packed_byte_that_looks_like_an_ascii_digit_is_its_own_category(byte: int) -> None:
+    """u8 0x33 is category 51: the header decides, not the ASCII fast path (issue 10)."""
+    batch = _decode([bytes([byte]), b"3"], k=64, headers=[[(FORMAT_HEADER, b"u8")], []])
+    assert batch.values.tolist() == [byte, 3]
+    assert batch.bad == []
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "reason"),
+    [(b"3", b"zstd", "unknown_format"), (b"3", None, "unknown_format"),
+     (b"7", b"u16le", "truncated")],
+)
+def test_a_one_byte_record_with_a_bad_format_is_not_learned_as_ascii(value, fmt, reason) -> None:
+    batch = _decode([value], k=64, headers=[[(FORMAT_HEADER, fmt)]])
+    assert batch.values.tolist() == []
+    assert [b.reason for b in batch.bad] == [reason]
+
+
+def test_bad_records_carry_key_headers_and_timestamp_for_replay() -> None:
+    headers = [[], [(FORMAT_HEADER, b"u8"), ("trace", b"abc")]]
+    batch = decode_values(
+        [b"x", bytes([9])], [3, 3], [10, 11], 5, headers,
+        keys=[b"k1", None], timestamps=[1_000, 2_000],
+    )
+    first, second = batch.bad
+    assert (first.key, first.headers, first.timestamp, first.reason) == (
+        b"k1", (), 1_000, "not_integer")
+    assert (second.key, second.headers, second.timestamp, second.reason) == (
+        None, ((FORMAT_HEADER, b"u8"), ("trace", b"abc")), 2_000, "out_of_range")
+
+
+def test_leading_zeros_are_accepted_as_the_same_category() -> None:
+    assert _decode([b"03", b"0" * (MAX_RECORD_BYTES - 1) + b"4"]).values.tolist() == [3, 4]
+
+
+def test_every_reason_is_a_known_dead_letter_reason() -> None:
+    values = [b"", b"9" * 30, b"\xff", b"a", b"7", b"\x01\x00\x02", b"\x01", None]
+    headers: list = [[], [], [], [], [], [(FORMAT_HEADER, b"u16le")],
+                     [(FORMAT_HEADER, b"x")], []]
+    reasons = {b.reason for b in _decode(values, headers=headers).bad}
+    assert reasons == set(DEAD_LETTER_REASONS)

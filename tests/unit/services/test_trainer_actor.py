@@ -14,7 +14,7 @@ from kafka import TopicPartition
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor, owned_partitions
-from services.trainer.checkpoint import CheckpointStore
+from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.coordinator import aggregate
 from services.trainer.learner import average_weights, baseline_counts
 
@@ -383,3 +383,106 @@ def test_a_checkpoint_past_the_end_of_a_recreated_topic_is_reported(
     second, _, _ = _actor(settings, _data(partitions=1, per_partition=10))  # a fresh topic
     _start_without_thread(second)
     assert "past its end" in caplog.text
+
+
+def _corrupt_every_checkpoint(tmp_path: Path, data: dict[int, list[bytes]], committed: int):
+    """A first actor learns and checkpoints; then every file of it is corrupted."""
+    settings = _settings(tmp_path)
+    first, consumer, _ = _actor(settings, data)
+    _start_without_thread(first)
+    first.learn_records(consumer.poll(max_records=committed))
+    first.checkpoint()
+    first._commit_pending()
+    first._store.release()
+    for path in first._store.directory.glob("ckpt-*.pt"):
+        path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    return consumer.committed_offsets
+
+
+def test_corrupt_checkpoints_stop_the_actor_by_default(tmp_path: Path) -> None:
+    """Issue 10: never treat a lost history like a first start (data would drop silently)."""
+    data = _data(partitions=1, per_partition=100)
+    committed = _corrupt_every_checkpoint(tmp_path, data, 60)
+    consumer = FakeConsumer(TOPIC, data)
+    consumer.committed_offsets.update(committed)
+    actor, _, _ = _actor(_settings(tmp_path), data, consumer=consumer)
+    with pytest.raises(CheckpointError, match="every checkpoint .* is corrupt.*ON_CORRUPT"):
+        _start_without_thread(actor)
+
+
+def test_relearn_after_corrupt_checkpoints_learns_every_record_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _data(partitions=1, per_partition=100)
+    committed = _corrupt_every_checkpoint(tmp_path, data, 60)
+    consumer = FakeConsumer(TOPIC, data)
+    consumer.committed_offsets.update(committed)
+    actor, _, _ = _actor(_settings(tmp_path, on_corrupt_checkpoint="relearn"), data,
+                         consumer=consumer)
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    status = actor.status()
+    assert status["baseline_counts"] == _counts(data[0])
+    assert status["records_skipped"] == 0
+    assert "every checkpoint was corrupt" in caplog.text
+
+
+def test_accept_loss_after_corrupt_checkpoints_counts_what_it_skips(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _data(partitions=1, per_partition=100)
+    committed = _corrupt_every_checkpoint(tmp_path, data, 60)
+    consumer = FakeConsumer(TOPIC, data)
+    consumer.committed_offsets.update(committed)
+    actor, _, _ = _actor(_settings(tmp_path, on_corrupt_checkpoint="accept_loss"), data,
+                         consumer=consumer)
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    status = actor.status()
+    assert status["samples_seen"] == 40
+    assert status["records_skipped"] == 60
+    assert "60 records of partitions [0] will never reach the model" in caplog.text
+    actor.checkpoint()  # the count survives the next restart
+    actor._store.release()
+    again, _, _ = _actor(_settings(tmp_path), data)
+    _start_without_thread(again)
+    assert again.status()["records_skipped"] == 60
+
+
+def test_dead_letters_are_counted_by_reason_and_a_k_mismatch_is_warned_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = {0: [b"7", b"x", b"9", b"1"] * 5}
+    actor, consumer, _ = _actor(_settings(tmp_path), data)
+    _start_without_thread(actor)
+    _drain(actor, consumer, max_records=4)
+    assert actor.status()["dead_letters_by_reason"] == {"out_of_range": 10, "not_integer": 5}
+    warnings = [r for r in caplog.records if "does the producer's K match" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_status_carries_its_own_time_and_the_data_time(tmp_path: Path) -> None:
+    actor, consumer, _ = _actor(_settings(tmp_path), _data(partitions=1))
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    before = time.time()
+    actor._update_lag()
+    actor._update_data_time()
+    status = actor.status()
+    assert status["data_time"] >= before  # caught up: fresh as of now
+    assert status["status_time"] >= status["data_time"]
+
+
+def test_aggregate_reports_the_stalest_data_and_the_oldest_status() -> None:
+    """A republished status of a hung actor keeps its old times: the estimate shows it."""
+    fresh = {"offsets": {}, "data_time": 990.0, "status_time": 999.0,
+             "dead_letters_by_reason": {"empty": 1}, "records_skipped": 3,
+             "dead_letters_truncated": 1}
+    hung = {"offsets": {}, "data_time": 700.0, "status_time": 705.0,
+            "dead_letters_by_reason": {"empty": 2, "out_of_range": 4}}
+    est = aggregate([fresh, hung], model_id="m", num_categories=2, estimator="st",
+                    timestamp=1000.0)
+    assert est.data_timestamp == 700.0
+    assert est.max_actor_status_age_s == pytest.approx(295.0)
+    assert est.dead_letters_by_reason == {"empty": 3, "out_of_range": 4}
+    assert (est.records_skipped, est.dead_letters_truncated) == (3, 1)

@@ -1,0 +1,74 @@
+"""Settings the machine contradicts stop the trainer before Ray starts, in one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.common.errors import StartupError
+from services.common.settings import TrainerSettings
+from services.trainer.checkpoint import CheckpointStore
+from services.trainer.preflight import check_checkpoint_dir, check_checkpoints_match, check_gpus
+
+
+def _learner_state(k: int, estimator: str) -> dict:
+    return {"learner": {"config": {"num_categories": k, "estimator": estimator}},
+            "offsets": {0: 1}, "w": torch.zeros(1)}
+
+
+def test_a_checkpoint_dir_that_is_a_file_names_the_setting(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(StartupError, match=r"trainer.checkpoint_dir \(--checkpoint-dir, "
+                       r"GUMBEL_TRAINER__CHECKPOINT_DIR\): cannot write"):
+        check_checkpoint_dir(TrainerSettings(checkpoint_dir=target))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_checkpoint_dir_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o500)
+    with pytest.raises(StartupError, match="GUMBEL_TRAINER__CHECKPOINT_DIR"):
+        check_checkpoint_dir(TrainerSettings(checkpoint_dir=tmp_path / "ro"))
+
+
+def test_a_writable_checkpoint_dir_passes_and_leaves_nothing(tmp_path: Path) -> None:
+    check_checkpoint_dir(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "flag"),
+    [("num_categories", 7, "--num-categories"), ("estimator", "rao", "--estimator")],
+)
+def test_checkpoints_of_another_shape_name_the_setting(tmp_path, setting, value, flag) -> None:
+    CheckpointStore(tmp_path / "m" / "actor-1").save(_learner_state(5, "st"))
+    cfg = TrainerSettings(checkpoint_dir=tmp_path, model_id="m", **{setting: value})
+    with pytest.raises(StartupError, match=rf"trainer.{setting} \({flag}, .*written with"):
+        check_checkpoints_match(cfg)
+
+
+def test_matching_checkpoints_pass(tmp_path: Path) -> None:
+    CheckpointStore(tmp_path / "m" / "actor-0").save(_learner_state(5, "st"))
+    check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
+
+
+def test_corrupt_checkpoints_stop_the_start_unless_a_policy_says_otherwise(tmp_path) -> None:
+    path = CheckpointStore(tmp_path / "m" / "actor-0").save(_learner_state(5, "st")).path
+    path.write_bytes(b"torn")
+    with pytest.raises(StartupError, match="is corrupt.*on_corrupt_checkpoint"):
+        check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
+    check_checkpoints_match(
+        TrainerSettings(checkpoint_dir=tmp_path, model_id="m", on_corrupt_checkpoint="relearn")
+    )
+
+
+def test_gpus_the_cluster_lacks_name_the_setting() -> None:
+    cfg = TrainerSettings(gpus_per_actor=1, num_actors=2)
+    with pytest.raises(StartupError, match=r"--gpus-per-actor.*need 2 GPUs, the Ray cluster "
+                       r"has 1"):
+        check_gpus(cfg, {"CPU": 2.0, "GPU": 1.0})
+    check_gpus(cfg, {"GPU": 2.0})
+    check_gpus(TrainerSettings(), {"CPU": 2.0})
