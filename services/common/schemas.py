@@ -2,41 +2,92 @@
 
 from __future__ import annotations
 
-import math
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["SCHEMA_VERSION", "Estimate"]
+__all__ = [
+    "BACKPRESSURE_POLICIES",
+    "DEAD_LETTER_REASONS",
+    "MAX_CATEGORIES",
+    "MAX_COUNT",
+    "SCHEMA_VERSION",
+    "Count",
+    "Estimate",
+]
 
 SCHEMA_VERSION = 1
 
+# Kafka offsets are signed 64-bit, and so is every counter a consumer may store: a larger
+# integer is not a count but a fault (and 10**400 would not even convert to a float).
+MAX_COUNT = 2**63 - 1
+# The largest K the packed u16 record format carries (values 0..65,535).
+MAX_CATEGORIES = 65_536
+# Model ids, estimator and policy names are names, not payloads.
+MAX_NAME_LENGTH = 256
+
+# The trainer's backpressure policies; a consumer labels anything else "other".
+BACKPRESSURE_POLICIES = ("learn_all", "sample")
+# Why a record went to the dead-letter topic; a consumer sums any other reason as "other".
+DEAD_LETTER_REASONS = (
+    "empty", "too_large", "not_utf8", "not_integer", "out_of_range", "unknown_format",
+    "truncated",
+)
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
+Probabilities = Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=MAX_CATEGORIES)]
+
 
 class Estimate(BaseModel):
-    """What the trainer has learned, published as UTF-8 JSON keyed by ``model_id``."""
+    """What the trainer has learned, published as UTF-8 JSON keyed by ``model_id``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Every number is bounded and finite (``allow_inf_nan=False``) so that a message that
+    validates can always be shown: a NaN loss or a count of 10**400 is a fault of the sender,
+    and the consumer counts it as an invalid message instead of failing on it later.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: int = SCHEMA_VERSION
-    model_id: str
-    timestamp: float = Field(description="unix seconds")
-    step: int = Field(ge=0)
-    samples_seen: int = Field(ge=0, description="records learned from, all actors")
-    dead_letters: int = Field(ge=0, description="malformed records, all actors")
-    num_categories: int = Field(ge=2)
-    probabilities: list[float]
-    baseline_probabilities: list[float]
+    model_id: Name
+    timestamp: float = Field(ge=0, description="unix seconds at which the estimate was made")
+    step: Count
+    samples_seen: Count = Field(description="records learned from, all actors")
+    dead_letters: Count = Field(description="malformed records, all actors")
+    num_categories: int = Field(ge=2, le=MAX_CATEGORIES)
+    probabilities: Probabilities
+    baseline_probabilities: Probabilities
     temperature: float = Field(gt=0)
     generator_loss: float
     discriminator_loss: float
-    estimator: str
-    actors: int = Field(ge=1)
-    offsets: dict[str, int] = Field(description='{"<partition>": next_offset}')
+    estimator: Name
+    actors: int = Field(ge=1, le=MAX_COUNT)
+    offsets: dict[str, Count] = Field(description='{"<partition>": next_offset}')
     # Added in the backpressure work; defaults keep earlier messages valid.
-    backpressure: str = Field("learn_all", description="learn_all or sample")
+    backpressure: Name = Field("learn_all", description="learn_all or sample")
     learned_fraction: float = Field(
         1.0, ge=0, le=1, description="of samples_seen, the share the GAN learned from"
     )
-    consumer_lag: int = Field(0, ge=0, description="records on the topic not yet consumed")
+    consumer_lag: Count = Field(0, description="records on the topic not yet consumed")
+    # Added in the reliability work (issue 10); defaults keep earlier messages valid.
+    data_timestamp: float | None = Field(
+        None, ge=0,
+        description="unix s: as of this time every actor had learned everything it had polled "
+        "(the stalest actor's progress time)",
+    )
+    max_actor_status_age_s: float = Field(
+        0.0, ge=0, description="age of the oldest actor status behind the estimate"
+    )
+    records_skipped: Count = Field(
+        0, description="records the trainer knowingly skipped (e.g. after a corrupt checkpoint)"
+    )
+    dead_letters_by_reason: dict[Name, Count] = Field(
+        default_factory=dict, description="dead letters per reason (DEAD_LETTER_REASONS)"
+    )
+    dead_letters_truncated: Count = Field(
+        0, description="dead letters written truncated: too large for the dead-letter topic"
+    )
 
     @model_validator(mode="after")
     def _distributions_are_valid(self) -> Estimate:
@@ -46,8 +97,6 @@ class Estimate(BaseModel):
             probs = getattr(self, name)
             if len(probs) != self.num_categories:
                 raise ValueError(f"{name} has {len(probs)} values, expected {self.num_categories}")
-            if any(not math.isfinite(p) or p < 0 for p in probs):
-                raise ValueError(f"{name} must be finite and >= 0")
             if abs(sum(probs) - 1.0) > 1e-4:
                 raise ValueError(f"{name} must sum to 1 (sum {sum(probs):g})")
         return self
