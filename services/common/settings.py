@@ -254,6 +254,18 @@ class MonitorSettings(BaseModel):
     port: int = Field(9108, ge=0, le=65535)
     stale_after_s: float = Field(60.0, gt=0, description="/healthz fails after this long")
     model_id: str | None = Field(None, description="only this model's estimates (default: any)")
+    max_clock_skew_s: float = Field(
+        300.0, gt=0, description="an estimate stamped further in the future is invalid"
+    )
+    forget_after_s: float = Field(
+        3600.0, gt=0, description="a model silent this long is no longer shown or kept"
+    )
+    max_categories: int = Field(
+        65_536, ge=2, le=65_536, description="an estimate with more categories is invalid"
+    )
+    http_idle_timeout_s: float = Field(
+        30.0, gt=0, description="the HTTP server closes a connection idle this long"
+    )
 
 
 _SERVICE_CONFIG = SettingsConfigDict(

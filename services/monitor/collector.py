@@ -9,8 +9,8 @@ from importlib import metadata
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.common.schemas import SCHEMA_VERSION
-from services.monitor.state import LatestEstimates
+from services.common.schemas import BACKPRESSURE_POLICIES, SCHEMA_VERSION, Estimate
+from services.monitor.state import Counters, LatestEstimates
 
 __all__ = ["EstimateCollector", "total_variation"]
 
@@ -61,9 +61,14 @@ class EstimateCollector(Collector):
             "Messages on the estimates topic that are not a valid Estimate.",
             value=self._state.invalid,
         )
-        estimate = self._state.current
-        if estimate is None:
+        latest = self._state.latest()
+        if latest is None:
             return
+        yield from self._estimate_metrics(latest.estimate)
+        yield from self._counter_metrics(latest.counters)
+
+    def _estimate_metrics(self, estimate: Estimate) -> Iterator[Metric]:
+        """Gauges of the estimate itself: every value is finite, the schema sees to that."""
         for name, doc, probs in (
             ("gumbel_estimated_probability", "Probability of each category, as learned by "
              "the Gumbel-softmax GAN.", estimate.probabilities),
@@ -89,14 +94,6 @@ class EstimateCollector(Collector):
             "counting baseline.",
             total_variation(estimate.probabilities, estimate.baseline_probabilities),
         )
-        yield CounterMetricFamily(
-            "gumbel_samples_learned", "Records learned from, all actors.",
-            value=estimate.samples_seen,
-        )
-        yield CounterMetricFamily(
-            "gumbel_dead_letters", "Malformed records sent to the dead-letter topic, all actors.",
-            value=estimate.dead_letters,
-        )
         yield GaugeMetricFamily(
             "gumbel_learned_fraction", "Share of the records learned that the GAN learned from "
             "(below 1 only with backpressure=sample; the baseline counts every record).",
@@ -107,11 +104,51 @@ class EstimateCollector(Collector):
             "consumed yet, all partitions.", float(estimate.consumer_lag),
         )
         policy = GaugeMetricFamily(
-            "gumbel_backpressure_info", "The trainer's backpressure policy.", labels=["policy"]
+            "gumbel_backpressure_info", "The trainer's backpressure policy (other: one this "
+            "monitor does not know).", labels=["policy"],
         )
-        policy.add_metric([estimate.backpressure], 1.0)
+        known = estimate.backpressure in BACKPRESSURE_POLICIES
+        policy.add_metric([estimate.backpressure if known else "other"], 1.0)
         yield policy
         yield GaugeMetricFamily(
             "gumbel_last_estimate_timestamp_seconds",
             "Unix time at which the trainer made the latest estimate.", estimate.timestamp,
+        )
+        if estimate.data_timestamp is not None:
+            yield GaugeMetricFamily(
+                "gumbel_data_timestamp_seconds", "Unix time as of which every actor had "
+                "learned everything it had polled (the stalest actor's progress).",
+                estimate.data_timestamp,
+            )
+        yield GaugeMetricFamily(
+            "gumbel_actor_status_age_seconds",
+            "Age of the oldest actor status behind the latest estimate.",
+            estimate.max_actor_status_age_s,
+        )
+
+    def _counter_metrics(self, counters: Counters) -> Iterator[Metric]:
+        """The model's counters, never falling: see ``Counters`` for why."""
+        yield CounterMetricFamily(
+            "gumbel_samples_learned", "Records learned from, all actors.",
+            value=counters.samples_learned,
+        )
+        yield CounterMetricFamily(
+            "gumbel_dead_letters", "Malformed records sent to the dead-letter topic, all actors.",
+            value=counters.dead_letters,
+        )
+        by_reason = CounterMetricFamily(
+            "gumbel_dead_letters_by_reason", "Dead letters per reason (other: any reason this "
+            "monitor does not know).", labels=["reason"],
+        )
+        for reason, count in counters.dead_letters_by_reason.items():
+            by_reason.add_metric([reason], count)
+        if by_reason.samples:  # a trainer that does not send reasons: no made-up zeros
+            yield by_reason
+        yield CounterMetricFamily(
+            "gumbel_dead_letters_truncated", "Dead letters written truncated: too large for the "
+            "dead-letter topic.", value=counters.dead_letters_truncated,
+        )
+        yield CounterMetricFamily(
+            "gumbel_records_skipped", "Records the trainer knowingly skipped (e.g. after a "
+            "corrupt checkpoint, with the accept-loss policy).", value=counters.records_skipped,
         )

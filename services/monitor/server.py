@@ -19,19 +19,36 @@ log = logging.getLogger(__name__)
 
 
 class MonitorServer(ThreadingHTTPServer):
+    """One thread per connection; a connection idle for ``idle_timeout_s`` is closed.
+
+    Without the timeout every client that connects and goes quiet (a crashed scraper, a
+    half-open TCP connection, a port scanner) would hold a thread for ever.
+    """
+
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, state: LatestEstimates
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        state: LatestEstimates,
+        idle_timeout_s: float = 30.0,
     ) -> None:
         self.registry = registry
         self.state = state
+        self.idle_timeout_s = idle_timeout_s
         super().__init__(address, _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: MonitorServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Per server rather than the class-wide ``timeout``; a read that times out makes
+        # handle_one_request close the connection.
+        self.connection.settimeout(self.server.idle_timeout_s)
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -72,10 +89,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_server(
-    host: str, port: int, registry: CollectorRegistry, state: LatestEstimates
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    state: LatestEstimates,
+    idle_timeout_s: float = 30.0,
 ) -> MonitorServer:
     """Bind (OSError if the port is taken) and serve in a daemon thread; ``shutdown()`` stops."""
-    server = MonitorServer((host, port), registry, state)
+    server = MonitorServer((host, port), registry, state, idle_timeout_s)
     thread = threading.Thread(target=server.serve_forever, name="monitor-http", daemon=True)
     thread.start()
     return server

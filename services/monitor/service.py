@@ -41,11 +41,15 @@ def run(
     """Serve the latest estimate until SIGTERM/SIGINT (or ``stop``); 1 if it cannot start."""
     kafka, config = settings.kafka, settings.monitor
     registry = registry if registry is not None else CollectorRegistry()
-    state = state or LatestEstimates(config.model_id, config.stale_after_s)
+    state = state or LatestEstimates(
+        config.model_id, config.stale_after_s, max_clock_skew_s=config.max_clock_skew_s,
+        forget_after_s=config.forget_after_s, max_categories=config.max_categories,
+    )
     stop = stop or threading.Event()
     registry.register(EstimateCollector(state))
     try:
-        server = start_server(config.host, config.port, registry, state)
+        server = start_server(config.host, config.port, registry, state,
+                              config.http_idle_timeout_s)
     except OSError as exc:
         log.error("cannot serve on %s:%d (GUMBEL_MONITOR__PORT): %s",
                   config.host, config.port, exc)

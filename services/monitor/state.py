@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from services.common.schemas import Estimate
+from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, Estimate
 
-__all__ = ["Health", "LatestEstimates"]
+__all__ = ["Counters", "Health", "Latest", "LatestEstimates", "reason_label"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,74 @@ class Health:
     reason: str
 
 
+def reason_label(reason: str) -> str:
+    """A dead-letter reason as a label value: one of ``DEAD_LETTER_REASONS`` or ``other``.
+
+    The trainer may grow new reasons; summing them under ``other`` keeps the label set
+    bounded whatever arrives on the topic.
+    """
+    return reason if reason in DEAD_LETTER_REASONS else "other"
+
+
+def _by_reason_label(by_reason: Mapping[str, int]) -> dict[str, int]:
+    labelled: dict[str, int] = {}
+    for reason, count in by_reason.items():
+        label = reason_label(reason)
+        labelled[label] = labelled.get(label, 0) + count
+    return labelled
+
+
+@dataclass(frozen=True)
+class Counters:
+    """High-water marks of one model's counters: what the monitor exports as ``*_total``.
+
+    An estimate's counts go back whenever the trainer is restored from a checkpoint: the
+    records learned after that checkpoint are learned again. Those are not new records, so a
+    Prometheus counter fed from them must not fall (``rate()`` would read the fall as a reset
+    and count everything again). The monitor exports the largest count seen per model; a
+    restart of the monitor itself starts from the next estimate, a genuine counter reset that
+    Prometheus handles.
+    """
+
+    samples_learned: int = 0
+    dead_letters: int = 0
+    records_skipped: int = 0
+    dead_letters_truncated: int = 0
+    dead_letters_by_reason: Mapping[str, int] = field(default_factory=dict)
+
+    def raised_to(self, estimate: Estimate) -> Counters:
+        """These marks, raised to the estimate's counts where it has more."""
+        by_reason = dict(self.dead_letters_by_reason)
+        for label, count in _by_reason_label(estimate.dead_letters_by_reason).items():
+            by_reason[label] = max(by_reason.get(label, 0), count)
+        return Counters(
+            samples_learned=max(self.samples_learned, estimate.samples_seen),
+            dead_letters=max(self.dead_letters, estimate.dead_letters),
+            records_skipped=max(self.records_skipped, estimate.records_skipped),
+            dead_letters_truncated=max(self.dead_letters_truncated,
+                                       estimate.dead_letters_truncated),
+            dead_letters_by_reason=dict(sorted(by_reason.items())),
+        )
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest estimate of one model, its counters, and when the monitor last heard of it."""
+
+    estimate: Estimate
+    counters: Counters
+    heard_at: float  # the monitor's clock, so a trainer's wrong clock cannot keep it alive
+
+
 class LatestEstimates:
     """Keeps the newest Estimate of each model; ``current`` is the one the metrics show.
 
     ``current`` is the most recently received estimate, of ``model_id`` only when one is
-    given. Malformed messages are counted and logged, never raised. Safe across threads:
-    the consumer offers, the HTTP handlers read.
+    given. Malformed messages are counted and logged, never raised, and so are valid ones
+    the monitor cannot show: more than ``max_categories`` categories, or a timestamp more than
+    ``max_clock_skew_s`` in the monitor's future (it would look fresh for that long). A model
+    not heard of for ``forget_after_s`` is forgotten, so memory stays bounded. Safe across
+    threads: the consumer offers, the HTTP handlers read.
     """
 
     def __init__(
@@ -39,59 +101,115 @@ class LatestEstimates:
         model_id: str | None = None,
         stale_after_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        *,
+        max_clock_skew_s: float = 300.0,
+        forget_after_s: float = 3600.0,
+        max_categories: int = MAX_CATEGORIES,
     ) -> None:
         self.model_id = model_id
         self.stale_after_s = stale_after_s
+        self.max_clock_skew_s = max_clock_skew_s
+        self.forget_after_s = forget_after_s
+        self.max_categories = max_categories
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_model: dict[str, Estimate] = {}
-        self._current: Estimate | None = None
+        self._models: dict[str, Latest] = {}
+        self._current: str | None = None  # model id of the most recently received estimate
         self.received = 0  # valid estimates of the followed model(s)
-        self.invalid = 0  # messages that are not a valid Estimate
+        self.invalid = 0  # messages that are not a valid Estimate, or that cannot be shown
         self.ignored = 0  # valid estimates of another model than model_id
+
+    def latest(self, model_id: str | None = None) -> Latest | None:
+        """The newest of ``model_id`` (default: the current model), unless it was forgotten."""
+        with self._lock:
+            self._forget_silent(self._clock())
+            key = model_id if model_id is not None else self._current
+            return None if key is None else self._models.get(key)
 
     @property
     def current(self) -> Estimate | None:
-        return self._current
+        latest = self.latest()
+        return None if latest is None else latest.estimate
 
     def by_model(self) -> dict[str, Estimate]:
         with self._lock:
-            return dict(self._by_model)
+            self._forget_silent(self._clock())
+            return {model_id: kept.estimate for model_id, kept in self._models.items()}
 
     def offer(self, value: bytes | None, where: str = "") -> Estimate | None:
         """Parse one message value; keep it if valid and followed. Returns the Estimate kept."""
         try:
             estimate = Estimate.from_bytes(value or b"")
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-            with self._lock:
-                self.invalid += 1
-            shown = (value or b"")[:_SHOWN_BYTES]
             first_error = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            log.warning("invalid estimate%s: %s; value %r", f" at {where}" if where else "",
-                        first_error, shown)
+            self._reject(first_error, value, where)
+            return None
+        now = self._clock()
+        problem = self._cannot_show(estimate, now)
+        if problem is not None:
+            self._reject(problem, value, where)
             return None
         if self.model_id is not None and estimate.model_id != self.model_id:
             with self._lock:
                 self.ignored += 1
             return None
         with self._lock:
-            self._by_model[estimate.model_id] = estimate
-            self._current = estimate
+            self._forget_silent(now)
+            previous = self._models.get(estimate.model_id)
+            counters = previous.counters if previous is not None else Counters()
+            self._models[estimate.model_id] = Latest(estimate, counters.raised_to(estimate), now)
+            self._current = estimate.model_id
             self.received += 1
         return estimate
 
+    def _cannot_show(self, estimate: Estimate, now: float) -> str | None:
+        """Why a valid estimate is still counted invalid here, or None when it can be shown."""
+        if estimate.num_categories > self.max_categories:
+            return (f"{estimate.num_categories} categories, more than "
+                    f"max_categories={self.max_categories}")
+        for name in ("timestamp", "data_timestamp"):
+            at = getattr(estimate, name)
+            if at is not None and at - now > self.max_clock_skew_s:
+                return (f"{name} {at:.3f} is {at - now:.0f}s in the future, more than "
+                        f"max_clock_skew_s={self.max_clock_skew_s:g}")
+        return None
+
+    def _reject(self, problem: str, value: bytes | None, where: str) -> None:
+        with self._lock:
+            self.invalid += 1
+        log.warning("invalid estimate%s: %s; value %r", f" at {where}" if where else "",
+                    problem, (value or b"")[:_SHOWN_BYTES])
+
+    def _forget_silent(self, now: float) -> None:
+        """Drop the models not heard of for ``forget_after_s`` (call with the lock held)."""
+        silent = [m for m, kept in self._models.items()
+                  if now - kept.heard_at > self.forget_after_s]
+        for model_id in silent:
+            del self._models[model_id]
+            log.info("forgot model %r: no estimate for more than forget_after_s=%g",
+                     model_id, self.forget_after_s)
+        if self._current not in self._models:
+            self._current = None
+
     def health(self) -> Health:
-        """OK once an estimate arrived whose timestamp is at most ``stale_after_s`` old."""
-        estimate = self._current
-        if estimate is None:
+        """OK once an estimate arrived whose data is at most ``stale_after_s`` old.
+
+        The data's age comes from ``data_timestamp`` when the trainer sends one: the trainer
+        republishes its last state with a fresh ``timestamp`` even while its actors are hung,
+        so only the time up to which every actor had learned tells whether learning goes on.
+        """
+        latest = self.latest()
+        if latest is None:
             which = f" of model {self.model_id!r}" if self.model_id else ""
             return Health(False, f"no estimate{which} received yet")
-        age = self._clock() - estimate.timestamp
+        estimate = latest.estimate
+        basis = "timestamp" if estimate.data_timestamp is None else "data_timestamp"
+        age = self._clock() - getattr(estimate, basis)
         if age > self.stale_after_s:
             return Health(
                 False,
                 f"latest estimate (model {estimate.model_id!r}, step {estimate.step}) is "
-                f"{age:.1f}s old, more than stale_after_s={self.stale_after_s:g}",
+                f"{age:.1f}s old ({basis}), more than stale_after_s={self.stale_after_s:g}",
             )
         return Health(True, f"ok: model {estimate.model_id!r}, step {estimate.step}, "
-                            f"{age:.1f}s old")
+                            f"{age:.1f}s old ({basis})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +22,7 @@ def served() -> Iterator[tuple[str, LatestEstimates]]:
     state = LatestEstimates(stale_after_s=60)
     registry = CollectorRegistry()
     registry.register(EstimateCollector(state))
-    server: MonitorServer = start_server("127.0.0.1", 0, registry, state)
+    server: MonitorServer = start_server("127.0.0.1", 0, registry, state, idle_timeout_s=0.5)
     yield f"http://127.0.0.1:{server.server_port}", state
     server.shutdown()
     server.server_close()
@@ -64,3 +66,27 @@ def test_estimate_returns_the_latest_json(served) -> None:
 def test_unknown_path_is_404(served) -> None:
     url, _ = served
     assert requests.get(f"{url}/nope", timeout=5).status_code == 404
+
+
+def test_an_idle_connection_is_closed_by_the_server(served) -> None:
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(1024) == b""  # closed by the server, not by our 10 s timeout
+        assert time.monotonic() - started < 5
+
+
+def test_a_kept_alive_connection_is_closed_once_idle(served) -> None:
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"\n"):
+            reply += conn.recv(1024)
+        assert reply.startswith(b"HTTP/1.1 503")
+        started = time.monotonic()
+        while conn.recv(1024):
+            pass
+        assert time.monotonic() - started < 5
