@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 import uuid
@@ -33,7 +35,9 @@ def make_estimate(**fields: object) -> Estimate:
 
 
 def publish(bootstrap: str, topic: str, *values: bytes) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    # gzip and a large request size let a many-megabyte hostile estimate through the broker
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="gzip",
+                             max_request_size=64 * 2**20)
     for value in values:
         producer.send(topic, key=b"default", value=value)
     producer.flush()
@@ -135,3 +139,56 @@ def test_smoke_against_tansu(tansu_broker) -> None:
         eventually(lambda: requests.get(f"{url}/estimate", timeout=5).json().get("step") == 149)
         publish(bootstrap, topic, make_estimate(step=500).to_bytes())
         eventually(lambda: requests.get(f"{url}/estimate", timeout=5).json().get("step") == 500)
+
+
+def hostile(**changes: object) -> bytes:
+    """A valid estimate's JSON with ``changes``, written as json.dumps does (NaN as ``NaN``)."""
+    values = make_estimate().model_dump()
+    values.update(changes)
+    return json.dumps(values).encode()
+
+
+@contextmanager
+def scraping(url: str) -> Iterator[list[object]]:
+    """Scrape /metrics every 50 ms meanwhile; yields the status codes (or errors) seen."""
+    seen: list[object] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(requests.get(f"{url}/metrics", timeout=5).status_code)
+            except requests.RequestException as exc:
+                seen.append(exc)
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_hostile_estimates_cannot_blind_the_monitor(kafka_broker) -> None:
+    bootstrap, topic = kafka_broker.bootstrap_servers, f"estimates-{uuid.uuid4().hex[:8]}"
+    k = 500_000
+    one_hot = [0] * (k - 1) + [1]
+    hostiles = [
+        hostile(samples_seen=10**400),
+        hostile(generator_loss=math.nan),
+        hostile(num_categories=k, probabilities=one_hot, baseline_probabilities=one_hot),
+        make_estimate(timestamp=time.time() + 3600).to_bytes(),
+    ]
+    with monitor(bootstrap, topic) as url, scraping(url) as seen:
+        for count, value in enumerate(hostiles, 1):
+            publish(bootstrap, topic, value)
+            eventually(lambda c=count: metric(url, "gumbel_monitor_invalid_estimates_total")
+                       == f"{c}.0")
+        publish(bootstrap, topic, make_estimate(samples_seen=777).to_bytes())
+        eventually(lambda: metric(url, "gumbel_samples_learned_total") == "777.0")
+        assert metric(url, "gumbel_generator_loss") == "0.7"
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert len(requests.get(f"{url}/metrics", timeout=5).content) < 20_000
+    assert seen and all(status == 200 for status in seen), seen
