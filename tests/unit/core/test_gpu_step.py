@@ -23,6 +23,8 @@ def stream(seed: int, batch: int, steps: int, device: str = "cpu") -> list[torch
 
 def test_eager_step_body_learns_the_distribution():
     # Same data, seed 0: the graph's step body run eagerly gets as close as OnlineGAN itself.
+    # Its noise comes from another stream, so the two runs are compared only by a bound: over
+    # learner seeds 0-19, tv is 0.031-0.047 and tv_ref 0.037-0.054, against a bound >= 0.08.
     batches = stream(seed=1, batch=256, steps=150)
     reference = OnlineGAN(num_categories=5, seed=0)
     graphed = GraphedOnlineGAN(OnlineGAN(num_categories=5, seed=0), 256, capture=False)
