@@ -90,9 +90,13 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float | None = None) -> 
     recorder = _SaslFailureRecorder()
     kafka_log = logging.getLogger("kafka")
     kafka_log.addHandler(recorder)
+    # While waiting, kafka-python's own connection errors (an ERROR line per attempt) go to
+    # the recorder only: each attempt is reported once, in our words, below.
+    propagate, kafka_log.propagate = kafka_log.propagate, False
     try:
         _wait_for_broker(settings, timeout_s, recorder)
     finally:
+        kafka_log.propagate = propagate
         kafka_log.removeHandler(recorder)
 
 

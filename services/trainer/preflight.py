@@ -78,7 +78,9 @@ def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> Non
             )
 
 
-def check_gpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
+def check_gpus(
+    cfg: TrainerSettings, cluster_resources: Mapping[str, float], where: str = "the Ray cluster"
+) -> None:
     """The Ray cluster has the GPUs the actors ask for (else Ray waits for them forever)."""
     wanted = cfg.gpus_per_actor * cfg.num_actors
     have = float(cluster_resources.get("GPU", 0.0))
@@ -86,5 +88,5 @@ def check_gpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> 
         raise StartupError(
             f"invalid setting trainer.gpus_per_actor (--gpus-per-actor, "
             f"GUMBEL_TRAINER__GPUS_PER_ACTOR): {cfg.num_actors} actors x "
-            f"{cfg.gpus_per_actor:g} GPU need {wanted:g} GPUs, the Ray cluster has {have:g}"
+            f"{cfg.gpus_per_actor:g} GPU need {wanted:g} GPUs, {where} has {have:g}"
         )

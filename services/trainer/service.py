@@ -185,6 +185,11 @@ def run(settings: TrainerServiceSettings) -> int:
     """
     check_checkpoint_dir(settings.trainer)
     check_checkpoints_match(settings.trainer)
+    address = settings.trainer.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address and settings.trainer.gpus_per_actor > 0:  # a local Ray gets this machine's
+        import torch
+
+        check_gpus(settings.trainer, {"GPU": float(torch.cuda.device_count())}, "this machine")
     stop = threading.Event()
     with stop_on_signals(stop):
         try:
