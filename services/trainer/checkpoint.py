@@ -169,9 +169,10 @@ class CheckpointStore:
             try:
                 state = decode(path.read_bytes())
             except (CheckpointError, OSError) as exc:
-                log.warning("skipping checkpoint %s: %s", path, exc)
                 problems.append(f"{path.name}: {exc}")
                 continue
+            for problem in problems:  # said here, or in the exception below: once either way
+                log.warning("skipping checkpoint in %s: %s", self.directory, problem)
             return Checkpoint(seq, path, state)
         if problems:
             raise NoValidCheckpoint(
