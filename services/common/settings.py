@@ -124,27 +124,44 @@ class KafkaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bootstrap_servers: BootstrapServers = "localhost:9092"
-    numbers_topic: str = "numbers"
-    estimates_topic: str = "estimates"
-    dlq_topic: str = "numbers.dlq"
+    bootstrap_servers: BootstrapServers = Field(
+        "localhost:9092",
+        description="Kafka bootstrap servers, `host:port[,host:port...]`",
+    )
+    numbers_topic: str = Field("numbers", description="topic of the raw category ids")
+    estimates_topic: str = Field(
+        "estimates", description="topic of the published `Estimate`s"
+    )
+    dlq_topic: str = Field(
+        "numbers.dlq", description="dead-letter topic for malformed records"
+    )
     dlq_max_value_bytes: int = Field(
         512 * 1024, ge=1024, le=64 * 1024 * 1024,
-        description="a dead letter's value is truncated to this many bytes (headers say so)",
+        description="a dead letter's value is truncated to this many bytes (headers "
+        "`gumbel-dlq-truncated`, `gumbel-dlq-original-size`, `gumbel-dlq-original-sha256` "
+        "say so)",
     )
     num_partitions: int = Field(4, ge=1, description="partitions of the numbers topic if created")
-    replication_factor: int = Field(1, ge=1)
-    create_topics: bool = True
+    replication_factor: int = Field(
+        1, ge=1, description="replication factor of topics it creates"
+    )
+    create_topics: bool = Field(True, description="create the three topics at start if missing")
     connect_timeout_s: float = Field(
         120.0, gt=0, description="how long a service waits for the broker at start"
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL only)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (env only; never logged)"
+    )
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the broker (TLS)")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="client key (mutual TLS)")
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
@@ -181,18 +198,31 @@ class KafkaSettings(BaseModel):
 class ProducerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    probabilities: Probabilities = Field(default_factory=lambda: [0.0, 0.0, 0.1, 0.3, 0.6])
+    probabilities: Probabilities = Field(
+        default_factory=lambda: [0.0, 0.0, 0.1, 0.3, 0.6],
+        description="the true distribution, comma-separated, sums to 1",
+    )
     rate: float = Field(1000.0, ge=0, description="records per second; 0 = as fast as possible")
     count: int = Field(0, ge=0, description="stop after this many records; 0 = forever")
-    seed: int = 0
-    drift: DriftSchedule = Field(default_factory=list)
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = Field(9107, ge=0, le=65535)
+    seed: int = Field(0, description="random seed of the stream (same seed, same records)")
+    drift: DriftSchedule = Field(
+        default_factory=list,
+        description="`AT=p0,p1,...;...`: switch distribution after AT records (or AT seconds "
+        "with `s`)",
+    )
+    metrics_host: str = Field("0.0.0.0", description="address of the producer's `/metrics`")
+    metrics_port: int = Field(
+        9107, ge=0, le=65535, description="port of the producer's `/metrics`"
+    )
     linger_s: float = Field(
-        0.0, ge=0, description="keep serving /metrics this long after the last record"
+        0.0, ge=0,
+        description="keep serving `/metrics` this long after the last record, so a scrape "
+        "sees the total",
     )
     format: Literal["ascii", "packed"] = Field(
-        "ascii", description="ascii: one value per record; packed: many (header gumbel-format)"
+        "ascii",
+        description="`ascii`: one value per record (any client reads it); `packed`: many values "
+        "per record, declared by the header `gumbel-format` (`u8` for K <= 256, else `u16le`)",
     )
     values_per_record: int = Field(
         1024, ge=1, le=1_000_000, description="values in one packed record"
@@ -212,37 +242,55 @@ class ProducerSettings(BaseModel):
 class TrainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_actors: int = Field(2, ge=1)
-    gpus_per_actor: float = Field(0.0, ge=0)
-    estimator: Literal["soft", "st", "reinmax", "rao", "gst"] = "st"
-    num_categories: int = Field(5, ge=2)
-    seed: int = 0
-    model_id: str = Field("default", min_length=1)
-    group_id: str = "gumbel-trainer"
+    num_actors: int = Field(2, ge=1, description="Ray trainer actors (one Kafka consumer each)")
+    gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs per actor (fractions allowed; 0 = CPU)"
+    )
+    estimator: Literal["soft", "st", "reinmax", "rao", "gst"] = Field(
+        "st", description="`soft`, `st`, `reinmax`, `rao` or `gst`"
+    )
+    num_categories: int = Field(5, ge=2, description="K: categories are `0..K-1`")
+    seed: int = Field(0, description="random seed of the learner")
+    model_id: str = Field(
+        "default", min_length=1, description="key of the published estimates"
+    )
+    group_id: str = Field(
+        "gumbel-trainer", description="Kafka consumer group (offset commits)"
+    )
     max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
     step_size: int = Field(
         256, ge=1,
-        description="records per GAN step across the trainer (each actor: step_size/num_actors)",
+        description="records per GAN step across the trainer, the quality table's batch: each "
+        "of N actors steps every `step_size / N` of its records, so the averaged model takes as "
+        "many steps per record as one learner",
     )
-    poll_timeout_ms: int = Field(200, ge=1)
+    poll_timeout_ms: int = Field(200, ge=1, description="longest wait of one Kafka poll")
     backpressure: Literal["learn_all", "sample"] = Field(
         "learn_all",
-        description="learn_all: the GAN learns every record (lag grows if it falls behind); "
-        "sample: the GAN learns a uniform sample, the counting baseline still every record",
+        description="when the stream outruns the GAN: `learn_all` learns every record (the lag "
+        "grows; `gumbel_consumer_lag_records`), `sample` learns a uniform sample and counts "
+        "every record in the baseline (`gumbel_learned_fraction`)",
     )
     sample_per_poll: int = Field(
         4096, ge=1, description="with backpressure=sample: most values the GAN learns per poll"
     )
-    publish_interval_s: float = Field(2.0, gt=0)
+    publish_interval_s: float = Field(
+        2.0, gt=0, description="seconds between published estimates"
+    )
     average_interval_s: float = Field(1.0, gt=0, description="how often replicas are averaged")
-    checkpoint_dir: Path | None = Path("checkpoints")
-    checkpoint_interval_s: float = Field(10.0, gt=0)
+    checkpoint_dir: Path | None = Field(
+        Path("checkpoints"), description="where checkpoints (model + offsets) go"
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, gt=0, description="seconds between checkpoints"
+    )
     max_restarts: int = Field(-1, ge=-1, description="Ray restarts of a dead actor; -1 = always")
     on_corrupt_checkpoint: Literal["fail", "relearn", "accept_loss"] = Field(
         "fail",
-        description="when every kept checkpoint of an actor is corrupt: fail (stop with the "
-        "reason), relearn (from the earliest offset the topic still holds), or accept_loss "
-        "(resume at the group's committed offsets; the records skipped are logged and counted)",
+        description="when every kept checkpoint of an actor is corrupt: `fail` (stop at start, "
+        "naming the files), `relearn` (from the earliest offset the topic holds) or "
+        "`accept_loss` (resume at the group's committed offsets); the records that cannot "
+        "reach the model are logged as an ERROR and counted (`records_skipped`)",
     )
     ray_address: str | None = Field(None, description="join this Ray cluster (or RAY_ADDRESS)")
 
@@ -250,18 +298,23 @@ class TrainerSettings(BaseModel):
 class MonitorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "0.0.0.0"
-    port: int = Field(9108, ge=0, le=65535)
+    host: str = Field("0.0.0.0", description="address the monitor binds to")
+    port: int = Field(
+        9108, ge=0, le=65535,
+        description="port of the monitor's `/metrics`, `/healthz`, `/estimate`",
+    )
     stale_after_s: float = Field(60.0, gt=0, description="/healthz fails after this long")
     model_id: str | None = Field(None, description="only this model's estimates (default: any)")
     max_clock_skew_s: float = Field(
-        300.0, gt=0, description="an estimate stamped further in the future is invalid"
+        300.0, gt=0,
+        description="an estimate stamped further in the monitor's future is counted invalid",
     )
     forget_after_s: float = Field(
         3600.0, gt=0, description="a model silent this long is no longer shown or kept"
     )
     max_categories: int = Field(
-        65_536, ge=2, le=65_536, description="an estimate with more categories is invalid"
+        65_536, ge=2, le=65_536,
+        description="an estimate with more categories is counted invalid",
     )
     http_idle_timeout_s: float = Field(
         30.0, gt=0, description="the HTTP server closes a connection idle this long"
@@ -303,5 +356,7 @@ class UpSettings(BaseSettings):
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     broker: Literal["embedded", "apache-kafka", "external"] = Field(
-        "embedded", description="embedded Tansu, Apache Kafka from jars, or --bootstrap-servers"
+        "embedded",
+        description="`up` only: embedded Tansu, Apache Kafka from jars, or "
+        "`--bootstrap-servers`",
     )
