@@ -60,3 +60,31 @@ def test_malformed_records_go_to_the_dlq_and_good_ones_are_learned(
     assert origins == bad_origins
     assert sorted(r.value for r in dead) == sorted(poison)
     assert all(dict(r.headers)["error"] for r in dead)
+
+
+def test_a_record_over_the_dead_letter_limit_never_stops_the_ray_actors(
+    kafka_broker, ray_local, tmp_path
+) -> None:
+    """Issue 10 defect 1, as reproduced: a 1,048,450-byte record that a default client can
+    write. Before the fix its dead letter raised inside the actor, which Ray restarted onto
+    the same record forever."""
+    from kafka import KafkaProducer
+
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path)
+    good = stream(400, seed=3)
+    produce(settings, good[:200])
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+    producer.send(settings.kafka.numbers_topic, b"5" * 1_048_450, partition=1).get(30)
+    producer.close()
+    produce(settings, good[200:], start=200)
+    with RunningTrainer(settings) as running:
+        eventually(lambda: running.learned() >= len(good), 120, "every good record learned")
+        final = running.stop()
+    assert final.samples_seen == len(good) and final.dead_letters == 1
+    assert estimate_counts(final) == counts_of(good)
+    assert final.dead_letters_by_reason == {"too_large": 1}
+    assert final.dead_letters_truncated == 1
+    [dead] = read_topic(kafka_broker.bootstrap_servers, settings.kafka.dlq_topic, 1)
+    headers = dict(dead.headers)
+    assert headers["gumbel-dlq-original-size"] == b"1048450"
+    assert dead.value == b"5" * settings.kafka.dlq_max_value_bytes

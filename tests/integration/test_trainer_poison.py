@@ -65,3 +65,36 @@ def test_poison_records_never_stop_learning_and_all_reach_the_dlq(kafka_broker, 
             for h, r in zip(headers, dead, strict=True)
         }
         assert found == bad
+
+
+def _corrupt(directory: Path) -> None:
+    for path in directory.rglob("ckpt-*.pt"):
+        path.write_bytes(path.read_bytes()[:64])
+
+
+@pytest.mark.parametrize(("policy", "learned", "skipped"),
+                         [("relearn", 600, 0), ("accept_loss", 200, 400)])
+def test_corrupt_checkpoints_are_relearned_or_the_loss_is_counted(
+    kafka_broker, tmp_path, policy, learned, skipped
+) -> None:
+    """Issue 10 defect 5 on a real broker: before the fix, an actor whose every checkpoint was
+    corrupt started empty at the committed offsets and said nothing of the records it lost."""
+    config = make_settings(kafka_broker.bootstrap_servers, tmp_path, partitions=1,
+                           num_actors=1, on_corrupt_checkpoint=policy)
+    values = [str(i % K).encode() for i in range(600)]
+    produce(config, values[:400], partitions=1)
+    first = TrainerActor(config, 0, 1)
+    first.start()
+    eventually(lambda: first.offsets.get(0, 0) >= 400, 60, "first 400 learned")
+    first.stop()  # a final checkpoint, then the offsets are committed
+    _corrupt(tmp_path)
+    produce(config, values[400:], partitions=1, start=400)
+    second = TrainerActor(config, 0, 1)
+    second.start()
+    try:
+        eventually(lambda: second.offsets.get(0, 0) >= 600, 60, "all 600 consumed")
+    finally:
+        status = second.stop()
+    assert status["samples_seen"] == learned
+    assert status["records_skipped"] == skipped
+    assert status["baseline_counts"] == counts_of(values[600 - learned:])
