@@ -1,0 +1,86 @@
+"""docs/services.md's settings table is the one generated from the settings models and flags."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+
+from services import cli, docs_gen
+from services.common import settings
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "kafka": settings.KafkaSettings,
+    "producer": settings.ProducerSettings,
+    "trainer": settings.TrainerSettings,
+    "monitor": settings.MonitorSettings,
+}
+SERVICE_SETTINGS = [
+    settings.ProducerServiceSettings,
+    settings.TrainerServiceSettings,
+    settings.MonitorServiceSettings,
+    settings.UpSettings,
+]
+
+
+def _table_rows() -> dict[str, str]:
+    """env var → its row, from the committed docs/services.md."""
+    rows = {}
+    for line in docs_gen.DOCS.read_text().splitlines():
+        match = re.match(r"\|\s*`(GUMBEL_[A-Z_]+)`\s*\|", line)
+        if match:
+            rows[match.group(1)] = line
+    return rows
+
+
+def test_committed_docs_are_the_generated_ones() -> None:
+    text = docs_gen.DOCS.read_text()
+    assert docs_gen.render(text) == text, "run: python -m services.docs_gen"
+
+
+@pytest.mark.parametrize("model", SERVICE_SETTINGS, ids=lambda m: m.__name__)
+def test_every_section_of_every_service_is_documented(model: type[BaseModel]) -> None:
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            assert SECTIONS[name] is field.annotation
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [(s, f) for s, model in SECTIONS.items() for f in model.model_fields],
+)
+def test_every_setting_has_a_row(section: str, field: str) -> None:
+    assert f"GUMBEL_{section.upper()}__{field.upper()}" in _table_rows()
+
+
+@pytest.mark.parametrize(
+    "flag", cli.KAFKA_FLAGS + cli.PRODUCER_FLAGS + cli.TRAINER_FLAGS + cli.MONITOR_FLAGS,
+    ids=lambda f: f.name,
+)
+def test_every_flag_is_on_its_settings_row(flag: cli.Flag) -> None:
+    row = _table_rows()[f"GUMBEL_{flag.section.upper()}__{flag.field.upper()}"]
+    assert f"`{flag.name}`" in row
+
+
+def test_a_setting_without_description_is_refused() -> None:
+    class Section(BaseModel):
+        documented: int = Field(1, description="has one")
+        bare: int = 2
+
+    class Root(BaseModel):
+        section: Section = Field(default_factory=Section)
+
+    with pytest.raises(ValueError, match=r"section\.bare of Section has no description"):
+        docs_gen.settings_table(Root, flags=[])
+
+
+def test_check_fails_on_a_stale_file_and_regenerating_fixes_it(tmp_path: Path) -> None:
+    stale = tmp_path / "services.md"
+    stale.write_text(f"# Settings\n\n{docs_gen.BEGIN}\n| old |\n{docs_gen.END}\n\nafter\n")
+    assert docs_gen.main(["--check", "--path", str(stale)]) == 1
+    assert docs_gen.main(["--path", str(stale)]) == 0
+    assert docs_gen.main(["--check", "--path", str(stale)]) == 0
+    assert stale.read_text().endswith(f"{docs_gen.END}\n\nafter\n")
+    assert "`GUMBEL_TRAINER__NUM_ACTORS` | `--num-actors` | `2` |" in stale.read_text()
