@@ -27,7 +27,7 @@ __all__ = [
 class GANConfig:
     """Hyperparameters of the GAN and of the online learner around it.
 
-    The defaults are the tuned configuration of the README's Quality section.
+    The defaults are the tuned configuration of docs/quality.md.
     """
 
     num_categories: int = 5

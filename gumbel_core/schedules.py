@@ -194,7 +194,7 @@ def make_schedule(kind: str, **options: Any) -> TemperatureSchedule:
 
 
 def default_schedule(estimator: str) -> TemperatureSchedule:
-    """The schedule each estimator is tuned with (see the README's Quality section).
+    """The schedule each estimator is tuned with (see docs/quality.md).
 
     ``reinmax`` never goes below 1; ``soft`` follows Jang et al.'s annealing as in the
     original post.

@@ -18,7 +18,7 @@ from gumbel_core.kernels import _triton_gumbel as _k
 
 __all__ = ["fused_gumbel_softmax", "fused_gumbel_noise", "draw_seed", "block_config"]
 
-# Tuning knobs (to be tuned on an H100; see README "## GPU"). Rows up to SINGLE_MAX_K
+# Tuning knobs (to be tuned on an H100; see docs/gpu.md). Rows up to SINGLE_MAX_K
 # categories are handled whole by one program; larger rows are swept in LOOP_BLOCK_K chunks.
 SINGLE_MAX_K = int(os.environ.get("GUMBEL_FUSED_SINGLE_MAX_K", "8192"))
 LOOP_BLOCK_K = int(os.environ.get("GUMBEL_FUSED_LOOP_BLOCK_K", "4096"))

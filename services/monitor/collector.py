@@ -1,4 +1,7 @@
-"""A Prometheus collector that renders the latest Estimate as the monitor's metrics (DESIGN §5)."""
+"""A Prometheus collector that renders the latest Estimate as the monitor's metrics.
+
+The metrics and their meaning are listed in docs/services.md#metrics.
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from tests.e2e.conftest import GUMBEL_STREAM, Children, Prometheus, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.kafka]
 
-TRUTH = [0.0, 0.0, 0.1, 0.3, 0.6]  # DESIGN's example distribution
+TRUTH = [0.0, 0.0, 0.1, 0.3, 0.6]  # the producer's default distribution
 COUNT = 60_000
 PARTITIONS = 4
 

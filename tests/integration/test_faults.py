@@ -1,7 +1,7 @@
 """Faults mid-stream: a trainer actor's process SIGKILLed (Ray restarts it), the whole trainer
 SIGKILLed and started again. Afterwards every record is learned exactly once.
 
-Each test prints one ``FAULT`` line (run with ``-s``) with the numbers the README reports.
+Each test prints one ``FAULT`` line (run with ``-s``) with the numbers docs/reliability.md reports.
 """
 
 from __future__ import annotations

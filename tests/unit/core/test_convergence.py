@@ -1,7 +1,7 @@
 """Convergence: the straight-through family reaches the target; soft falls into the trap.
 
 Each run learns from 300,000 samples (batches of 256) of a fixed stream (seed 1000 + s); the
-thresholds leave a wide margin over the measured values (see the README's Quality section), so
+thresholds leave a wide margin over the measured values (see docs/quality.md), so
 a false alarm needs a regression, not bad luck. Another CPU rounds differently and so sends the
 GAN along another trajectory, like another seed: over learner seeds 0-7 on the same stream the
 worst values are TV 0.008 (bound 0.02), zero-category mass 0.0008 (0.01), collapsed TV 0.70

@@ -1,4 +1,4 @@
-"""``gumbel-stream bench --json`` prints one JSON object in the documented shape (DESIGN §3)."""
+"""``gumbel-stream bench --json`` prints one JSON object in the shape of docs/performance.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EstimateCollector: the DESIGN §5 metrics, with the right types, from the latest estimate."""
+"""EstimateCollector: docs/services.md#metrics, with the right types, from the latest estimate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.monitor.collector import EstimateCollector, total_variation
 from services.monitor.state import LatestEstimates
 from tests.unit.services.monitor_fakes import make_estimate
 
-DESIGN_METRICS = {  # DESIGN §5, with the type each must have
+DOCUMENTED_METRICS = {  # docs/services.md#metrics, with the type each must have
     "gumbel_estimated_probability": "gauge",
     "gumbel_baseline_probability": "gauge",
     "gumbel_temperature": "gauge",
@@ -32,12 +32,12 @@ def _registry(state: LatestEstimates) -> CollectorRegistry:
     return registry
 
 
-def test_exposes_every_design_metric_with_its_type() -> None:
+def test_exposes_every_documented_metric_with_its_type() -> None:
     state = LatestEstimates()
     state.offer(make_estimate().to_bytes())
     text = generate_latest(_registry(state)).decode()
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
-    assert {name: types.get(name) for name in DESIGN_METRICS} == DESIGN_METRICS
+    assert {name: types.get(name) for name in DOCUMENTED_METRICS} == DOCUMENTED_METRICS
     assert "gumbel_samples_learned_total 5000.0" in text
     assert "gumbel_dead_letters_total 3.0" in text
 
