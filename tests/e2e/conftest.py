@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 import requests
+from kafka import KafkaConsumer
 
 from services.brokers import free_port
+from services.common.kafka import topic_partitions
 from tests.conftest import require_binary
 
 GUMBEL_STREAM = str(Path(sys.executable).parent / "gumbel-stream")
+PARTITIONS = 4
 
 
 @dataclass
@@ -146,3 +149,41 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str,
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}\n{report()}")
         time.sleep(0.5)
+
+
+def total_variation(p: dict[int, float], q: list[float]) -> float:
+    return 0.5 * sum(abs(p.get(c, 0.0) - q[c]) for c in range(len(q)))
+
+
+def records_on_topic(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = topic_partitions(consumer, topic)
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def start_monitor(children: Children, bootstrap: str, port: int) -> None:
+    children.start("monitor", [
+        GUMBEL_STREAM, "monitor", "--bootstrap-servers", bootstrap,
+        "--num-partitions", str(PARTITIONS), "--host", "127.0.0.1", "--port", str(port),
+    ])
+
+
+def start_producer(children: Children, bootstrap: str, port: int, truth: list[float],
+                   count: int, rate: int) -> None:
+    children.start("producer", [
+        GUMBEL_STREAM, "producer", "--bootstrap-servers", bootstrap,
+        "--num-partitions", str(PARTITIONS), "--probabilities", ",".join(map(str, truth)),
+        "--count", str(count), "--rate", str(rate), "--seed", "5",
+        "--metrics-port", str(port),
+    ], env={"GUMBEL_PRODUCER__METRICS_HOST": "127.0.0.1"})
+
+
+def start_metric_path(children: Children, bootstrap: str) -> tuple[Prometheus, int]:
+    """Prometheus scraping a monitor it starts, and the port the producer must use."""
+    monitor_port, producer_port = free_port(), free_port()
+    prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
+    start_monitor(children, bootstrap, monitor_port)
+    return prometheus, producer_port

@@ -11,56 +11,25 @@ import subprocess
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
-from services.brokers import free_port
-from services.common.kafka import topic_partitions
 from services.common.schemas import Estimate
 from tests.conftest import require_binary
-from tests.e2e.conftest import GUMBEL_STREAM, Children, Prometheus, wait_until
+from tests.e2e.conftest import (
+    GUMBEL_STREAM,
+    PARTITIONS,
+    Children,
+    records_on_topic,
+    start_metric_path,
+    start_producer,
+    total_variation,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.kafka]
 
 TRUTH = [0.0, 0.0, 0.1, 0.3, 0.6]  # the producer's default distribution
 COUNT = 60_000
-PARTITIONS = 4
-
-
-def total_variation(p: dict[int, float], q: list[float]) -> float:
-    return 0.5 * sum(abs(p.get(c, 0.0) - q[c]) for c in range(len(q)))
-
-
-def records_on_topic(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = topic_partitions(consumer, topic)
-        return sum(consumer.end_offsets(partitions).values())
-    finally:
-        consumer.close()
-
-
-def start_monitor(children: Children, bootstrap: str, port: int) -> None:
-    children.start("monitor", [
-        GUMBEL_STREAM, "monitor", "--bootstrap-servers", bootstrap,
-        "--num-partitions", str(PARTITIONS), "--host", "127.0.0.1", "--port", str(port),
-    ])
-
-
-def start_producer(children: Children, bootstrap: str, port: int, rate: int) -> None:
-    children.start("producer", [
-        GUMBEL_STREAM, "producer", "--bootstrap-servers", bootstrap,
-        "--num-partitions", str(PARTITIONS), "--probabilities", ",".join(map(str, TRUTH)),
-        "--count", str(COUNT), "--rate", str(rate), "--seed", "5",
-        "--metrics-port", str(port),
-    ], env={"GUMBEL_PRODUCER__METRICS_HOST": "127.0.0.1"})
-
-
-def start_metric_path(children: Children, bootstrap: str) -> tuple[Prometheus, int]:
-    """Prometheus scraping a monitor it starts, and the port the producer must use."""
-    monitor_port, producer_port = free_port(), free_port()
-    prometheus = Prometheus(children, {"monitor": monitor_port, "producer": producer_port})
-    start_monitor(children, bootstrap, monitor_port)
-    return prometheus, producer_port
 
 
 def test_pipeline(fresh_kafka_broker, children: Children) -> None:
@@ -68,7 +37,7 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
     bootstrap = fresh_kafka_broker.bootstrap_servers
     prometheus, producer_port = start_metric_path(children, bootstrap)
     # Slow enough (about 6 s) for Prometheus to scrape the producer a few times.
-    start_producer(children, bootstrap, producer_port, rate=10_000)
+    start_producer(children, bootstrap, producer_port, TRUTH, COUNT, rate=10_000)
     children.start("trainer", [
         GUMBEL_STREAM, "trainer", "--bootstrap-servers", bootstrap,
         "--num-partitions", str(PARTITIONS), "--num-actors", "2", "--num-categories",
@@ -128,7 +97,7 @@ def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: C
     kcat = require_binary("kcat")
     bootstrap = fresh_kafka_broker.bootstrap_servers
     prometheus, producer_port = start_metric_path(children, bootstrap)
-    start_producer(children, bootstrap, producer_port, rate=10_000)
+    start_producer(children, bootstrap, producer_port, TRUTH, COUNT, rate=10_000)
 
     wait_until(lambda: prometheus.scalar('up{job="monitor"}') == 1, 60, "monitor scraped",
                children.report)

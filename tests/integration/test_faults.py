@@ -18,12 +18,13 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from services.common.schemas import Estimate
-from services.up import descendants, service_env, start_time
+from services.up import service_env
 from tests.integration.trainer_helpers import (
     RunningTrainer,
     counts_of,
     estimate_counts,
     eventually,
+    kill_tree,
     make_settings,
     produce,
     stream,
@@ -104,21 +105,6 @@ def start_trainer(settings, log_path: Path) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "services.cli", "trainer"], env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-
-
-def kill_tree(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the trainer, then wait for what it started (Ray) to go, killing stragglers."""
-    tree = {pid: start_time(pid) for pid in descendants(process.pid)}
-    process.kill()
-    process.wait(30)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if all(start_time(pid) != started for pid, started in tree.items()):
-            return
-        time.sleep(0.5)
-    for pid, started in tree.items():
-        if start_time(pid) == started:
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_sigkill_of_the_whole_trainer_then_restart_loses_and_duplicates_nothing(

@@ -3,6 +3,9 @@ counts, and the trainer running in this process."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from services.common.kafka import ensure_topics
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
+from services.up import descendants, start_time
 
 K = 5
 NUM_PARTITIONS = 4
@@ -127,3 +131,18 @@ class RunningTrainer:
     def __exit__(self, *exc: object) -> None:
         if self.thread.is_alive() or not self.stop_event.is_set():
             self.stop()
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the trainer, then wait for what it started (Ray) to go, killing stragglers."""
+    tree = {pid: start_time(pid) for pid in descendants(process.pid)}
+    process.kill()
+    process.wait(30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all(start_time(pid) != started for pid, started in tree.items()):
+            return
+        time.sleep(0.5)
+    for pid, started in tree.items():
+        if start_time(pid) == started:
+            os.kill(pid, signal.SIGKILL)
