@@ -124,6 +124,7 @@ class TrainerActor:
         self._restored_seq: int | None = None
         self._last_checkpoint = time.monotonic()
         self._pending_commit: dict[int, int] | None = None
+        self._unverified_offsets: dict[int, int] = {}  # restored, not yet checked vs the log
         self._commit_warned = False
         self.error: str | None = None
         self._sent_weights: dict[str, Any] | None = None  # read by the coordinator to average
@@ -243,17 +244,29 @@ class TrainerActor:
             self._consumer.seek_to_beginning(tp)
 
     def _check_offsets_exist(self, assigned: list[TopicPartition]) -> None:
-        """Warn when the model has read past the log's end: the topic was recreated."""
-        try:
-            ends = self._consumer.end_offsets(assigned)
-        except Exception:  # only a diagnosis; the consumer reports real trouble itself
-            return
-        for tp in assigned:
-            stored = self.offsets.get(tp.partition)
-            if stored is not None and stored > ends.get(tp, stored):
-                log.error("actor %d: the checkpoint is at offset %d of %s, past its end %d: "
+        """Note the restored offsets to check against the log's end after the first fetch.
+
+        Only a fetch's high watermark is trusted: some Kafka-compatible brokers (Tansu)
+        answer ListOffsets with the last batch's base offset + 1, which made a restart after
+        everything was consumed look like a recreated topic.
+        """
+        self._unverified_offsets = {
+            tp.partition: self.offsets[tp.partition]
+            for tp in assigned if tp.partition in self.offsets
+        }
+
+    def _report_offsets_past_the_end(self) -> None:
+        """Say once when the model has read past the log's end: the topic was recreated."""
+        topic = self.settings.kafka.numbers_topic
+        for partition, stored in list(self._unverified_offsets.items()):
+            high = self._consumer.highwater(TopicPartition(topic, partition))
+            if high is None:
+                continue  # no fetch answered for this partition yet
+            del self._unverified_offsets[partition]
+            if stored > high:
+                log.error("actor %d: the checkpoint is at offset %d of %s[%d], past its end %d: "
                           "was the topic recreated? (a fresh broker needs a fresh "
-                          "--checkpoint-dir)", self.index, stored, tp, ends[tp])
+                          "--checkpoint-dir)", self.index, stored, topic, partition, high)
 
     def stop(self, final_checkpoint: bool = True) -> dict[str, Any]:
         """Stop consuming, write a last checkpoint, commit, close the clients; the last status."""
@@ -396,6 +409,8 @@ class TrainerActor:
             if high is not None:
                 lag += max(0, high - self.offsets.get(p, high))
         self.lag = lag
+        if self._unverified_offsets:
+            self._report_offsets_past_the_end()
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -380,9 +380,34 @@ def test_a_checkpoint_past_the_end_of_a_recreated_topic_is_reported(
     _drain(first, consumer)
     first.checkpoint()
     first._store.release()
-    second, _, _ = _actor(settings, _data(partitions=1, per_partition=10))  # a fresh topic
+    second, consumer2, _ = _actor(settings, _data(partitions=1, per_partition=10))  # fresh
     _start_without_thread(second)
-    assert "past its end" in caplog.text
+    second._update_lag()  # after the first fetch: its high watermark is the log's end
+    assert "past its end 10" in caplog.text
+
+
+class ListOffsetsOffByOne(FakeConsumer):
+    """Tansu: ListOffsets answers the last batch's base offset + 1, the fetch is right."""
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: 1 for tp in tps}
+
+
+def test_a_restart_after_everything_was_consumed_is_not_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(tmp_path)
+    data = _data(partitions=1, per_partition=50)
+    first, consumer, _ = _actor(settings, data)
+    _start_without_thread(first)
+    _drain(first, consumer)
+    first.checkpoint()
+    first._store.release()
+    consumer2 = ListOffsetsOffByOne(TOPIC, data)
+    second, _, _ = _actor(settings, data, consumer=consumer2)
+    _start_without_thread(second)
+    second._update_lag()
+    assert "past its end" not in caplog.text
 
 
 def _corrupt_every_checkpoint(tmp_path: Path, data: dict[int, list[bytes]], committed: int):
