@@ -38,7 +38,8 @@ def test_rule_unit_tests_pass() -> None:
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     alerts = {name for name, _ in rule_exprs()}
     assert alerts == {"GumbelEstimateStale", "GumbelEstimateFarFromBaseline",
-                      "GumbelNotLearning", "GumbelDeadLetters"}
+                      "GumbelNotLearning", "GumbelDeadLetters", "GumbelDataStale",
+                      "GumbelRecordsSkipped"}
     fired, quiet = set(), set()
     for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
         for case in test.get("alert_rule_test", []):
