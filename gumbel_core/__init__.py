@@ -3,8 +3,10 @@
 Pure PyTorch: tensors in, tensors out; randomness comes in as a ``torch.Generator`` or a seed.
 """
 
+from gumbel_core.averaging import apply_average, average_states, average_weights
 from gumbel_core.counting import CountingEstimator
 from gumbel_core.distances import kl_divergence, total_variation
+from gumbel_core.drift import DriftDetector
 from gumbel_core.estimators import (
     ESTIMATORS,
     CategoricalEstimator,
@@ -18,7 +20,7 @@ from gumbel_core.estimators import (
 )
 from gumbel_core.gan import CategoricalGAN, GANConfig
 from gumbel_core.noise import exponential_noise, gumbel_noise, gumbel_noise_like, safe_uniform
-from gumbel_core.online import OnlineGAN, StepStats, average_states, average_weights
+from gumbel_core.online import LearnerConfig, OnlineGAN, StepInputs, StepStats
 from gumbel_core.sampling import gumbel_max
 from gumbel_core.schedules import (
     SCHEDULES,
@@ -30,7 +32,12 @@ from gumbel_core.schedules import (
     default_schedule,
     make_schedule,
 )
-from gumbel_core.softmax import gumbel_softmax, log_gumbel_softmax, straight_through
+from gumbel_core.softmax import (
+    gumbel_softmax,
+    log_gumbel_softmax,
+    relaxed_sample,
+    straight_through,
+)
 
 __all__ = [
     "CategoricalEstimator",
@@ -38,19 +45,23 @@ __all__ = [
     "ConstantSchedule",
     "CosineSchedule",
     "CountingEstimator",
+    "DriftDetector",
     "ESTIMATORS",
     "ExponentialSchedule",
     "GANConfig",
     "GappedStraightThrough",
     "GumbelRao",
+    "LearnerConfig",
     "LinearSchedule",
     "OnlineGAN",
     "ReinMax",
     "SCHEDULES",
     "SoftGumbel",
+    "StepInputs",
     "StepStats",
     "StraightThroughGumbel",
     "TemperatureSchedule",
+    "apply_average",
     "average_states",
     "average_weights",
     "conditional_gumbel",
@@ -64,6 +75,7 @@ __all__ = [
     "kl_divergence",
     "log_gumbel_softmax",
     "make_schedule",
+    "relaxed_sample",
     "safe_uniform",
     "straight_through",
     "total_variation",

@@ -1,16 +1,18 @@
-"""``GraphedOnlineGAN``: an OnlineGAN's training step replayed as one CUDA graph per batch.
+"""``GraphedOnlineGAN``: an OnlineGAN's training step replayed as one CUDA graph per step.
 
-An eager GAN step launches about a hundred small kernels (sampling, two forward/backward
-passes, two Adam steps, the EMA) and reads two losses back to the host, so at batch 1,024 it
-is bound by launch latency. Here the whole step -- counting the batch, sampling the fakes, the
-discriminator and generator steps, the reported EMA -- is captured once with static buffers
-and replayed: per batch the host copies the values in, updates the temperature (and the EMA
-weight) only when they change, and launches the graph. Nothing is read back unless asked.
+An eager GAN step launches about a hundred small kernels (sampling, the discriminator and
+generator updates, the reported average) and reads two losses back to the host, so at batch
+1,024 it is bound by launch latency. Here the device half of the learner's own step,
+:meth:`OnlineGAN.device_step`, is captured once with static buffers and replayed; the host
+halves around it are the learner's own too (:meth:`OnlineGAN.begin_step`: learning rates,
+temperature, the reported average's weight; :meth:`OnlineGAN.end_step`: schedule, counters,
+drift check). Per step the host copies the values in, updates the few tensors whose values
+changed (temperature, average weight, learning rates) and launches the graph. Nothing is
+read back unless asked.
 
-The step is the one of :meth:`gumbel_core.gan.CategoricalGAN.step`, written with tensors where
-the eager code has Python numbers (temperature, EMA weight, batch size) so that they can
-change between replays. Supported estimators: ``st`` and ``soft`` (the Gumbel-softmax ones);
-the others keep the eager path.
+Supported estimators: ``st`` and ``soft`` (the Gumbel-softmax ones); the others keep the eager
+path. ``st`` with the logistic discriminator captures the closed-form step, the others the
+autograd one.
 
 Examples
 --------
@@ -30,10 +32,8 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from gumbel_core._validation import check_values
-from gumbel_core.gan import LogisticDiscriminator
 from gumbel_core.online import OnlineGAN, StepStats
 
 __all__ = ["GraphedOnlineGAN", "SUPPORTED_ESTIMATORS"]
@@ -42,22 +42,35 @@ SUPPORTED_ESTIMATORS = ("st", "soft")
 
 
 class GraphedOnlineGAN:
-    """Run ``learner``'s GAN steps for batches of exactly ``batch_size`` values as CUDA-graph
-    replays (other batch sizes fall back to ``learner.learn_many``).
+    """Run ``learner``'s training steps as CUDA-graph replays.
+
+    A batch is cut into steps of ``samples_per_step`` values (the learner's option; the whole
+    batch when it is ``None``), as :meth:`OnlineGAN.learn_many` cuts it; each step of the
+    captured size is one replay, any other piece (and any batch that is not a 1-D tensor)
+    takes the learner's eager path.
+
+    Batches that come as CPU tensors are checked, counted into ``learner.baseline`` and
+    checked for drift at once. Batches already on the device are counted there: they reach
+    the baseline (and any invalid id its ``ValueError``) at :meth:`sync`, and the drift
+    detector at the next call (one batch late: reading them at once would wait for the GPU).
 
     Parameters
     ----------
     learner
-        The :class:`OnlineGAN` to train; its weights, optimizers, schedule, EMA and counters
-        are the ones updated. After ``learner.load_state_dict`` build a new wrapper (the
-        optimizers' state tensors are replaced, and the graph would update the old ones).
+        The :class:`OnlineGAN` to train; its weights, optimizers, schedule, reported average,
+        detector and counters are the ones updated. After ``learner.load_state_dict`` build
+        a new wrapper, or load through :meth:`load_state_dict` here (the optimizers' state
+        tensors are replaced, and the graph would update the old ones).
     batch_size
-        The batch size the graph is captured for.
+        The batch size the caller sends; the graph is captured for steps of
+        ``min(batch_size, samples_per_step)`` values.
     fused
-        Sample with the fused Triton kernel (default: when it is available) or with PyTorch ops.
+        Sample with the fused Triton kernel (default: only when switched on with
+        ``GUMBEL_FUSED=1``, see :mod:`gumbel_core.kernels`). If it fails to compile or
+        launch, the PyTorch sampler takes over after one warning.
     capture
-        ``False`` runs the same step eagerly without a graph (on any device): for tests and as
-        a reference.
+        ``False`` runs the same step eagerly without a graph (on any device): for tests and
+        as a reference.
     warmup
         Eager steps before capture (they compile kernels and allocate optimizer state; the
         learner's state is restored afterwards, so they leave no trace).
@@ -84,109 +97,88 @@ class GraphedOnlineGAN:
         self.learner = learner
         self.batch_size = batch_size
         self.capture = capture
-        gan = learner.gan
+        self.warmup = warmup
+        chunk = learner.config.samples_per_step
+        self.step_size = batch_size if chunk is None else min(batch_size, chunk)
         k = learner.num_categories
-        self._hard = gan.estimator.hard
-        self._n_fake = gan.fake_batch_size(batch_size)
         if fused is None:
             from gumbel_core.kernels import fused_available
 
-            fused = fused_available(gan.generator.logits)
+            fused = fused_available(learner.gan.generator.logits)
         self.fused = bool(fused)
 
         # Static inputs and outputs of the step (the graph reads and writes these addresses).
-        self._values = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
-        self._counts = torch.zeros(k, device=device)  # (K,) this batch
-        self._pending = torch.zeros(k, device=device)  # (K,) device batches not yet in baseline
+        self._values = torch.zeros(self.step_size, dtype=torch.long, device=device)  # (S,)
+        self._ones = torch.ones(self.step_size, device=device)  # (S,)
+        self._counts = torch.zeros(k, device=device)  # (K,) this step's data
+        self._pending = torch.zeros(k, device=device)  # (K,) device steps not yet in baseline
         self._invalid = torch.zeros((), device=device)  # ids outside [0, K) seen on the device
         self._track = torch.zeros((), device=device)  # 1.0: the batch came as a device tensor
         self._tau = torch.ones(1, device=device)
-        self._ema_weight = torch.ones((), device=device)  # 1 - decay
+        self._average_weight = torch.ones((), device=device)
         self._g_loss = torch.zeros((), device=device)
         self._d_loss = torch.zeros((), device=device)
         self._host: dict[str, float] = {}
-        self._ones = torch.ones(batch_size, device=device)
+        # Device steps' counts waiting for the drift detector: (rows on the device, copied).
+        self._drift_rows: list[torch.Tensor] = []
+        self._drift_copy: tuple[torch.Tensor, Any] | None = None
+        self._seed = torch.zeros(2, dtype=torch.int64, device=device)
         if self.fused:
             from gumbel_core.kernels.fused import draw_seed
 
-            self._seed = draw_seed(device, learner._rng)  # (seed, offset), advanced in-graph
-            self._groups_per_sample = self._n_fake * ((k + 3) // 4)
-        else:
-            self._noise_rng = torch.Generator(device=device)
-            self._noise_rng.manual_seed(
-                int(
-                    torch.randint(
-                        0, 2**62, (1,), generator=learner._rng, device=learner._rng.device
-                    )
-                )
-            )
-        self._ema = learner._ema
-        for opt in (gan.g_optimizer, gan.d_optimizer):
-            _make_capturable(opt, device)
+            self._seed.copy_(draw_seed(device, learner.rng))  # (seed, offset), advanced in-graph
+        self._groups_per_sample = learner.gan.fake_batch_size(self.step_size) * ((k + 3) // 4)
         self._graph: Any = None
         if capture:
+            learner.gan.use_tensor_learning_rates()
+            for opt in (learner.gan.g_optimizer, learner.gan.d_optimizer):
+                _make_capturable(opt, device)
             self._capture(warmup)
 
     # -- the step ------------------------------------------------------------------------
 
-    def _sample(self) -> torch.Tensor:
-        gan = self.learner.gan
-        logits = gan.generator.logits.expand(self._n_fake, -1)  # (N, K)
-        if self.fused:
-            from gumbel_core.kernels.fused import fused_gumbel_softmax
+    def _sampler(self, logits: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+        """The fused kernel's soft sample; ``_fused_or_fallback`` guards the first calls."""
+        from gumbel_core.kernels.fused import fused_gumbel_softmax
 
-            fake = fused_gumbel_softmax(logits, tau=self._tau, hard=self._hard, seed=self._seed)
-            self._seed[1:].add_(self._groups_per_sample)  # fresh noise on the next call
-            return fake
-        u = torch.rand(logits.shape, generator=self._noise_rng, device=logits.device)
-        info = torch.finfo(u.dtype)
-        g = -torch.log(-torch.log(u.clamp_(min=info.tiny, max=1.0 - info.eps)))
-        y_soft = torch.softmax((logits + g) / self._tau, dim=-1)  # (N, K)
-        if not self._hard:
-            return y_soft
-        y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.argmax(-1, keepdim=True), 1.0)
-        # Straight-through: the value is y_hard, the gradient is that of y_soft.
-        return y_hard - y_soft.detach() + y_soft
-
-    def _d_real(self) -> torch.Tensor:
-        """The discriminator on the K (smoothed) one-hot real inputs, ``(K,)``."""
-        gan = self.learner.gan
-        disc = gan.discriminator
-        if isinstance(disc, LogisticDiscriminator):
-            # D(e_k) = w_k + b: no (K, K) identity matrix, which matters for large K.
-            w, b = disc.linear.weight[0], disc.linear.bias  # (K,), (1,)
-            s = gan.config.label_smoothing
-            return (1.0 - s) * w + (s / w.shape[0]) * w.sum() + b
-        return disc(gan.real_inputs)
+        # A copy of the seed: the backward pass re-derives the noise from the seed it saved.
+        y = fused_gumbel_softmax(logits, tau=tau, hard=False, seed=self._seed.clone())
+        self._seed[1:].add_(self._groups_per_sample)  # fresh noise on the next call
+        return y
 
     def _step(self) -> None:
-        gan = self.learner.gan
+        """What the graph captures: count the step's values, then the learner's device step."""
         k = self.learner.num_categories
         values = self._values
-        valid = (values >= 0) & (values < k)  # (B,)
+        valid = (values >= 0) & (values < k)  # (S,)
         self._counts.zero_().index_add_(0, values.clamp(0, k - 1), self._ones * valid)
         self._pending.add_(self._counts * self._track)
         self._invalid.add_((~valid).sum() * self._track)
-        real_weights = self._counts / self._counts.sum()  # (K,)
+        g_loss, d_loss = self.learner.device_step(
+            self._counts,
+            self.step_size,
+            self._tau,
+            self._average_weight,
+            sampler=self._sampler if self.fused else None,
+        )
+        self._g_loss.copy_(g_loss)
+        self._d_loss.copy_(d_loss)
 
-        fake = self._sample()  # (N, K)
-        d_fake = gan.discriminator(fake.detach())  # (N,)
-        d_loss = (real_weights * F.softplus(-self._d_real())).sum() + F.softplus(d_fake).mean()
-        gan.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        gan.d_optimizer.step()
-        g_loss = d_loss
-        for i in range(gan.config.generator_steps):
-            if i > 0:
-                fake = self._sample()
-            g_loss = F.softplus(-gan.discriminator(fake)).mean()
-            gan.g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            gan.g_optimizer.step()
-        self._g_loss.copy_(g_loss.detach())
-        self._d_loss.copy_(d_loss.detach())
-        probs = gan.generator.logits.detach().softmax(-1)  # (K,)
-        self._ema.lerp_(probs, self._ema_weight)
+    def _step_or_fall_back(self) -> None:
+        """An eager step; if the fused kernel fails, warn once and use the PyTorch sampler.
+
+        The sampler is the first thing a step runs, so a failing kernel leaves no trace."""
+        if not self.fused:
+            self._step()
+            return
+        try:
+            self._step()
+        except Exception as error:  # a compile or launch error: Triton raises many kinds
+            from gumbel_core.kernels import fused_failed
+
+            fused_failed(error)
+            self.fused = False
+            self._step()
 
     def _capture(self, warmup: int) -> None:
         saved = self._snapshot()
@@ -194,12 +186,12 @@ class GraphedOnlineGAN:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(max(1, warmup)):
-                self._step()
+                self._step_or_fall_back()
         torch.cuda.current_stream().wait_stream(stream)
         self._restore(saved)
         self._graph = torch.cuda.CUDAGraph()
         if not self.fused:
-            self._graph.register_generator_state(self._noise_rng)
+            self._graph.register_generator_state(self.learner.rng)
         with torch.cuda.graph(self._graph):
             self._step()
 
@@ -208,66 +200,108 @@ class GraphedOnlineGAN:
     def _snapshot(self) -> dict[str, Any]:
         gan = self.learner.gan
         return {
-            "params": [p.detach().clone() for p in gan.parameters()],
+            "weights": self.learner.get_weights(),
             "opt": [_clone_state(opt) for opt in (gan.g_optimizer, gan.d_optimizer)],
-            "tensors": [t.clone() for t in self._mutable()],
+            "rng": self.learner.rng.get_state(),
+            "tensors": [t.clone() for t in (self._pending, self._invalid, self._seed)],
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
         gan = self.learner.gan
         with torch.no_grad():
-            for p, v in zip(gan.parameters(), saved["params"], strict=True):
-                p.copy_(v)
+            self.learner.set_weights(saved["weights"])  # in place
             for opt, state in zip((gan.g_optimizer, gan.d_optimizer), saved["opt"], strict=True):
                 _restore_state(opt, state)
-            for t, v in zip(self._mutable(), saved["tensors"], strict=True):
+            tensors = (self._pending, self._invalid, self._seed)
+            for t, v in zip(tensors, saved["tensors"], strict=True):
                 t.copy_(v)
-
-    def _mutable(self) -> list[torch.Tensor]:
-        extra = [self._seed] if self.fused else []
-        return [self._ema, self._pending, self._invalid, *extra]
+        self.learner.rng.set_state(saved["rng"])
 
     # -- the public verbs ------------------------------------------------------------------
 
     def learn_many(self, values: torch.Tensor) -> StepStats:
-        """One GAN step on a batch of ``batch_size`` category ids (CPU or device tensor).
+        """Learn from a batch of category ids (CPU or device tensor), one step per
+        ``samples_per_step`` values as :meth:`OnlineGAN.learn_many` does.
 
-        CPU values are validated and counted into ``learner.baseline`` at once; device values
-        are counted on the device and reach the baseline (and any invalid id its
-        ``ValueError``) at :meth:`sync`. The losses in the returned stats are NaN (reading
-        them would wait for the GPU); :meth:`losses` reads them.
+        The losses in the returned stats are NaN (reading them would wait for the GPU);
+        :meth:`losses` reads them.
         """
         learner = self.learner
-        if (
-            not isinstance(values, torch.Tensor)
-            or values.dim() != 1
-            or values.numel() != self.batch_size
-        ):
-            return learner.learn_many(values)
-        if learner._ema is not self._ema:  # set_weights / load_state_dict replaced it
-            self._ema.copy_(learner._ema)
-            learner._ema = self._ema
+        if not isinstance(values, torch.Tensor) or values.dim() != 1 or values.numel() == 0:
+            return learner.learn_many(values)  # raises the learner's ValueError
+        self._check_pending_drift()
         on_device = values.device == self._values.device and values.device.type != "cpu"
         if not on_device:
             check_values(values, learner.num_categories)
-            learner.baseline.learn_many(values)
         self._set("track", self._track, 1.0 if on_device else 0.0)
-        self._values.copy_(values)
-        tau = learner.schedule.value
-        step = learner.step + 1
-        window = max(1.0, learner.config.ema_fraction * step)
-        decay = min(learner.config.ema_decay, 1.0 - 1.0 / window)
-        self._set("tau", self._tau, tau)
-        self._set("ema_weight", self._ema_weight, 1.0 - decay)
-        if self._graph is not None:
-            self._graph.replay()
-        else:
-            self._step()
-        learner.schedule.step()
-        learner.step = step
-        learner.samples_seen += self.batch_size
+        k = learner.num_categories
+        total = torch.zeros(k, dtype=torch.float64)  # (K,) CPU batches, for the baseline
+        tau = math.nan
+        for piece in values.split(self.step_size):
+            if piece.numel() != self.step_size:  # a remainder: the same step, uncaptured
+                piece = piece.cpu()
+                check_values(piece, k)
+                tau = learner.temperature if math.isnan(tau) else tau
+                total += self._eager_step(piece)
+                continue
+            inputs = learner.begin_step()
+            tau = inputs.temperature if math.isnan(tau) else tau
+            self._set("tau", self._tau, inputs.temperature)
+            self._set("average_weight", self._average_weight, inputs.average_weight)
+            self._values.copy_(piece, non_blocking=True)
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._step_or_fall_back()
+            if on_device:
+                learner.end_step(None)  # checked for drift at the next call
+                self._drift_rows.append(self._counts.clone())
+            else:
+                counts = torch.bincount(piece, minlength=k).to(torch.float64)  # (K,)
+                total += counts
+                learner.end_step(counts)
+        if on_device:
+            self._queue_pending_drift()
+        if total.sum() > 0:
+            learner.baseline.learn_counts(total)
+        learner.samples_seen += int(values.numel())
         nan = math.nan
-        return StepStats(step, learner.samples_seen, tau, nan, nan, self.batch_size)
+        return StepStats(learner.step, learner.samples_seen, tau, nan, nan, int(values.numel()))
+
+    def _eager_step(self, piece: torch.Tensor) -> torch.Tensor:
+        learner = self.learner
+        counts = torch.bincount(piece, minlength=learner.num_categories).to(torch.float64)
+        inputs = learner.begin_step()
+        learner.device_step(
+            counts.to(learner.device, torch.float32),
+            int(piece.numel()),
+            inputs.temperature,
+            inputs.average_weight,
+        )
+        learner.end_step(counts)
+        return counts
+
+    def _queue_pending_drift(self) -> None:
+        rows = torch.stack(self._drift_rows)  # (steps, K) on the device
+        self._drift_rows = []
+        pinned = rows.device.type == "cuda"
+        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=pinned)
+        host.copy_(rows, non_blocking=pinned)
+        event = torch.cuda.Event() if pinned else None
+        if event is not None:
+            event.record()
+        self._drift_copy = (host, event)
+
+    def _check_pending_drift(self) -> None:
+        if self._drift_copy is None:
+            return
+        host, event = self._drift_copy
+        self._drift_copy = None
+        if event is not None:
+            event.synchronize()
+        for row in host.to(torch.float64):
+            if row.sum() > 0:  # a step of only invalid ids has no counts (sync raises)
+                self.learner.check_drift(row)
 
     def _set(self, name: str, tensor: torch.Tensor, value: float) -> None:
         # fill_ with a Python number launches a tiny kernel and never waits for the GPU.
@@ -280,8 +314,10 @@ class GraphedOnlineGAN:
         return float(self._g_loss), float(self._d_loss)
 
     def sync(self) -> None:
-        """Add the device-side counts to ``learner.baseline``; raise ``ValueError`` if any
-        device batch held an id outside ``[0, K)`` (those ids were left out of every count)."""
+        """Add the device-side counts to ``learner.baseline`` and check the device batches for
+        drift; raise ``ValueError`` if any device batch held an id outside ``[0, K)`` (those
+        ids were left out of every count)."""
+        self._check_pending_drift()
         pending = self._pending.to("cpu", torch.float64)
         invalid = int(self._invalid)
         self._pending.zero_()
@@ -292,6 +328,45 @@ class GraphedOnlineGAN:
             raise ValueError(
                 f"{invalid} value(s) outside [0, {self.learner.num_categories}) in device batches"
             )
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learner's :meth:`OnlineGAN.state_dict` (after :meth:`sync`) and the fused
+        sampler's seed: everything needed to continue bit-identically."""
+        self.sync()
+        return {"learner": self.learner.state_dict(), "fused_seed": self._seed.cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`, and capture the graph again (the optimizers' state
+        tensors are new)."""
+        self.sync()
+        self.learner.load_state_dict(state["learner"])
+        self._seed.copy_(state["fused_seed"])
+        self._host.clear()
+        if self.capture:
+            self.learner.gan.use_tensor_learning_rates()
+            for opt in (self.learner.gan.g_optimizer, self.learner.gan.d_optimizer):
+                _make_capturable(opt, self.learner.device)
+            self._capture(self.warmup)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "init": (self.batch_size, self.fused, self.capture, self.warmup),
+            "learner": self.learner,
+            "state": self.state_dict(),
+        }
+
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        batch_size, fused, capture, warmup = pickled["init"]
+        self.__init__(pickled["learner"], batch_size, fused, capture, warmup)  # type: ignore[misc]
+        self.load_state_dict(pickled["state"])
+
+    def __repr__(self) -> str:
+        return (
+            f"GraphedOnlineGAN({self.learner!r}, batch_size={self.batch_size}, "
+            f"fused={self.fused}, capture={self.capture})"
+        )
 
 
 def _make_capturable(opt: torch.optim.Optimizer, device: torch.device) -> None:

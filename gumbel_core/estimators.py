@@ -12,7 +12,7 @@ import torch
 from gumbel_core._validation import check_logits, check_tau
 from gumbel_core.noise import exponential_noise
 from gumbel_core.sampling import gumbel_max
-from gumbel_core.softmax import gumbel_softmax
+from gumbel_core.softmax import gumbel_softmax, relaxed_sample
 
 __all__ = [
     "CategoricalEstimator",
@@ -59,6 +59,17 @@ class CategoricalEstimator:
             raise ValueError(f"estimator {self.name!r} needs tau >= {self.min_tau}, got {tau}")
         return self._sample(logits, tau, generator)
 
+    def draw(
+        self,
+        logits: torch.Tensor,
+        tau: float | torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``estimator(logits, tau, generator)`` without checking the arguments, for callers
+        that checked them once (the GAN's training step). ``soft`` and ``st`` also take a
+        tensor ``tau`` without reading it back from the device."""
+        return self._sample(logits, tau, generator)  # type: ignore[arg-type]
+
     def _sample(
         self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
     ) -> torch.Tensor:
@@ -87,6 +98,8 @@ class SoftGumbel(CategoricalEstimator):
     def _sample(
         self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
     ) -> torch.Tensor:
+        if isinstance(tau, torch.Tensor):
+            return relaxed_sample(logits, tau, hard=False, generator=generator)
         return gumbel_softmax(logits, tau=tau, hard=False, generator=generator)
 
 
@@ -105,6 +118,8 @@ class StraightThroughGumbel(CategoricalEstimator):
     def _sample(
         self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
     ) -> torch.Tensor:
+        if isinstance(tau, torch.Tensor):
+            return relaxed_sample(logits, tau, hard=True, generator=generator)
         return gumbel_softmax(logits, tau=tau, hard=True, generator=generator)
 
 

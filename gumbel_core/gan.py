@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 from gumbel_core._validation import check_num_categories
 from gumbel_core.estimators import ESTIMATORS, CategoricalEstimator, get_estimator
 from gumbel_core.noise import gumbel_noise_like
+from gumbel_core.softmax import straight_through
 
 __all__ = [
     "GANConfig",
@@ -25,9 +27,11 @@ __all__ = [
 
 @dataclass
 class GANConfig:
-    """Hyperparameters of the GAN and of the online learner around it.
+    """Hyperparameters of the GAN: the generator, the discriminator and their optimizers.
 
-    The defaults are the tuned configuration of docs/quality.md.
+    The online learner's own settings (chunking, the reported average, the temperature
+    schedule, drift detection and response) are :class:`gumbel_core.online.LearnerConfig`.
+    The defaults are the tuned configuration of ``docs/learner.md``.
     """
 
     num_categories: int = 5
@@ -42,20 +46,15 @@ class GANConfig:
     label_smoothing: float = 0.0  # real one-hots become (1 - s) * onehot + s / K
     fake_batch_size: int | None = None  # None: as many fake samples as real ones in the batch
     max_fake_batch_size: int = 8192
-    samples_per_step: int | None = None  # None: one step per learn_many; else split big batches
-    schedule: str | None = None  # None: the estimator's default (see schedules.default_schedule)
-    schedule_options: dict[str, Any] = field(default_factory=dict)
-    ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
-    ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
     init_scale: float = 0.01  # std of the discriminator's initial weights
     # st + logistic D: gradients in closed form instead of autograd (same noise, same result
     # to rounding, about half the operations). False keeps autograd, the reference path.
     closed_form: bool = True
-    # Drift: when the last drift_window steps' data differ from the longer average by more
-    # than drift_z binomial standard deviations, the reported estimate's averaging restarts
-    # (and the temperature schedule re-heats). None disables it.
-    drift_window: int = 16
-    drift_z: float | None = 5.0
+    # No logit may fall more than this many nats below the largest one. Without a bound the
+    # logit of a category absent from the stream sinks for ever, and Adam then needs hundreds
+    # of thousands of records to lift it when the category appears. e**-8 of the largest
+    # probability is below every accuracy target. None: unbounded.
+    logit_margin: float | None = 8.0
 
     def __post_init__(self) -> None:
         check_num_categories(self.num_categories)
@@ -67,28 +66,21 @@ class GANConfig:
             raise ValueError(
                 f"discriminator must be 'logistic' or 'mlp', got {self.discriminator!r}"
             )
-        if self.drift_z is not None and not self.drift_z > 0:
-            raise ValueError(f"drift_z must be None or > 0, got {self.drift_z!r}")
         for name in (
             "generator_lr",
             "discriminator_lr",
             "hidden_size",
             "generator_steps",
             "max_fake_batch_size",
-            "drift_window",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.samples_per_step is not None and not self.samples_per_step > 0:
-            raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
         if self.fake_batch_size is not None and not self.fake_batch_size > 0:
             raise ValueError(f"fake_batch_size must be None or > 0, got {self.fake_batch_size!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if not 0.0 < self.ema_fraction <= 1.0:
-            raise ValueError(f"ema_fraction must be in (0, 1], got {self.ema_fraction!r}")
+        if self.logit_margin is not None and not self.logit_margin > 0:
+            raise ValueError(f"logit_margin must be None or > 0, got {self.logit_margin!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,11 +98,11 @@ class Generator(nn.Module):
         self,
         num_samples: int,
         estimator: CategoricalEstimator,
-        tau: float,
+        tau: float | torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         logits = self.logits.expand(num_samples, -1)  # (N, K)
-        return estimator(logits, tau=tau, generator=generator)  # (N, K)
+        return estimator.draw(logits, tau, generator)  # (N, K)
 
     def probabilities(self) -> torch.Tensor:
         return self.logits.detach().softmax(-1)  # (K,)
@@ -165,21 +157,32 @@ def _clear_grads(module: nn.Module) -> None:
 def _adam_step(optimizer: torch.optim.Adam, param: torch.Tensor, grad: torch.Tensor) -> None:
     """Adam's update of one parameter, on the optimizer's own state (so ``state_dict`` and
     the autograd path see the same moments). ``optimizer.step()`` costs more in dispatch
-    than the update itself on these few-element tensors. No weight decay, no amsgrad."""
+    than the update itself on these few-element tensors. No weight decay, no amsgrad.
+
+    On the CPU the bias corrections are host numbers (cheapest); on a GPU, or with a tensor
+    learning rate, they stay tensors, so the update never waits for the device and a CUDA
+    graph can capture it."""
     group = optimizer.param_groups[0]
     beta1, beta2 = group["betas"]
+    lr = group["lr"]
     state = optimizer.state[param]
     if not state:  # as torch.optim.Adam initialises it (step kept as a float32 tensor)
         state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-    state["step"] += 1
-    step = float(state["step"])
+    step_t = state["step"]
+    step_t += 1
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
     exp_avg.lerp_(grad, 1.0 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-    denom = (exp_avg_sq.sqrt() / (1.0 - beta2**step) ** 0.5).add_(group["eps"])
-    param.addcdiv_(exp_avg, denom, value=-group["lr"] / (1.0 - beta1**step))
+    if step_t.device.type == "cpu" and not isinstance(lr, torch.Tensor):
+        step = float(step_t)
+        denom = (exp_avg_sq.sqrt() / (1.0 - beta2**step) ** 0.5).add_(group["eps"])
+        param.addcdiv_(exp_avg, denom, value=-lr / (1.0 - beta1**step))
+        return
+    bias2 = (1.0 - torch.pow(beta2, step_t)).sqrt()  # () tensors: no host read
+    denom = (exp_avg_sq.sqrt() / bias2).add_(group["eps"])
+    param.sub_(exp_avg / denom * (lr / (1.0 - torch.pow(beta1, step_t))))
 
 
 def make_discriminator(config: GANConfig, generator: torch.Generator) -> nn.Module:
@@ -191,12 +194,19 @@ def make_discriminator(config: GANConfig, generator: torch.Generator) -> nn.Modu
     return LogisticDiscriminator(config.num_categories, config.init_scale, generator)
 
 
+SoftSampler = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
+
+
 class CategoricalGAN(nn.Module):
     """Generator, discriminator and their optimizers; ``step`` trains on one batch of counts.
 
     The real data enters the discriminator only as one-hot vectors, so a batch is exactly
     summarised by its per-category counts: the real half of the loss is a weighted sum over
     the ``K`` distinct inputs instead of a mean over ``B`` rows.
+
+    :meth:`train_step` is the step itself, written so that nothing in it reads a number back
+    from the device: the temperature and the learning rates may be tensors, the losses come
+    back as tensors, and a CUDA graph can capture it (``gumbel_core.cuda_graphs``).
 
     Examples
     --------
@@ -231,13 +241,58 @@ class CategoricalGAN(nn.Module):
             fused=True,
         )
 
+    @property
+    def closed_form(self) -> bool:
+        """Whether :meth:`train_step` takes the closed-form path (st + logistic D)."""
+        return (
+            self.config.closed_form
+            and self.config.estimator == "st"
+            and isinstance(self.discriminator, LogisticDiscriminator)
+        )
+
     def fake_batch_size(self, real_batch_size: int) -> int:
         wanted = self.config.fake_batch_size or real_batch_size
         return max(1, min(wanted, self.config.max_fake_batch_size))
 
+    def set_lr_scale(self, generator: float, discriminator: float) -> None:
+        """Train with ``generator`` and ``discriminator`` times the configured learning rates
+        (the drift response's boost). A tensor learning rate (see
+        :meth:`use_tensor_learning_rates`) is updated in place, without a host sync."""
+        for optimizer, base, scale in (
+            (self.g_optimizer, self.config.generator_lr, generator),
+            (self.d_optimizer, self.config.discriminator_lr, discriminator),
+        ):
+            group = optimizer.param_groups[0]
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(base * scale)
+            else:
+                group["lr"] = base * scale
+
+    def use_tensor_learning_rates(self) -> None:
+        """Keep the learning rates in device tensors, so a captured step reads their current
+        values (a Python number would be frozen into the graph)."""
+        device = self.generator.logits.device
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            group = optimizer.param_groups[0]
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
     def step(
         self, counts: torch.Tensor, tau: float, rng: torch.Generator | None = None
     ) -> tuple[float, float]:
+        """:meth:`train_step`, with the losses as Python floats."""
+        g_loss, d_loss = self.train_step(counts, tau, rng)
+        return float(g_loss), float(d_loss)
+
+    def train_step(
+        self,
+        counts: torch.Tensor,
+        tau: float | torch.Tensor,
+        rng: torch.Generator | None = None,
+        *,
+        batch_size: int | None = None,
+        sampler: SoftSampler | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One discriminator step and ``generator_steps`` generator steps on a batch's counts.
 
         Parameters
@@ -245,24 +300,30 @@ class CategoricalGAN(nn.Module):
         counts
             ``(K,)`` how often each category occurs in the real batch.
         tau
-            The Gumbel-softmax temperature.
+            The Gumbel-softmax temperature (a number, or a tensor a graph can update).
         rng
             Source of randomness for the fake samples.
+        batch_size
+            The real batch's size, ``counts.sum()`` (given, it is not read from the device).
+        sampler
+            For ``st`` and ``soft`` only: ``sampler(logits, tau)`` returns the soft sample
+            ``softmax((logits + g) / tau)`` of the ``(N, K)`` logits (e.g. a fused kernel);
+            ``None`` draws it with ``rng``.
 
         Returns
         -------
-        tuple of float
-            The generator loss (non-saturating) and the discriminator loss.
+        tuple of torch.Tensor
+            The generator loss (non-saturating) and the discriminator loss, 0-d tensors.
         """
-        batch = int(counts.sum())
-        real_weights = counts.to(torch.float32) / batch  # (K,)
-        n_fake = self.fake_batch_size(batch)
-        if (self.config.closed_form and self.config.estimator == "st"
-                and isinstance(self.discriminator, LogisticDiscriminator)):
-            return self._step_st_logistic(real_weights, n_fake, tau, rng)
+        if batch_size is None:
+            batch_size = int(counts.sum())
+        real_weights = counts.to(torch.float32) / counts.sum()  # (K,)
+        n_fake = self.fake_batch_size(batch_size)
+        if self.closed_form:
+            return self._step_st_logistic(real_weights, n_fake, tau, rng, sampler)
 
-        fake = self.generator(n_fake, self.estimator, tau, rng)  # (N, K)
         d_real = self.discriminator(self.real_inputs)  # (K,)
+        fake = self._fake(n_fake, tau, rng, sampler)  # (N, K)
         d_fake = self.discriminator(fake.detach())  # (N,)
         # BCE with label 1 for real and 0 for fake; softplus(-x) = -log(sigmoid(x)).
         d_loss = (real_weights * F.softplus(-d_real)).sum() + F.softplus(d_fake).mean()
@@ -270,34 +331,68 @@ class CategoricalGAN(nn.Module):
         d_loss.backward()
         self.d_optimizer.step()
 
-        g_loss = torch.zeros(())
+        g_loss = d_loss
         for i in range(self.config.generator_steps):
             if i > 0:
-                fake = self.generator(n_fake, self.estimator, tau, rng)  # (N, K)
+                fake = self._fake(n_fake, tau, rng, sampler)  # (N, K)
             # Non-saturating generator loss: -log D(G(z)).
             g_loss = F.softplus(-self.discriminator(fake)).mean()
             _clear_grads(self.generator)
             g_loss.backward(inputs=[self.generator.logits])  # D's gradients are not needed
             self.g_optimizer.step()
-        return float(g_loss.detach()), float(d_loss.detach())
+            self._bound_logits()
+        return g_loss.detach(), d_loss.detach()
+
+    def _fake(
+        self,
+        n_fake: int,
+        tau: float | torch.Tensor,
+        rng: torch.Generator | None,
+        sampler: SoftSampler | None,
+    ) -> torch.Tensor:
+        if sampler is None:
+            return self.generator(n_fake, self.estimator, tau, rng)  # (N, K)
+        y_soft = sampler(self.generator.logits.expand(n_fake, -1), tau)  # (N, K)
+        return straight_through(y_soft) if self.estimator.hard else y_soft
+
+    @torch.no_grad()
+    def _bound_logits(self) -> None:
+        # In place and from a tensor maximum: no host read, so a graph can capture it.
+        if self.config.logit_margin is not None:
+            logits = self.generator.logits
+            logits.clamp_(min=logits.max() - self.config.logit_margin)
 
     def _sample_st(
-        self, n_fake: int, tau: float, rng: torch.Generator | None
+        self,
+        n_fake: int,
+        tau: float | torch.Tensor,
+        rng: torch.Generator | None,
+        sampler: SoftSampler | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Soft samples, their categories and category frequencies, as the ``st`` estimator draws
         them (the same noise from the same generator)."""
         logits = self.generator.logits.detach()
         z = logits.expand(n_fake, -1)  # (N, K)
-        y_soft = ((z + gumbel_noise_like(z, rng)) / tau).softmax(-1)  # (N, K)
+        if sampler is None:
+            y_soft = ((z + gumbel_noise_like(z, rng)) / tau).softmax(-1)  # (N, K)
+        else:
+            y_soft = sampler(z, tau)
         idx = y_soft.argmax(-1)  # (N,) the one-hot forward value's category
-        freq = torch.bincount(idx, minlength=logits.numel()).to(logits.dtype) / n_fake  # (K,)
+        # index_add_, not bincount: bincount reads its output size back from the device.
+        ones = torch.ones_like(idx, dtype=logits.dtype)
+        freq = torch.zeros_like(logits).index_add_(0, idx, ones) / n_fake  # (K,)
         return y_soft, idx, freq
 
     @torch.no_grad()
     def _step_st_logistic(
-        self, real_weights: torch.Tensor, n_fake: int, tau: float, rng: torch.Generator | None
-    ) -> tuple[float, float]:
-        """``step`` for straight-through samples and the logistic discriminator, in closed form.
+        self,
+        real_weights: torch.Tensor,
+        n_fake: int,
+        tau: float | torch.Tensor,
+        rng: torch.Generator | None,
+        sampler: SoftSampler | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``train_step`` for straight-through samples and the logistic D, in closed form.
 
         A one-hot fake of category k gets D's logit ``w_k + b``, so D's loss and gradient
         depend on the fakes only through their category frequencies. The generator's
@@ -305,10 +400,10 @@ class CategoricalGAN(nn.Module):
         c_i w`` with ``c_i = -sigmoid(-(w_{k_i} + b)) / N``:
         ``dL/dlogits = sum_i c_i * y_i * (w - y_i . w) / tau``.
         """
-        assert isinstance(self.discriminator, LogisticDiscriminator)  # checked by step()
+        assert isinstance(self.discriminator, LogisticDiscriminator)  # checked by closed_form
         linear: nn.Linear = self.discriminator.linear
         s, k = self.config.label_smoothing, real_weights.numel()
-        y_soft, idx, freq = self._sample_st(n_fake, tau, rng)
+        y_soft, idx, freq = self._sample_st(n_fake, tau, rng, sampler)
         # Discriminator: real inputs are (1 - s) e_k + s / K, without building that (K, K).
         w, b = linear.weight[0], linear.bias[0]  # (K,), ()
         d_real = (1.0 - s) * w + s * w.mean() + b  # (K,)
@@ -320,10 +415,10 @@ class CategoricalGAN(nn.Module):
         _adam_step(self.d_optimizer, linear.weight, grad_w)
         _adam_step(self.d_optimizer, linear.bias, (g_real.sum() + g_fake.sum()).reshape(1))
 
-        g_loss = torch.zeros(())
+        g_loss = d_loss
         for i in range(self.config.generator_steps):
             if i > 0:
-                y_soft, idx, freq = self._sample_st(n_fake, tau, rng)
+                y_soft, idx, freq = self._sample_st(n_fake, tau, rng, sampler)
             w, b = linear.weight[0], linear.bias[0]  # D after its step
             d_cat = w + b
             g_loss = (freq * F.softplus(-d_cat)).sum()
@@ -331,4 +426,5 @@ class CategoricalGAN(nn.Module):
             dot = y_soft @ w  # (N,)
             grad = (c.unsqueeze(1) * y_soft * (w - dot.unsqueeze(1))).sum(0) / tau  # (K,)
             _adam_step(self.g_optimizer, self.generator.logits, grad)
-        return float(g_loss), float(d_loss)
+            self._bound_logits()
+        return g_loss, d_loss

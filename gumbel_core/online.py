@@ -4,19 +4,79 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from gumbel_core._validation import check_values
+from gumbel_core.averaging import average_states, average_weights
 from gumbel_core.counting import CountingEstimator
-from gumbel_core.gan import CategoricalGAN, GANConfig
+from gumbel_core.drift import DriftDetector
+from gumbel_core.gan import CategoricalGAN, GANConfig, SoftSampler
 from gumbel_core.schedules import TemperatureSchedule, default_schedule, make_schedule
 
-__all__ = ["OnlineGAN", "StepStats", "average_states", "average_weights"]
+__all__ = [
+    "LearnerConfig",
+    "OnlineGAN",
+    "StepInputs",
+    "StepStats",
+    "average_states",
+    "average_weights",
+]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+
+
+@dataclass
+class LearnerConfig:
+    """Settings of the online learner around the GAN (the GAN's own are :class:`GANConfig`).
+
+    The defaults are the tuned configuration of ``docs/learner.md``.
+    """
+
+    samples_per_step: int | None = None  # None: one step per learn_many; else split big batches
+    schedule: str | None = None  # None: the estimator's default (see schedules.default_schedule)
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
+    ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
+    # Drift detection (gumbel_core.drift.DriftDetector) on the real data's counts: the last
+    # drift_window steps against the average since the last detection (at most
+    # drift_long_window steps), threshold drift_z. drift_z=None switches detection off.
+    drift_window: int = 16
+    drift_z: float | None = 5.0
+    drift_long_window: int = 500
+    # The response to a detected drift: the reported average restarts, the temperature
+    # schedule starts again from its hot end (reheat_on_drift), and the learning rates are
+    # multiplied by these boosts, which fall linearly back to 1 over boost_steps steps.
+    reheat_on_drift: bool = True
+    generator_lr_boost: float = 5.0
+    discriminator_lr_boost: float = 5.0
+    boost_steps: int = 250
+
+    def __post_init__(self) -> None:
+        if self.drift_z is not None and not self.drift_z > 0:
+            raise ValueError(f"drift_z must be None or > 0, got {self.drift_z!r}")
+        for name in ("drift_window", "drift_long_window", "boost_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("generator_lr_boost", "discriminator_lr_boost"):
+            if not getattr(self, name) >= 1.0:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.samples_per_step is not None and not self.samples_per_step > 0:
+            raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not 0.0 < self.ema_fraction <= 1.0:
+            raise ValueError(f"ema_fraction must be in (0, 1], got {self.ema_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_GAN_FIELDS = frozenset(f.name for f in dataclasses.fields(GANConfig))
+_LEARNER_FIELDS = frozenset(f.name for f in dataclasses.fields(LearnerConfig))
 
 
 @dataclass(frozen=True)
@@ -29,6 +89,16 @@ class StepStats:
     generator_loss: float
     discriminator_loss: float
     batch_size: int
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """The host-side numbers of the next training step (see :meth:`OnlineGAN.begin_step`)."""
+
+    temperature: float
+    average_weight: float  # weight of softmax(logits) in the reported average, 1 - decay
+    generator_lr_scale: float
+    discriminator_lr_scale: float
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -45,10 +115,18 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 class OnlineGAN:
     """Learn the distribution of a categorical stream online with a Gumbel-softmax GAN.
 
-    Each ``learn_many`` call is one GAN step (one discriminator step, ``generator_steps``
-    generator steps) on the batch. The reported :meth:`estimate` is an exponential moving
-    average of ``softmax(logits)`` over recent steps, so it does not jitter with each step.
-    A :class:`CountingEstimator` fed the same values is kept as ``baseline``.
+    Each training step takes one batch (or one ``samples_per_step`` piece of it) and does,
+    in this order: count the batch; one discriminator step and ``generator_steps`` generator
+    steps (:meth:`CategoricalGAN.train_step`); the reported average; the temperature
+    schedule; the drift check, whose response (restart the reported average, re-heat the
+    schedule, boost the learning rates) shapes the next steps. :meth:`learn_many` runs it
+    eagerly; :class:`gumbel_core.cuda_graphs.GraphedOnlineGAN` captures the same device half
+    (:meth:`device_step`) in a CUDA graph around the same host halves (:meth:`begin_step`,
+    :meth:`end_step`).
+
+    The reported :meth:`estimate` is an exponential moving average of ``softmax(logits)``
+    over recent steps, so it does not jitter with each step. A :class:`CountingEstimator`
+    fed the same values is kept as ``baseline``.
 
     Parameters
     ----------
@@ -61,7 +139,8 @@ class OnlineGAN:
     device
         ``None`` (CPU), ``"cpu"`` or ``"cuda"``.
     **options
-        Any :class:`GANConfig` field, e.g. ``generator_lr=0.01``, ``discriminator="mlp"``.
+        Any :class:`GANConfig` or :class:`LearnerConfig` field, e.g. ``generator_lr=0.01``,
+        ``discriminator="mlp"``, ``samples_per_step=256``, ``drift_z=None``.
 
     Examples
     --------
@@ -70,8 +149,8 @@ class OnlineGAN:
     >>> truth = torch.tensor([0.2, 0.0, 0.8])
     >>> for _ in range(400):
     ...     stats = learner.learn_many(torch.multinomial(truth, 256, True, generator=gen))
-    >>> stats.step, stats.samples_seen
-    (400, 102400)
+    >>> stats.step, stats.samples_seen, learner.drift_detections
+    (400, 102400, 0)
     >>> bool(total_variation(learner.estimate(), truth) < 0.03)
     True
     """
@@ -84,19 +163,24 @@ class OnlineGAN:
         device: torch.device | str | None = None,
         **options: Any,
     ) -> None:
-        fields = {f.name for f in dataclasses.fields(GANConfig)}
-        unknown = sorted(set(options) - fields)
+        unknown = sorted(set(options) - _GAN_FIELDS - _LEARNER_FIELDS)
         if unknown:
             raise ValueError(
-                f"unknown option(s) {', '.join(unknown)}; GANConfig has {sorted(fields)}"
+                f"unknown option(s) {', '.join(unknown)}; GANConfig has {sorted(_GAN_FIELDS)}, "
+                f"LearnerConfig has {sorted(_LEARNER_FIELDS)}"
             )
-        self.config = GANConfig(num_categories=num_categories, estimator=estimator, **options)
+        gan_config = GANConfig(
+            num_categories=num_categories,
+            estimator=estimator,
+            **{k: v for k, v in options.items() if k in _GAN_FIELDS},
+        )
+        self.config = LearnerConfig(**{k: v for k, v in options.items() if k in _LEARNER_FIELDS})
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.seed = seed
         self.device = _resolve_device(device)
         self._rng = torch.Generator(device=self.device).manual_seed(seed)
-        self.gan = CategoricalGAN(self.config, self._rng)
+        self.gan = CategoricalGAN(gan_config, self._rng)
         self.schedule = self._make_schedule()
         if self.schedule.floor < self.gan.estimator.min_tau:
             raise ValueError(
@@ -104,40 +188,70 @@ class OnlineGAN:
                 f"but the schedule goes down to {self.schedule.floor}"
             )
         self.baseline = CountingEstimator(num_categories)
-        self._ema = self.gan.generator.probabilities().clone()  # (K,)
-        # Drift detection on the real data: a short average of the batches' frequencies
-        # against the long one since the last restart of the reported estimate's averaging.
-        k = self.num_categories
-        self._recent = torch.zeros(k, dtype=torch.float64)  # (K,)
-        self._long = torch.zeros(k, dtype=torch.float64)  # (K,)
-        self._ema_since = 0  # the step at which the reported estimate's averaging restarted
+        self._ema = self.gan.generator.probabilities().clone()  # (K,) the reported average
+        self.detector = (
+            None
+            if self.config.drift_z is None
+            else DriftDetector(
+                num_categories,
+                window=self.config.drift_window,
+                z=self.config.drift_z,
+                long_window=self.config.drift_long_window,
+            )
+        )
+        self._average_since = 0  # the step at which the reported average (re)started
+        self._boost_since: int | None = None  # the step a learning-rate boost began
+        self._lr_scale = (1.0, 1.0)
         self.step = 0
         self.samples_seen = 0
 
     def _make_schedule(self) -> TemperatureSchedule:
         if self.config.schedule is None:
-            return default_schedule(self.config.estimator)
+            return default_schedule(self.estimator)
         return make_schedule(self.config.schedule, **self.config.schedule_options)
 
     @property
+    def gan_config(self) -> GANConfig:
+        """The GAN's hyperparameters (``self.config`` holds the learner's own)."""
+        return self.gan.config
+
+    @property
     def num_categories(self) -> int:
-        return self.config.num_categories
+        return self.gan.config.num_categories
 
     @property
     def estimator(self) -> str:
-        return self.config.estimator
+        return self.gan.config.estimator
 
     @property
     def temperature(self) -> float:
-        """The current Gumbel-softmax temperature."""
+        """The current Gumbel-softmax temperature: the schedule's value for the next step.
+
+        It anneals from the schedule's hot start and starts again from it after a detected
+        drift; ``schedule.steps`` counts the steps since that (re)start."""
         return self.schedule.value
+
+    @property
+    def drift_detections(self) -> int:
+        """How many drifts the detector has found since the learner started (0 without one).
+
+        Kept in :meth:`state_dict`, so it survives checkpoints."""
+        return 0 if self.detector is None else self.detector.detections
+
+    @property
+    def rng(self) -> torch.Generator:
+        """The generator every random draw of the learner comes from (part of the state)."""
+        return self._rng
+
+    # -- the training step -------------------------------------------------------------
 
     def learn_many(self, values: torch.Tensor) -> StepStats:
         """Learn from a 1-D LongTensor batch of category ids in ``[0, K)``.
 
-        One GAN step per call; with the ``samples_per_step`` option, a larger batch is cut
-        into consecutive pieces of at most that many values and each piece is one step, so
-        how fast the estimate converges per sample does not depend on how values are batched.
+        One training step per call; with the ``samples_per_step`` option, a larger batch is
+        cut into consecutive pieces of at most that many values and each piece is one step,
+        so how fast the estimate converges per sample does not depend on how values are
+        batched.
         """
         check_values(values, self.num_categories)
         batch_size = int(values.numel())
@@ -147,19 +261,21 @@ class OnlineGAN:
         chunk = self.config.samples_per_step
         pieces = [values] if chunk is None or batch_size <= chunk else list(values.split(chunk))
         total = torch.zeros(k, dtype=torch.float64)  # (K,) the whole batch, for the baseline
-        tau, g_loss, d_loss = self.schedule.value, 0.0, 0.0
+        tau = self.schedule.value
+        g_loss = d_loss = torch.zeros(())
         for piece in pieces:
-            counts = torch.bincount(
-                piece, minlength=k
-            )  # (K,): exact, the data enters D as one-hots
-            counts_cpu = counts.to("cpu", torch.float64)
-            total += counts_cpu
-            self._watch_drift(counts_cpu)
-            tau = self.schedule.value
-            g_loss, d_loss = self.gan.step(counts.to(self.device, torch.float32), tau, self._rng)
-            self.schedule.step()
-            self.step += 1
-            self._update_ema()
+            counts = torch.bincount(piece, minlength=k)  # (K,): exact, D sees one-hots
+            host_counts = counts.to("cpu", torch.float64)
+            total += host_counts
+            inputs = self.begin_step()
+            tau = inputs.temperature
+            g_loss, d_loss = self.device_step(
+                counts.to(self.device, torch.float32),
+                int(piece.numel()),
+                tau,
+                inputs.average_weight,
+            )
+            self.end_step(host_counts)
         # The baseline lives on the CPU; the values were checked above.
         self.baseline._add(total, batch_size)
         self.samples_seen += batch_size
@@ -167,10 +283,70 @@ class OnlineGAN:
             step=self.step,
             samples_seen=self.samples_seen,
             temperature=tau,
-            generator_loss=g_loss,
-            discriminator_loss=d_loss,
+            generator_loss=float(g_loss),
+            discriminator_loss=float(d_loss),
             batch_size=batch_size,
         )
+
+    def begin_step(self) -> StepInputs:
+        """The host half before a step: set the learning rates (the drift response's boost)
+        and return the temperature and the reported average's weight for the step."""
+        boost = 0.0
+        if self._boost_since is not None:
+            boost = 1.0 - (self.step - self._boost_since) / self.config.boost_steps
+            if boost <= 0.0:
+                boost, self._boost_since = 0.0, None
+        scale = (
+            1.0 + (self.config.generator_lr_boost - 1.0) * boost,
+            1.0 + (self.config.discriminator_lr_boost - 1.0) * boost,
+        )
+        if scale != self._lr_scale:
+            self.gan.set_lr_scale(*scale)
+            self._lr_scale = scale
+        # Early on, and after a restart, average over the last ema_fraction of the steps
+        # (forgetting the start quickly); later over about 1 / (1 - ema_decay) steps.
+        window = max(1.0, self.config.ema_fraction * (self.step + 1 - self._average_since))
+        weight = 1.0 - min(self.config.ema_decay, 1.0 - 1.0 / window)
+        return StepInputs(self.schedule.value, weight, *scale)
+
+    def device_step(
+        self,
+        counts: torch.Tensor,
+        batch_size: int,
+        tau: float | torch.Tensor,
+        average_weight: float | torch.Tensor,
+        sampler: SoftSampler | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device half of a step: the GAN's D and G steps on the batch's ``(K,)`` counts,
+        then the reported average. Nothing here reads a number back from the device, so a
+        CUDA graph can capture it with tensor ``tau`` and ``average_weight``. Returns the
+        (generator, discriminator) losses as 0-d tensors."""
+        losses = self.gan.train_step(
+            counts, tau, self._rng, batch_size=batch_size, sampler=sampler
+        )
+        probs = self.gan.generator.logits.detach().softmax(-1)  # (K,)
+        self._ema.lerp_(probs, average_weight)
+        return losses
+
+    def end_step(self, counts: torch.Tensor | None) -> None:
+        """The host half after a step: advance the schedule and the step count, then check
+        the step's ``(K,)`` counts for a drift (``None``: the caller checks them later with
+        :meth:`check_drift`)."""
+        self.schedule.step()
+        self.step += 1
+        if counts is not None:
+            self.check_drift(counts)
+
+    def check_drift(self, counts: torch.Tensor) -> bool:
+        """Feed one step's ``(K,)`` counts to the drift detector; on a drift, respond: the
+        reported average restarts, the schedule re-heats, the learning rates are boosted."""
+        if self.detector is None or not self.detector.update(counts):
+            return False
+        self._average_since = self.step
+        self._boost_since = self.step
+        if self.config.reheat_on_drift:
+            self.schedule.reheat()
+        return True
 
     def count_many(self, values: torch.Tensor) -> None:
         """Count values in the baseline and ``samples_seen`` without a GAN step.
@@ -190,41 +366,6 @@ class OnlineGAN:
         self.baseline._add(counts.to(torch.float64), int(values.numel()))
         self.samples_seen += int(values.numel())
 
-    def _watch_drift(self, counts: torch.Tensor) -> None:
-        """Restart the reported estimate's averaging when the stream's distribution moved.
-
-        ``counts`` are this step's ``(K,)`` category counts. The test compares a short
-        average (``drift_window`` steps) with the long one since the last restart; it fires
-        when their L1 distance exceeds ``drift_z`` times the sum of its binomial standard
-        deviations, which sampling noise alone practically never reaches.
-        """
-        batch = float(counts.sum())
-        freq = counts / batch  # (K,)
-        since = self.step - self._ema_since + 1  # steps in the current window, this one too
-        short = min(float(self.config.drift_window), float(since))
-        self._recent.mul_(1.0 - 1.0 / short).add_(freq, alpha=1.0 / short)
-        long_decay = min(self.config.ema_decay, 1.0 - 1.0 / since)
-        self._long.mul_(long_decay).add_(freq, alpha=1.0 - long_decay)
-        z = self.config.drift_z
-        if z is None or since < 2 * self.config.drift_window:
-            return
-        p = 0.5 * (self._recent + self._long)
-        # Variance of an EMA over W steps of batch frequencies: p(1-p) / (batch * (2W - 1)).
-        sigma = (p * (1 - p) / (batch * (2 * self.config.drift_window - 1))).sqrt()
-        if float((self._recent - self._long).abs().sum()) > z * float(sigma.sum()):
-            self._ema_since = self.step  # the next _update_ema starts a fresh window
-            self._long.copy_(self._recent)
-            self.schedule.reheat()
-
-    def _update_ema(self) -> None:
-        # Early on average over the last ema_fraction of the steps (forgetting the start
-        # quickly); later over about 1 / (1 - ema_decay) steps. Both count from the last
-        # restart (the start, or a detected drift).
-        window = max(1.0, self.config.ema_fraction * (self.step - self._ema_since))
-        decay = min(self.config.ema_decay, 1.0 - 1.0 / window)
-        probs = self.gan.generator.probabilities()
-        self._ema.mul_(decay).add_(probs, alpha=1.0 - decay)
-
     def estimate(self) -> torch.Tensor:
         """The reported ``(K,)`` probabilities (on the CPU, float32, summing to 1)."""
         est = self._ema.detach().to("cpu", torch.float32)
@@ -235,7 +376,7 @@ class OnlineGAN:
         return self.gan.generator.probabilities().to("cpu")
 
     def reheat(self) -> None:
-        """Restart the temperature schedule (after a drift)."""
+        """Restart the temperature schedule from its hot end."""
         self.schedule.reheat()
 
     # -- weights, for averaging replicas -------------------------------------------------
@@ -253,25 +394,30 @@ class OnlineGAN:
         }
 
     def set_weights(self, weights: dict[str, Any]) -> None:
-        """Replace the parameters with ``weights`` (from :meth:`get_weights` or an average)."""
-        self.gan.generator.load_state_dict(weights["generator"])
-        self.gan.discriminator.load_state_dict(weights["discriminator"])
+        """Replace the parameters with ``weights`` (from :meth:`get_weights` or an average).
+
+        Copied in place, so a captured CUDA graph keeps reading the same tensors."""
         ema = weights["estimate_ema"]
         if ema.shape != self._ema.shape:
             raise ValueError(
                 f"estimate_ema has shape {tuple(ema.shape)}, expected {tuple(self._ema.shape)}"
             )
-        self._ema = ema.to(self.device, self._ema.dtype).clone()
+        self.gan.generator.load_state_dict(weights["generator"])
+        self.gan.discriminator.load_state_dict(weights["discriminator"])
+        with torch.no_grad():
+            self._ema.copy_(ema)
 
     # -- checkpointing ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: model, optimizers, schedule, RNG,
-        baseline, counters. Tensors are copies; the dict pickles with ``torch.save``."""
+        reported average, drift detector and response, baseline, counters. Tensors are
+        copies; the dict pickles with ``torch.save``. ``config`` is both configurations'
+        fields in one flat dict."""
         return copy.deepcopy(
             {
                 "version": _STATE_VERSION,
-                "config": self.config.to_dict(),
+                "config": {**self.gan.config.to_dict(), **self.config.to_dict()},
                 "seed": self.seed,
                 "step": self.step,
                 "samples_seen": self.samples_seen,
@@ -282,46 +428,57 @@ class OnlineGAN:
                 "schedule": self.schedule.state_dict(),
                 "rng": self._rng.get_state(),
                 "estimate_ema": self._ema,
-                "drift": {
-                    "recent": self._recent,
-                    "long": self._long,
-                    "ema_since": self._ema_since,
+                "detector": None if self.detector is None else self.detector.state_dict(),
+                "drift_detections": self.drift_detections,
+                "response": {
+                    "average_since": self._average_since,
+                    "boost_since": self._boost_since,
                 },
                 "baseline": self.baseline.state_dict(),
             }
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (configurations must match in ``K`` and estimator)."""
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"unsupported state version {state.get('version')!r}")
+        """Restore from :meth:`state_dict` (configurations must match in ``K`` and estimator).
+
+        A version-1 state (before the drift detector had its own module) loads too."""
+        version = state.get("version")
+        if version not in (1, _STATE_VERSION):
+            raise ValueError(f"unsupported state version {version!r}")
         config = state["config"]
         for name in ("num_categories", "estimator", "discriminator", "hidden_size"):
-            if config[name] != getattr(self.config, name):
-                mine = getattr(self.config, name)
+            mine = getattr(self.gan.config, name)
+            if config[name] != mine:
                 raise ValueError(f"state has {name}={config[name]!r}, this learner {mine!r}")
         state = copy.deepcopy(state)
+        if version == 1:
+            state = _upgrade_v1(state, self.num_categories)
         self.gan.generator.load_state_dict(state["generator"])
         self.gan.discriminator.load_state_dict(state["discriminator"])
         self.gan.g_optimizer.load_state_dict(state["g_optimizer"])
         self.gan.d_optimizer.load_state_dict(state["d_optimizer"])
+        self._lr_scale = (float("nan"), float("nan"))  # begin_step sets the rates afresh
         self.schedule.load_state_dict(state["schedule"])
         self._rng.set_state(
             state["rng"].cpu() if isinstance(state["rng"], torch.Tensor) else state["rng"]
         )
-        self._ema = state["estimate_ema"].to(self.device)
-        drift = state["drift"]
-        self._recent = drift["recent"].to(torch.float64).clone()
-        self._long = drift["long"].to(torch.float64).clone()
-        self._ema_since = int(drift["ema_since"])
+        with torch.no_grad():
+            self._ema.copy_(state["estimate_ema"])
+        if self.detector is not None and state["detector"] is not None:
+            self.detector.load_state_dict(state["detector"])
+        response = state["response"]
+        self._average_since = int(response["average_since"])
+        boost = response["boost_since"]
+        self._boost_since = None if boost is None else int(boost)
         self.baseline.load_state_dict(state["baseline"])
         self.step = int(state["step"])
         self.samples_seen = int(state["samples_seen"])
         self.seed = int(state["seed"])
 
     def __getstate__(self) -> dict[str, Any]:
+        config = {**self.gan.config.to_dict(), **self.config.to_dict()}
         return {
-            "init": (self.num_categories, self.config.to_dict(), self.seed, str(self.device)),
+            "init": (self.num_categories, config, self.seed, str(self.device)),
             "state": self.state_dict(),
         }
 
@@ -338,66 +495,16 @@ class OnlineGAN:
         )
 
 
-def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
-    first = tensors[0]
-    if not first.is_floating_point():
-        return first.clone()
-    return torch.stack([t.to(first.device) for t in tensors]).mean(0).to(first.dtype)
-
-
-def _average_tree(items: list[Any]) -> Any:
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        return _mean(items)
-    if isinstance(first, dict):
-        return {k: _average_tree([it[k] for it in items]) for k in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(_average_tree(list(group)) for group in zip(*items, strict=True))
-    return first
-
-
-def average_weights(weights: list[dict[str, Any]]) -> dict[str, Any]:
-    """The element-wise mean of several replicas' :meth:`OnlineGAN.get_weights`.
-
-    Examples
-    --------
-    >>> a, b = OnlineGAN(3, seed=0), OnlineGAN(3, seed=1)
-    >>> avg = average_weights([a.get_weights(), b.get_weights()])
-    >>> a.set_weights(avg); b.set_weights(avg)
-    >>> bool(torch.equal(a.estimate(), b.estimate()))
-    True
-    """
-    if not weights:
-        raise ValueError("average_weights needs at least one set of weights")
-    return _average_tree(list(weights))
-
-
-def average_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge several replicas' :meth:`OnlineGAN.state_dict` into one.
-
-    Model weights, optimizer moments and the reported EMA are averaged; the counting baselines
-    are summed (they saw disjoint data) and so are ``samples_seen``; ``step`` is the largest;
-    the schedule and RNG come from the first replica.
-    """
-    if not states:
-        raise ValueError("average_states needs at least one state")
-    first = states[0]
-    for other in states[1:]:
-        if other["config"]["num_categories"] != first["config"]["num_categories"]:
-            raise ValueError("cannot average states with different num_categories")
-    merged = copy.deepcopy(first)
-    for key in (
-        "generator",
-        "discriminator",
-        "estimate_ema",
-        "g_optimizer",
-        "d_optimizer",
-        "drift",
-    ):
-        merged[key] = _average_tree([s[key] for s in states])
-    merged["step"] = max(int(s["step"]) for s in states)
-    merged["samples_seen"] = sum(int(s["samples_seen"]) for s in states)
-    baseline = merged["baseline"]
-    baseline["counts"] = torch.stack([s["baseline"]["counts"] for s in states]).sum(0)
-    baseline["samples_seen"] = sum(int(s["baseline"]["samples_seen"]) for s in states)
-    return merged
+def _upgrade_v1(state: dict[str, Any], num_categories: int) -> dict[str, Any]:
+    """A version-1 state in the version-2 layout (the detector's averages carry over)."""
+    drift = state.pop("drift")
+    since = int(drift["ema_since"])
+    state["detector"] = {
+        "num_categories": num_categories,
+        "recent": drift["recent"],
+        "long": drift["long"],
+        "since": max(0, int(state["step"]) - since),
+        "detections": 0,
+    }
+    state["response"] = {"average_since": since, "boost_since": None}
+    return state

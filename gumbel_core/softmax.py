@@ -7,7 +7,7 @@ import torch
 from gumbel_core._validation import check_logits, check_tau
 from gumbel_core.noise import gumbel_noise_like
 
-__all__ = ["gumbel_softmax", "log_gumbel_softmax", "straight_through"]
+__all__ = ["gumbel_softmax", "log_gumbel_softmax", "relaxed_sample", "straight_through"]
 
 
 def straight_through(y_soft: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -60,7 +60,15 @@ def _log_sample(
     logits: torch.Tensor, tau: float, dim: int, generator: torch.Generator | None
 ) -> torch.Tensor:
     check_logits(logits, dim)
-    tau = check_tau(tau)
+    return _log_sample_unchecked(logits, check_tau(tau), dim, generator)
+
+
+def _log_sample_unchecked(
+    logits: torch.Tensor,
+    tau: float | torch.Tensor,
+    dim: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     # bf16/fp16: work in fp32 (the noise is drawn in fp32 anyway); callers cast back at the end.
     work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     gumbels = (work + gumbel_noise_like(work, generator)) / tau  # (..., K)
@@ -109,17 +117,41 @@ def gumbel_softmax(
     >>> bool(torch.allclose(y_soft.sum(-1), torch.ones(1)))
     True
     """
+    check_logits(logits, dim)
+    tau = check_tau(tau)
     if logits.is_cuda:
-        # On CUDA one fused Triton kernel draws the noise and normalises in a single pass
-        # (gumbel_core.kernels); same distribution, another random stream than the CPU path.
-        from gumbel_core.kernels import fused_available, fused_gumbel_softmax
+        # Opt-in (GUMBEL_FUSED=1): one fused Triton kernel draws the noise and normalises in
+        # a single pass (gumbel_core.kernels); same distribution, another random stream than
+        # the PyTorch path. A kernel that fails to compile or launch falls back, with a warning.
+        from gumbel_core.kernels import fused_available, fused_or_none
 
         if fused_available(logits):
-            check_logits(logits, dim)
-            return fused_gumbel_softmax(
-                logits, tau=check_tau(tau), hard=hard, dim=dim, generator=generator
-            )
-    y_soft = _log_sample(logits, tau, dim, generator).exp()
+            y = fused_or_none(logits, tau=tau, hard=hard, dim=dim, generator=generator)
+            if y is not None:
+                return y
+    return relaxed_sample(logits, tau, hard, dim, generator)
+
+
+def relaxed_sample(
+    logits: torch.Tensor,
+    tau: float | torch.Tensor,
+    hard: bool = False,
+    dim: int = -1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`gumbel_softmax` on the PyTorch path without checking its arguments.
+
+    For callers that checked them once already, and for a step a CUDA graph captures:
+    ``tau`` may be a tensor (whose value a graph reads at each replay), and nothing here reads
+    a number back from the device.
+
+    Examples
+    --------
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> relaxed_sample(torch.zeros(2, 3), torch.tensor([0.5]), hard=True, generator=gen).sum(-1)
+    tensor([1., 1.])
+    """
+    y_soft = _log_sample_unchecked(logits, tau, dim, generator).exp()
     if hard:
         return straight_through(y_soft, dim=dim).to(logits.dtype)
     return y_soft.to(logits.dtype)

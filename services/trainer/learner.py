@@ -52,15 +52,14 @@ def set_weights(learner: Any, weights: dict[str, Any]) -> None:
 
 
 def apply_average(current: Any, sent: Any, average: Any) -> Any:
-    """``current + (average - sent)``, leaf by leaf, over nested dicts of tensors.
+    """``current + (average - sent)``, leaf by leaf: see :func:`gumbel_core.apply_average`.
 
     A replica's weights were read (``sent``) before the coordinator computed ``average``; the
     steps it took since then are kept, and only the averaging's correction is applied.
-    Replacing the weights outright would throw those steps away.
     """
-    if isinstance(current, dict):
-        return {key: apply_average(current[key], sent[key], average[key]) for key in current}
-    return current + (average - sent)
+    from gumbel_core import apply_average as apply
+
+    return apply(current, sent, average)
 
 
 def average_weights(replicas: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ MODULES = [
     "gumbel_core.gan",
     "gumbel_core.online",
     "gumbel_core.counting",
+    "gumbel_core.drift",
+    "gumbel_core.averaging",
     "gumbel_core.distances",
 ]
 
