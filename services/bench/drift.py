@@ -1,75 +1,282 @@
-"""``drift``: records until the estimate follows a switched distribution, vs forgetting counts.
+"""``drift``: how fast the GAN's estimate follows a stream that changes, vs forgetting counts.
 
-The stream draws from the original post's distribution, then switches to another one; both
-learners see the same batches. The figure is how many records after the switch each needs
-before its estimate is within TV 0.05 of the new distribution. Fewer is better, so the
-value is expressed as a speed, ``1e6 / records``, to keep "higher is better" for the ratio.
+Sudden switches: the stream draws 300,000 records from one distribution, then switches to
+another; every learner sees the same batches of 256. The figure is how many records after
+the switch each needs before its estimate is first within TV 0.05 of the new distribution
+(median over seeds): the GAN with its default configuration, the GAN with the temperature
+held at 1 (no annealing, no re-heat: the "without" column of ``docs/learner.md``), and a
+counting estimator that forgets with a memory of 10,000 records. Fewer is better, so the
+value is a speed, ``1e6 / records``, to keep "higher is better" for the ratio.
+
+Tracking rows: after the same warm-up, the truth moves linearly from one distribution to
+another over 200,000 records and stays there for 100,000 (``ramp``), or alternates every
+100,000 records for 600,000 (``alternate``); the figure is the TV to the truth averaged over
+those records, against the best of four forgetting counters (memories 2k, 5k, 10k, 20k).
+The value is ``1 / mean TV`` so that the ratio is counter TV over GAN TV.
+
 In the running service add at most one publish interval for the estimate to be published.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from services.bench.results import BenchResult
 
-__all__ = ["records_to_follow", "run_drift_bench"]
+__all__ = [
+    "SWITCHES",
+    "TRACKING",
+    "COUNTER_MEMORY",
+    "TRACKING_MEMORIES",
+    "VARIANTS",
+    "SwitchResult",
+    "TrackingResult",
+    "run_switch",
+    "run_tracking",
+    "run_drift_bench",
+]
 
-BEFORE = [0.0, 0.0, 0.1, 0.3, 0.6]
-AFTER = [0.1, 0.2, 0.3, 0.25, 0.15]
+COMMAND = "gumbel-stream bench drift"
 TOLERANCE = 0.05
+BATCH = 256
+WARMUP = 300_000
+COUNTER_MEMORY = 10_000  # records: the forgetting counter the switches are compared with
+TRACKING_MEMORIES = (2_000, 5_000, 10_000, 20_000)
+LIMIT = 1_000_000  # records after a switch before a learner is declared stuck
 
 
-def records_to_follow(
-    warmup_records: int,
-    batch_size: int,
-    decay: float,
+def _zipf(k: int, s: float = 1.1) -> list[float]:
+    weights = [(i + 1) ** -s for i in range(k)]
+    return [w / sum(weights) for w in weights]
+
+
+def _shuffled(probs: list[float], seed: int) -> list[float]:
+    order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [probs[i] for i in order]
+
+
+POST = [0.0, 0.0, 0.1, 0.3, 0.6]
+MIXED = [0.1, 0.2, 0.3, 0.25, 0.15]
+ZIPF64 = _zipf(64)
+
+# name -> (before, after, what it tests)
+SWITCHES: dict[str, tuple[list[float], list[float], str]] = {
+    "post_to_mixed": (POST, MIXED, "the original post's distribution to the mixed one"),
+    "zero_to_largest": (
+        POST,
+        [0.6, 0.0, 0.1, 0.3, 0.0],
+        "a category of probability 0 becomes the largest while the largest drops to 0",
+    ),
+    "large_to_zero": (MIXED, [0.2, 0.3, 0.0, 0.3, 0.2], "the largest category drops to 0"),
+    "k8_skewed_to_uniform": ([0.97] + [0.03 / 7] * 7, [1 / 8] * 8, "K=8 near one-hot to uniform"),
+    "k64_zipf_to_shuffled": (ZIPF64, _shuffled(ZIPF64, 7), "K=64 Zipf(1.1) to a shuffled Zipf"),
+}
+
+# name -> (A, B, what it tests)
+TRACKING: dict[str, tuple[list[float], list[float], str]] = {
+    "ramp": (POST, MIXED, "linear ramp post -> mixed over 200k records, then 100k on mixed"),
+    "alternate": (POST, MIXED, "mixed and post alternating every 100k records, 600k"),
+}
+
+# learner label -> OnlineGAN options
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gan": {},
+    "gan_tau_1": {"schedule": "constant", "schedule_options": {"tau": 1.0}},
+}
+
+
+def _truth_at(kind: str, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+    """The tracking row's true distribution ``n`` records after the warm-up."""
+    if kind == "ramp":
+        f = min(1.0, n / 200_000)
+        return (1.0 - f) * a + f * b
+    return b if (n // 100_000) % 2 == 0 else a
+
+
+def _tracking_records(kind: str) -> int:
+    return 300_000 if kind == "ramp" else 600_000
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """Records after a switch until each learner's estimate is within TOLERANCE (None: never
+    within ``LIMIT``), for one seed."""
+
+    switch: str
+    seed: int
+    records: dict[str, int | None]  # learner label (VARIANTS, "counting_10k") -> records
+
+
+@dataclass(frozen=True)
+class TrackingResult:
+    """Mean TV to the moving truth per learner, for one seed."""
+
+    row: str
+    seed: int
+    mean_tv: dict[str, float]  # learner label (VARIANTS, "counting_<m>") -> mean TV
+
+
+def _learners(k: int, seed: int, variants: Sequence[str]) -> dict[str, Any]:
+    from gumbel_core import OnlineGAN
+
+    return {v: OnlineGAN(k, seed=seed, **VARIANTS[v]) for v in variants}
+
+
+def _stream(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(10_000 + seed)  # the data; learners have their own
+
+
+def run_switch(
+    switch: str,
     seed: int,
-    limit: int = 3_000_000,
-) -> tuple[int | None, int | None]:
-    """Records after the switch until (the GAN, the forgetting counter) are within TOLERANCE."""
-    from gumbel_core import CountingEstimator, OnlineGAN, total_variation
+    variants: Sequence[str] = tuple(VARIANTS),
+    warmup: int = WARMUP,
+    limit: int = LIMIT,
+) -> SwitchResult:
+    """One sudden switch for one seed: records until each learner follows it."""
+    from gumbel_core import CountingEstimator, total_variation
 
     torch.set_num_threads(1)
-    before = torch.tensor(BEFORE, dtype=torch.float64)
-    after = torch.tensor(AFTER, dtype=torch.float64)
-    stream = torch.Generator().manual_seed(10_000 + seed)
-    gan = OnlineGAN(len(BEFORE), seed=seed)
-    counter = CountingEstimator(len(BEFORE), decay=decay)
-    for _ in range(warmup_records // batch_size):
-        batch = torch.multinomial(before, batch_size, True, generator=stream)
-        gan.learn_many(batch)
+    before_l, after_l, _ = SWITCHES[switch]
+    before = torch.tensor(before_l, dtype=torch.float64)
+    after = torch.tensor(after_l, dtype=torch.float64)
+    k = len(before_l)
+    stream = _stream(seed)
+    gans = _learners(k, seed, variants)
+    counter_label = f"counting_{COUNTER_MEMORY // 1000}k"
+    counter = CountingEstimator(k, decay=1.0 - 1.0 / COUNTER_MEMORY)
+    for _ in range(warmup // BATCH):
+        batch = torch.multinomial(before, BATCH, True, generator=stream)
+        for gan in gans.values():
+            gan.learn_many(batch)
         counter.learn_many(batch)
-    gan_at = counter_at = None
+    estimates: dict[str, Callable[[], torch.Tensor]] = {
+        label: (lambda g=gan: g.estimate().double()) for label, gan in gans.items()
+    }
+    estimates[counter_label] = counter.estimate
+    records: dict[str, int | None] = {label: None for label in estimates}
     seen = 0
-    while seen < limit and (gan_at is None or counter_at is None):
-        batch = torch.multinomial(after, batch_size, True, generator=stream)
-        gan.learn_many(batch)
+    while seen < limit and any(r is None for r in records.values()):
+        batch = torch.multinomial(after, BATCH, True, generator=stream)
+        for label, gan in gans.items():
+            if records[label] is None:
+                gan.learn_many(batch)
         counter.learn_many(batch)
-        seen += batch_size
-        if gan_at is None and float(total_variation(gan.estimate().double(), after)) < TOLERANCE:
-            gan_at = seen
-        if counter_at is None and float(total_variation(counter.estimate(), after)) < TOLERANCE:
-            counter_at = seen
-    return gan_at, counter_at
+        seen += BATCH
+        for label, estimate in estimates.items():
+            if records[label] is None and float(total_variation(estimate(), after)) < TOLERANCE:
+                records[label] = seen
+    return SwitchResult(switch, seed, records)
+
+
+def run_tracking(
+    kind: str, seed: int, variants: Sequence[str] = tuple(VARIANTS), warmup: int = WARMUP
+) -> TrackingResult:
+    """One tracking row for one seed: the mean TV of each learner to the moving truth."""
+    from gumbel_core import CountingEstimator, total_variation
+
+    torch.set_num_threads(1)
+    a_l, b_l, _ = TRACKING[kind]
+    a = torch.tensor(a_l, dtype=torch.float64)
+    b = torch.tensor(b_l, dtype=torch.float64)
+    k = len(a_l)
+    stream = _stream(seed)
+    gans = _learners(k, seed, variants)
+    counters = {
+        f"counting_{m // 1000}k": CountingEstimator(k, decay=1.0 - 1.0 / m)
+        for m in TRACKING_MEMORIES
+    }
+    for _ in range(warmup // BATCH):
+        batch = torch.multinomial(a, BATCH, True, generator=stream)
+        for learner in (*gans.values(), *counters.values()):
+            learner.learn_many(batch)
+    totals = dict.fromkeys((*gans, *counters), 0.0)
+    steps = _tracking_records(kind) // BATCH
+    for i in range(steps):
+        truth = _truth_at(kind, a, b, i * BATCH)
+        batch = torch.multinomial(truth, BATCH, True, generator=stream)
+        for label, gan in gans.items():
+            gan.learn_many(batch)
+            totals[label] += float(total_variation(gan.estimate().double(), truth))
+        for label, counter in counters.items():
+            counter.learn_many(batch)
+            totals[label] += float(total_variation(counter.estimate(), truth))
+    return TrackingResult(kind, seed, {label: t / steps for label, t in totals.items()})
+
+
+def _median(values: Sequence[int | None]) -> float:
+    finite = [float(v) if v is not None else float("inf") for v in values]
+    return statistics.median(finite)
+
+
+def _fmt(records: float) -> str:
+    return "never (>1M)" if records == float("inf") else f"{records:,.0f}"
 
 
 def run_drift_bench(quick: bool = False) -> list[BenchResult]:
-    warmup, seeds = (100_000, (0,)) if quick else (300_000, (0, 1, 2))
-    memory = 10_000  # the forgetting counter's effective memory, in records
-    results = [records_to_follow(warmup, 256, 1.0 - 1.0 / memory, seed) for seed in seeds]
-    gan = [r[0] for r in results]
-    counter = [r[1] for r in results]
-    if any(g is None for g in gan) or any(c is None for c in counter):
-        raise RuntimeError(f"a learner never followed the switch: GAN {gan}, counting {counter}")
-    gan_median = sorted(gan)[len(gan) // 2]  # type: ignore[type-var]
-    counter_median = sorted(counter)[len(counter) // 2]  # type: ignore[type-var]
-    return [
-        BenchResult(
-            "drift", 1e6 / gan_median, 1e6 / counter_median,
-            "1e6 / records to TV<0.05 after a switch", "gumbel-stream bench drift",
-            f"records after the switch: GAN {gan_median:,} vs counting with memory "
-            f"{memory:,} {counter_median:,} (median of seeds {','.join(map(str, seeds))}; "
-            f"{warmup:,} records before the switch, batches of 256)",
+    """Every switch and tracking row, median over seeds (1 seed and the default GAN only
+    when ``quick``)."""
+    seeds = (0,) if quick else (0, 1, 2)
+    variants = ("gan",) if quick else tuple(VARIANTS)
+    counter_label = f"counting_{COUNTER_MEMORY // 1000}k"
+    results = []
+    for i, (switch, (_, _, what)) in enumerate(SWITCHES.items()):
+        runs = [run_switch(switch, seed, variants) for seed in seeds]
+        per_learner = {label: [r.records[label] for r in runs] for label in runs[0].records}
+        medians = {label: _median(v) for label, v in per_learner.items()}
+        gan, counter = medians["gan"], medians[counter_label]
+        detail = (
+            f"{what}: records to TV<{TOLERANCE} after the switch, median of seeds "
+            f"{','.join(map(str, seeds))}: GAN {_fmt(gan)}, counting with memory "
+            f"{COUNTER_MEMORY:,} {_fmt(counter)}"
         )
-    ]
+        if "gan_tau_1" in medians:
+            detail += f", GAN with tau held at 1 {_fmt(medians['gan_tau_1'])}"
+        results.append(
+            BenchResult(
+                name="drift" if i == 0 else f"drift_{switch}",
+                value=1e6 / gan,
+                baseline=1e6 / counter,
+                unit="1e6 / records to TV<0.05 after a switch",
+                command=COMMAND,
+                detail=detail + f" ({WARMUP:,} records before the switch, batches of {BATCH})",
+                extra={
+                    "switch": switch,
+                    "records": per_learner,
+                    "median_records": {
+                        label: None if m == float("inf") else m for label, m in medians.items()
+                    },
+                },
+            )
+        )
+    for kind, (_, _, what) in TRACKING.items():
+        tracks = [run_tracking(kind, seed, variants) for seed in seeds]
+        per_learner_tv = {label: [t.mean_tv[label] for t in tracks] for label in tracks[0].mean_tv}
+        medians_tv = {label: statistics.median(v) for label, v in per_learner_tv.items()}
+        counters = {k: v for k, v in medians_tv.items() if k.startswith("counting_")}
+        best = min(counters, key=counters.__getitem__)
+        gan_tv = medians_tv["gan"]
+        detail = (
+            f"{what}: mean TV to the truth, median of seeds {','.join(map(str, seeds))}: GAN "
+            f"{gan_tv:.4f}, best forgetting counter ({best.split('_')[1]} memory) "
+            f"{counters[best]:.4f}"
+        )
+        if "gan_tau_1" in medians_tv:
+            detail += f", GAN with tau held at 1 {medians_tv['gan_tau_1']:.4f}"
+        results.append(
+            BenchResult(
+                name=f"drift_{kind}",
+                value=1.0 / gan_tv,
+                baseline=1.0 / counters[best],
+                unit="1 / mean TV while tracking",
+                command=COMMAND,
+                detail=detail,
+                extra={"row": kind, "mean_tv": per_learner_tv, "median_mean_tv": medians_tv},
+            )
+        )
+    return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["BenchResult", "machine_info", "format_table"]
@@ -13,7 +13,10 @@ __all__ = ["BenchResult", "machine_info", "format_table"]
 
 @dataclass(frozen=True)
 class BenchResult:
-    """``ratio`` is value over baseline, both measured in the same run; higher is better."""
+    """``ratio`` is value over baseline, both measured in the same run; higher is better.
+
+    ``extra`` holds a benchmark's own per-learner figures (e.g. the drift bench's records per
+    seed); it appears in ``--json`` output only when not empty."""
 
     name: str
     value: float
@@ -21,13 +24,17 @@ class BenchResult:
     unit: str
     command: str
     detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio}
+        out = {**asdict(self), "ratio": self.ratio}
+        if not self.extra:
+            del out["extra"]
+        return out
 
 
 def machine_info() -> dict[str, Any]:
