@@ -237,7 +237,7 @@ def bench_ingest(
             )
             trainer = TrainerActor(settings, 0, 1)
             trainer.start(background=True)
-            rate = _steady_rate(lambda: trainer.status()["samples_seen"], n, timeout_s=600)
+            rate = _steady_rate(lambda: trainer.status().samples_seen, n, timeout_s=600)
             trainer.stop(final_checkpoint=False)
         return rate
 
@@ -284,7 +284,7 @@ def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int) 
         actors = [actor_cls.remote(settings, i, num_actors) for i in range(num_actors)]
         ray.get([a.start.remote() for a in actors])
         rate = _steady_rate(
-            lambda: sum(s["samples_seen"] for s in ray.get([a.status.remote() for a in actors])),
+            lambda: sum(s.samples_seen for s in ray.get([a.status.remote() for a in actors])),
             n,
             timeout_s=600,
         )

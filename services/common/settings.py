@@ -258,6 +258,11 @@ class TrainerSettings(BaseModel):
         "gumbel-trainer", description="Kafka consumer group (offset commits)"
     )
     max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
+    queue_batches: int = Field(
+        4, ge=1, le=1024,
+        description="polled batches that may wait for the learning thread (each actor polls "
+        "and decodes on one thread, learns on another); a full queue pauses polling",
+    )
     step_size: int = Field(
         256, ge=1,
         description="records per GAN step across the trainer, the quality table's batch: each "

@@ -18,6 +18,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from services.common.schemas import Estimate
 from services.trainer.learner import average_weights
+from services.trainer.status import ActorStatus
 
 __all__ = ["aggregate", "Coordinator"]
 
@@ -45,7 +46,7 @@ def _finite_mean(values: Sequence[float], default: float) -> float:
 
 
 def aggregate(
-    statuses: Sequence[dict[str, Any]],
+    statuses: Sequence[ActorStatus],
     *,
     model_id: str,
     num_categories: int,
@@ -57,50 +58,47 @@ def aggregate(
     k = num_categories
     counts = [0] * k
     offsets: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
     estimates = []
     for status in statuses:
-        for c, n in enumerate(status.get("baseline_counts") or []):
+        for c, n in enumerate(status.baseline_counts):
             counts[c] += int(n)
-        offsets.update(status.get("offsets") or {})
-        if status.get("estimate") and len(status["estimate"]) == k:
-            estimates.append(status["estimate"])
-    mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
-    seen = sum(int(s.get("samples_seen", 0)) for s in statuses)
-    learned = sum(int(s.get("gan_learned", s.get("samples_seen", 0))) for s in statuses)
-    now = time.time() if timestamp is None else timestamp
-    by_reason: dict[str, int] = {}
-    for status in statuses:
-        for reason, n in (status.get("dead_letters_by_reason") or {}).items():
+        offsets.update(status.offsets)
+        if len(status.estimate) == k:
+            estimates.append(status.estimate)
+        for reason, n in status.dead_letters_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + int(n)
+    mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
+    seen = sum(s.samples_seen for s in statuses)
+    learned = sum(s.gan_learned for s in statuses)
+    now = time.time() if timestamp is None else timestamp
     # A status republished from an actor that no longer answers keeps its own times, so a
     # hung actor makes the data stale (data_timestamp) and its status old, not fresh.
-    data_times = [float(s["data_time"]) for s in statuses if s.get("data_time") is not None]
-    status_times = [float(s["status_time"]) for s in statuses if s.get("status_time")]
+    data_times = [s.data_time for s in statuses if s.data_time > 0]
+    status_times = [s.status_time for s in statuses if s.status_time > 0]
     return Estimate(
         model_id=model_id,
         timestamp=now,
-        step=sum(int(s.get("steps", 0)) for s in statuses),
-        samples_seen=sum(int(s.get("samples_seen", 0)) for s in statuses),
-        dead_letters=sum(int(s.get("dead_letters", 0)) for s in statuses),
+        step=sum(s.steps for s in statuses),
+        samples_seen=seen,
+        dead_letters=sum(s.dead_letters for s in statuses),
         num_categories=k,
         probabilities=_normalized(mean_estimate or [1.0] * k, k),
         baseline_probabilities=_normalized(counts, k),
-        temperature=_finite_mean([s.get("temperature", math.nan) for s in statuses], 1.0),
-        generator_loss=_finite_mean([s.get("generator_loss", math.nan) for s in statuses], 0.0),
-        discriminator_loss=_finite_mean(
-            [s.get("discriminator_loss", math.nan) for s in statuses], 0.0
-        ),
+        temperature=_finite_mean([s.temperature for s in statuses], 1.0),
+        generator_loss=_finite_mean([s.generator_loss for s in statuses], 0.0),
+        discriminator_loss=_finite_mean([s.discriminator_loss for s in statuses], 0.0),
         estimator=estimator,
         actors=max(1, len(statuses)),
         offsets=dict(sorted(offsets.items(), key=lambda item: int(item[0]))),
         backpressure=backpressure,
         learned_fraction=min(1.0, learned / seen) if seen else 1.0,
-        consumer_lag=sum(int(s.get("lag", 0)) for s in statuses),
+        consumer_lag=sum(s.lag for s in statuses),
         data_timestamp=min(min(data_times), now) if data_times else None,
         max_actor_status_age_s=max([0.0, *(now - t for t in status_times)]),
-        records_skipped=sum(int(s.get("records_skipped", 0)) for s in statuses),
+        records_skipped=sum(s.records_skipped for s in statuses),
         dead_letters_by_reason=dict(sorted(by_reason.items())),
-        dead_letters_truncated=sum(int(s.get("dead_letters_truncated", 0)) for s in statuses),
+        dead_letters_truncated=sum(s.dead_letters_truncated for s in statuses),
     )
 
 
@@ -125,7 +123,8 @@ class Coordinator:
         self.estimator = estimator
         self._publish = publish
         self.call_timeout_s = call_timeout_s
-        self.last_status: dict[int, dict[str, Any]] = {}
+        self.last_status: dict[int, ActorStatus] = {}
+        self.restarts: dict[int, int] = {}  # per actor: how often its process changed
         self.last_estimate: Estimate | None = None
 
     def _gather(self, method: str, *args: Any) -> dict[int, Any]:
@@ -154,11 +153,19 @@ class Coordinator:
                 pass
         return len(weights)
 
-    def statuses(self) -> list[dict[str, Any]]:
-        self.last_status.update(self._gather("status"))
+    def _remember(self, answers: dict[int, ActorStatus]) -> None:
+        """Keep the newest status of each actor; a new pid means Ray restarted it."""
+        for i, status in answers.items():
+            previous = self.last_status.get(i)
+            if previous is not None and previous.pid and status.pid != previous.pid:
+                self.restarts[i] = self.restarts.get(i, 0) + 1
+            self.last_status[i] = status
+
+    def statuses(self) -> list[ActorStatus]:
+        self._remember(self._gather("status"))
         return [self.last_status[i] for i in sorted(self.last_status)]
 
-    def estimate(self, statuses: Sequence[dict[str, Any]] | None = None) -> Estimate:
+    def estimate(self, statuses: Sequence[ActorStatus] | None = None) -> Estimate:
         estimate = aggregate(
             self.statuses() if statuses is None else statuses,
             model_id=self.model_id,
@@ -169,22 +176,21 @@ class Coordinator:
         self.last_estimate = estimate
         return estimate
 
-    def publish(self, statuses: Sequence[dict[str, Any]] | None = None) -> Estimate:
+    def publish(self, statuses: Sequence[ActorStatus] | None = None) -> Estimate:
         estimate = self.estimate(statuses)
         self._publish(estimate)
         return estimate
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> list[ActorStatus]:
         """Stop every actor (each writes a final checkpoint); their final statuses."""
-        finals = self._gather("stop")
-        self.last_status.update(finals)
+        self._remember(self._gather("stop"))
         return [self.last_status[i] for i in sorted(self.last_status)]
 
     def errors(self) -> dict[int, str]:
-        return {i: s["error"] for i, s in self.last_status.items() if s.get("error")}
+        return {i: s.error for i, s in self.last_status.items() if s.error}
 
     def pids(self) -> dict[int, int]:
-        return {i: s["pid"] for i, s in self.last_status.items()}
+        return {i: s.pid for i, s in self.last_status.items()}
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Block until every actor answers ``status`` (restored, assigned, consuming)."""

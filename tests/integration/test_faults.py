@@ -67,14 +67,14 @@ def test_sigkill_of_one_actor_loses_and_duplicates_nothing(
         producer = produce_slowly(settings, values, chunks=12, pause_s=0.5)
         eventually(lambda: running.learned() >= 1000, 60, "some records learned")
         victim = running.trainer.actors[0]
-        old_pid = ray.get(victim.status.remote())["pid"]
+        old_pid = ray.get(victim.status.remote()).pid
         os.kill(old_pid, signal.SIGKILL)
         producer.join(60)
         eventually(lambda: running.learned() >= len(values), 120, "all records learned")
         status = ray.get(victim.status.remote())
         time.sleep(1.5)  # a duplicate would show up as more
         final = running.stop()
-    assert status["pid"] != old_pid and status["restored_seq"] is not None
+    assert status.pid != old_pid and status.restored_seq is not None
     report("actor-sigkill", values, final)
     assert final.samples_seen == len(values)
     assert estimate_counts(final) == counts_of(values)

@@ -38,7 +38,7 @@ def _produce_then_learn(
     actor.start(background=True)
     try:
         deadline = time.monotonic() + 120
-        while actor.status()["samples_seen"] < count and time.monotonic() < deadline:
+        while actor.status().samples_seen < count and time.monotonic() < deadline:
             time.sleep(0.2)
         return actor.status()
     finally:
@@ -48,11 +48,11 @@ def _produce_then_learn(
 def test_packed_stream_is_learned_value_for_value(kafka_broker, tmp_path: Path) -> None:
     count = 30_000
     status = _produce_then_learn(kafka_broker, tmp_path, "packed", count, 1000, partitions=2)
-    assert status["samples_seen"] == count
-    assert sum(status["baseline_counts"]) == count
-    assert status["dead_letters"] == 0
+    assert status.samples_seen == count
+    assert sum(status.baseline_counts) == count
+    assert status.dead_letters == 0
     # The default distribution has two zero-probability categories: none may appear.
-    assert status["baseline_counts"][0] == status["baseline_counts"][1] == 0
+    assert status.baseline_counts[0] == status.baseline_counts[1] == 0
 
 
 def test_sample_backpressure_keeps_counts_exact_and_reports_the_fraction(
@@ -66,11 +66,11 @@ def test_sample_backpressure_keeps_counts_exact_and_reports_the_fraction(
         kafka_broker, tmp_path, "sampled", count, 4000, partitions=1,
         backpressure="sample", sample_per_poll=2000,
     )
-    assert status["samples_seen"] == sum(status["baseline_counts"]) == count
-    assert 0 < status["gan_learned"] < count
+    assert status.samples_seen == sum(status.baseline_counts) == count
+    assert 0 < status.gan_learned < count
     estimate = aggregate([status], model_id="m", num_categories=5, estimator="st",
                          backpressure="sample")
     assert estimate.backpressure == "sample"
-    assert estimate.learned_fraction == pytest.approx(status["gan_learned"] / count)
+    assert estimate.learned_fraction == pytest.approx(status.gan_learned / count)
     assert estimate.learned_fraction < 1
     assert estimate.consumer_lag == 0

@@ -54,10 +54,10 @@ def test_poison_records_never_stop_learning_and_all_reach_the_dlq(kafka_broker, 
             time.sleep(0.3)
         finally:
             status = actor.stop()
-        assert status["error"] is None
-        assert status["samples_seen"] == len(good)
-        assert status["baseline_counts"] == counts_of(good)
-        assert status["dead_letters"] == len(bad)
+        assert status.error is None
+        assert status.samples_seen == len(good)
+        assert list(status.baseline_counts) == counts_of(good)
+        assert status.dead_letters == len(bad)
         dead = read_topic(kafka_broker.bootstrap_servers, config.kafka.dlq_topic, len(bad), 30)
         headers = [dict(r.headers) for r in dead]
         found = {
@@ -95,6 +95,6 @@ def test_corrupt_checkpoints_are_relearned_or_the_loss_is_counted(
         eventually(lambda: second.offsets.get(0, 0) >= 600, 60, "all 600 consumed")
     finally:
         status = second.stop()
-    assert status["samples_seen"] == learned
-    assert status["records_skipped"] == skipped
-    assert status["baseline_counts"] == counts_of(values[600 - learned:])
+    assert status.samples_seen == learned
+    assert status.records_skipped == skipped
+    assert list(status.baseline_counts) == counts_of(values[600 - learned:])

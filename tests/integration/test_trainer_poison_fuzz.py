@@ -180,13 +180,13 @@ def test_no_record_stops_the_trainer_and_each_is_learned_or_dead_lettered_once(
         try:
             eventually(lambda: sum(actor.offsets.values()) >= len(batch), 120, "all consumed")
             time.sleep(0.3)
-            assert actor.status()["running"], actor.status()["error"]
+            assert actor.status().running, actor.status().error
         finally:
             status = actor.stop()
-    assert status["error"] is None
-    assert status["samples_seen"] == len(good)
-    assert status["baseline_counts"] == [good.count(c) for c in range(K)]
-    assert status["dead_letters"] == len(bad)
+    assert status.error is None
+    assert status.samples_seen == len(good)
+    assert list(status.baseline_counts) == [good.count(c) for c in range(K)]
+    assert status.dead_letters == len(bad)
 
     dead = read_topic(bootstrap, config.kafka.dlq_topic, len(bad), 60)
     found: dict[tuple[int, int], Any] = {}

@@ -40,13 +40,13 @@ def test_trainer_learns_over_sasl_scram(sasl_broker, tmp_path: Path) -> None:
     actor = TrainerActor(settings, 0, 1)
     actor.start()
     try:
-        eventually(lambda: actor.status()["samples_seen"] >= 300, 60, "records learned")
+        eventually(lambda: actor.status().samples_seen >= 300, 60, "records learned")
         time.sleep(1.0)  # a checkpoint, then its offsets committed over SASL
     finally:
         status = actor.stop()
-    assert status["error"] is None
-    assert status["baseline_counts"] == counts_of(values)
-    assert status["dead_letters"] == 1
+    assert status.error is None
+    assert list(status.baseline_counts) == counts_of(values)
+    assert status.dead_letters == 1
 
     consumer = make_consumer(settings.kafka, group_id=settings.trainer.group_id)
     partitions = topic_partitions(consumer, settings.kafka.numbers_topic)

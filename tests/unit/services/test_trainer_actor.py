@@ -16,6 +16,7 @@ from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor, owned_partitions
 from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.coordinator import aggregate
+from services.trainer.status import ActorStatus
 from services.trainer.learner import average_weights, baseline_counts
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -222,12 +223,12 @@ def test_actor_learns_only_its_partitions_exactly_once(tmp_path: Path) -> None:
     actor, consumer, _ = _actor(_settings(tmp_path), data, index=1, num_actors=2)
     actor.start()
     deadline = time.monotonic() + 10
-    while actor.status()["samples_seen"] < 100 and time.monotonic() < deadline:
+    while actor.status().samples_seen < 100 and time.monotonic() < deadline:
         time.sleep(0.01)
     status = actor.stop()
-    assert status["partitions"] == [1, 3]
-    assert status["baseline_counts"] == _counts(data[1] + data[3])
-    assert status["offsets"] == {"1": 50, "3": 50}
+    assert status.partitions == (1, 3)
+    assert list(status.baseline_counts) == _counts(data[1] + data[3])
+    assert status.offsets == {"1": 50, "3": 50}
 
 
 def test_bad_records_go_to_the_dead_letter_topic_with_their_origin(tmp_path: Path) -> None:
@@ -235,8 +236,8 @@ def test_bad_records_go_to_the_dead_letter_topic_with_their_origin(tmp_path: Pat
     actor, consumer, producer = _actor(_settings(tmp_path), data)
     _start_without_thread(actor)
     _drain(actor, consumer)
-    assert actor.dead_letters == 5
-    assert actor.status()["baseline_counts"] == [0, 1, 1, 1, 0]
+    assert actor.status().dead_letters == 5
+    assert list(actor.status().baseline_counts) == [0, 1, 1, 1, 0]
     sent = [(topic, value, dict(headers)) for topic, value, headers in producer.sent]
     assert [s[0] for s in sent] == ["numbers.dlq"] * 5
     assert [s[2]["source_offset"] for s in sent] == [b"1", b"3", b"4", b"5", b"6"]
@@ -278,10 +279,10 @@ def test_restart_resumes_from_the_checkpoint_neither_skipping_nor_repeating(tmp_
 
     second, consumer2, _ = _actor(settings, data)
     _start_without_thread(second)
-    assert second.status()["samples_seen"] == 60
+    assert second.status().samples_seen == 60
     _drain(second, consumer2)
-    assert second.status()["baseline_counts"] == _counts(data[0] + data[1])
-    assert second.status()["offsets"] == {"0": 100, "1": 100}
+    assert list(second.status().baseline_counts) == _counts(data[0] + data[1])
+    assert second.status().offsets == {"0": 100, "1": 100}
 
 
 def test_without_a_checkpoint_the_committed_offset_is_used(tmp_path: Path) -> None:
@@ -291,7 +292,7 @@ def test_without_a_checkpoint_the_committed_offset_is_used(tmp_path: Path) -> No
     actor, _, _ = _actor(_settings(tmp_path), data, consumer=consumer)
     _start_without_thread(actor)
     _drain(actor, consumer)
-    assert actor.status()["samples_seen"] == 20
+    assert actor.status().samples_seen == 20
 
 
 def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
@@ -308,9 +309,9 @@ def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
 
     second, consumer2, _ = _actor(settings, data)
     _start_without_thread(second)
-    assert second.status()["samples_seen"] == 40
+    assert second.status().samples_seen == 40
     _drain(second, consumer2)
-    assert second.status()["baseline_counts"] == _counts(data[0])
+    assert list(second.status().baseline_counts) == _counts(data[0])
 
 
 def test_weights_round_trip_through_get_and_set(tmp_path: Path) -> None:
@@ -319,7 +320,7 @@ def test_weights_round_trip_through_get_and_set(tmp_path: Path) -> None:
     _drain(actor, consumer)
     weights = actor.get_weights()
     actor.set_weights({"logits": torch.zeros(5)})
-    assert torch.allclose(torch.tensor(actor.status()["estimate"]),
+    assert torch.allclose(torch.tensor(actor.status().estimate),
                           torch.full((5,), 0.2))
     actor.set_weights(weights)
     assert torch.equal(actor.get_weights()["logits"], weights["logits"])
@@ -349,12 +350,10 @@ def test_a_real_learner_checkpoints_and_restores_bit_identically(tmp_path: Path)
 
 def test_aggregate_sums_counts_and_averages_estimates() -> None:
     statuses = [
-        {"baseline_counts": [1, 3], "estimate": [0.2, 0.8], "samples_seen": 4, "steps": 1,
-         "dead_letters": 1, "offsets": {"0": 4}, "temperature": 0.5,
-         "generator_loss": 1.0, "discriminator_loss": float("nan")},
-        {"baseline_counts": [3, 1], "estimate": [0.4, 0.6], "samples_seen": 4, "steps": 2,
-         "dead_letters": 0, "offsets": {"1": 5}, "temperature": 0.7,
-         "generator_loss": 3.0, "discriminator_loss": float("nan")},
+        ActorStatus(0, baseline_counts=(1, 3), estimate=(0.2, 0.8), samples_seen=4, steps=1,
+                    dead_letters=1, offsets={"0": 4}, temperature=0.5, generator_loss=1.0),
+        ActorStatus(1, baseline_counts=(3, 1), estimate=(0.4, 0.6), samples_seen=4, steps=2,
+                    dead_letters=0, offsets={"1": 5}, temperature=0.7, generator_loss=3.0),
     ]
     est = aggregate(statuses, model_id="m", num_categories=2, estimator="st", timestamp=1.0)
     assert est.baseline_probabilities == [0.5, 0.5]
@@ -367,7 +366,7 @@ def test_aggregate_sums_counts_and_averages_estimates() -> None:
 
 
 def test_aggregate_before_any_record_is_uniform() -> None:
-    est = aggregate([{"offsets": {}}], model_id="m", num_categories=4, estimator="st")
+    est = aggregate([ActorStatus(0)], model_id="m", num_categories=4, estimator="st")
     assert est.probabilities == [0.25] * 4 and est.baseline_probabilities == [0.25] * 4
 
 
@@ -382,7 +381,7 @@ def test_a_checkpoint_past_the_end_of_a_recreated_topic_is_reported(
     first._store.release()
     second, consumer2, _ = _actor(settings, _data(partitions=1, per_partition=10))  # fresh
     _start_without_thread(second)
-    second._update_lag()  # after the first fetch: its high watermark is the log's end
+    second._after_fetch()  # after the first fetch: its high watermark is the log's end
     assert "past its end 10" in caplog.text
 
 
@@ -406,7 +405,7 @@ def test_a_restart_after_everything_was_consumed_is_not_reported(
     consumer2 = ListOffsetsOffByOne(TOPIC, data)
     second, _, _ = _actor(settings, data, consumer=consumer2)
     _start_without_thread(second)
-    second._update_lag()
+    second._after_fetch()
     assert "past its end" not in caplog.text
 
 
@@ -447,8 +446,8 @@ def test_relearn_after_corrupt_checkpoints_learns_every_record_again(
     _start_without_thread(actor)
     _drain(actor, consumer)
     status = actor.status()
-    assert status["baseline_counts"] == _counts(data[0])
-    assert status["records_skipped"] == 0
+    assert list(status.baseline_counts) == _counts(data[0])
+    assert status.records_skipped == 0
     assert "every checkpoint was corrupt" in caplog.text
 
 
@@ -464,14 +463,14 @@ def test_accept_loss_after_corrupt_checkpoints_counts_what_it_skips(
     _start_without_thread(actor)
     _drain(actor, consumer)
     status = actor.status()
-    assert status["samples_seen"] == 40
-    assert status["records_skipped"] == 60
+    assert status.samples_seen == 40
+    assert status.records_skipped == 60
     assert "60 records of partitions [0] will never reach the model" in caplog.text
     actor.checkpoint()  # the count survives the next restart
     actor._store.release()
     again, _, _ = _actor(_settings(tmp_path), data)
     _start_without_thread(again)
-    assert again.status()["records_skipped"] == 60
+    assert again.status().records_skipped == 60
 
 
 def test_dead_letters_are_counted_by_reason_and_a_k_mismatch_is_warned_once(
@@ -481,7 +480,7 @@ def test_dead_letters_are_counted_by_reason_and_a_k_mismatch_is_warned_once(
     actor, consumer, _ = _actor(_settings(tmp_path), data)
     _start_without_thread(actor)
     _drain(actor, consumer, max_records=4)
-    assert actor.status()["dead_letters_by_reason"] == {"out_of_range": 10, "not_integer": 5}
+    assert actor.status().dead_letters_by_reason == {"out_of_range": 10, "not_integer": 5}
     warnings = [r for r in caplog.records if "does the producer's K match" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -491,20 +490,20 @@ def test_status_carries_its_own_time_and_the_data_time(tmp_path: Path) -> None:
     _start_without_thread(actor)
     _drain(actor, consumer)
     before = time.time()
-    actor._update_lag()
+    actor._after_fetch()
     actor._update_data_time()
     status = actor.status()
-    assert status["data_time"] >= before  # caught up: fresh as of now
-    assert status["status_time"] >= status["data_time"]
+    assert status.data_time >= before  # caught up: fresh as of now
+    assert status.status_time >= status.data_time
 
 
 def test_aggregate_reports_the_stalest_data_and_the_oldest_status() -> None:
     """A republished status of a hung actor keeps its old times: the estimate shows it."""
-    fresh = {"offsets": {}, "data_time": 990.0, "status_time": 999.0,
-             "dead_letters_by_reason": {"empty": 1}, "records_skipped": 3,
-             "dead_letters_truncated": 1}
-    hung = {"offsets": {}, "data_time": 700.0, "status_time": 705.0,
-            "dead_letters_by_reason": {"empty": 2, "out_of_range": 4}}
+    fresh = ActorStatus(0, data_time=990.0, status_time=999.0,
+                        dead_letters_by_reason={"empty": 1}, records_skipped=3,
+                        dead_letters_truncated=1)
+    hung = ActorStatus(1, data_time=700.0, status_time=705.0,
+                       dead_letters_by_reason={"empty": 2, "out_of_range": 4})
     est = aggregate([fresh, hung], model_id="m", num_categories=2, estimator="st",
                     timestamp=1000.0)
     assert est.data_timestamp == 700.0

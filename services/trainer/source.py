@@ -1,0 +1,137 @@
+"""The trainer's Kafka side: its partitions of ``numbers``, polled into decoded batches.
+
+Every kafka-python type the trainer touches stays here (bytewax's partition source is the
+model): assign and seek, poll → ``PolledBatch`` (good values, bad records, next offsets),
+commit, high watermarks. A ``KafkaConsumer`` is not thread-safe: one thread owns a source.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from services.common.codec import DecodedBatch, decode_values
+from services.common.kafka import topic_partitions
+
+__all__ = ["PolledBatch", "PartitionSource", "decode_poll"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PolledBatch:
+    """One poll's records, decoded, with where each partition continues."""
+
+    decoded: DecodedBatch
+    next_offsets: dict[int, int]  # partition -> offset after the last record polled
+    records: int  # records polled (good and bad)
+    newest_time: float  # the newest record's timestamp, unix s (0 when unknown)
+    polled_at: float  # time.monotonic() of the poll: poll-to-learn latency
+
+
+def decode_poll(
+    records: Mapping[Any, list[Any]], num_categories: int, polled_at: float | None = None
+) -> PolledBatch | None:
+    """A ``consumer.poll()`` result as a ``PolledBatch`` (None when it holds no record)."""
+    values: list[Any] = []
+    headers: list[Any] = []
+    keys: list[Any] = []
+    timestamps: list[Any] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+    next_offsets: dict[int, int] = {}
+    newest = 0
+    for tp, batch in records.items():
+        if not batch:
+            continue
+        for record in batch:
+            values.append(record.value)
+            headers.append(record.headers)
+            keys.append(record.key)
+            timestamps.append(record.timestamp)
+            offsets.append(record.offset)
+        partitions.extend([tp.partition] * len(batch))
+        next_offsets[tp.partition] = batch[-1].offset + 1
+        last = batch[-1].timestamp
+        if isinstance(last, int) and last > newest:
+            newest = last
+    if not values:
+        return None
+    decoded = decode_values(values, partitions, offsets, num_categories, headers,
+                            keys=keys, timestamps=timestamps)
+    return PolledBatch(decoded, next_offsets, len(values), newest / 1000.0,
+                       time.monotonic() if polled_at is None else polled_at)
+
+
+class PartitionSource:
+    """Actor-owned partitions of one topic, read from given offsets (no group rebalancing)."""
+
+    def __init__(self, consumer: Any, topic: str, num_categories: int) -> None:
+        self._consumer = consumer
+        self.topic = topic
+        self.num_categories = num_categories
+        self.partitions: list[int] = []
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self.topic, partition)
+
+    def topic_partitions(self) -> list[int]:
+        return [tp.partition for tp in topic_partitions(self._consumer, self.topic)]
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        self.partitions = list(partitions)
+        self._consumer.assign([self._tp(p) for p in self.partitions])
+
+    def seek(self, resume: Mapping[int, int]) -> dict[int, int]:
+        """Seek each partition to ``resume``, else the group's committed offset, else the
+        earliest; the offsets known (resume or committed) by partition."""
+        known: dict[int, int] = {}
+        for partition in self.partitions:
+            tp = self._tp(partition)
+            if partition in resume:
+                known[partition] = resume[partition]
+                self._consumer.seek(tp, resume[partition])
+                continue
+            committed = self.committed(partition)
+            if committed is not None:
+                known[partition] = committed
+                self._consumer.seek(tp, committed)
+            else:
+                self._consumer.seek_to_beginning(tp)
+        return known
+
+    def committed(self, partition: int) -> int | None:
+        try:
+            committed = self._consumer.committed(self._tp(partition))
+        except Exception as exc:  # a broker without group support: start from earliest
+            log.warning("cannot read the committed offset of %s[%d]: %s",
+                        self.topic, partition, exc)
+            return None
+        return None if committed is None else int(committed)
+
+    def beginning_offsets(self) -> dict[int, int]:
+        starts = self._consumer.beginning_offsets([self._tp(p) for p in self.partitions])
+        return {tp.partition: int(offset or 0) for tp, offset in starts.items()}
+
+    def poll(self, timeout_ms: int, max_records: int) -> PolledBatch | None:
+        records = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return decode_poll(records, self.num_categories) if records else None
+
+    def highwaters(self) -> dict[int, int]:
+        """The high watermark of each partition from the last fetch (absent before one)."""
+        marks = {p: self._consumer.highwater(self._tp(p)) for p in self.partitions}
+        return {p: int(h) for p, h in marks.items() if h is not None}
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        self._consumer.commit(
+            {self._tp(p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
