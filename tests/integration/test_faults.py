@@ -80,6 +80,40 @@ def test_sigkill_of_one_actor_loses_and_duplicates_nothing(
     assert estimate_counts(final) == counts_of(values)
 
 
+def test_sigkill_of_an_actor_with_a_full_queue_loses_and_duplicates_nothing(
+    kafka_broker, ray_local, tmp_path
+) -> None:
+    """Batches polled but not learned die with the actor: the checkpoint never covered them,
+    so the restarted actor polls them again (issue 12 §2). One GAN step per record keeps the
+    learner behind the poller, so the queue is full when the actor is killed."""
+    import ray
+
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path, max_batch=64,
+                             step_size=1, queue_batches=4)
+    values = stream(8000, seed=5)
+    produce(settings, values)
+    with RunningTrainer(settings) as running:
+        victim = running.trainer.actors[0]
+
+        def queue_full_after_a_checkpoint() -> bool:
+            status = ray.get(victim.status.remote())
+            return status.queue_depth == 4 and status.checkpoint_seq >= 1
+
+        eventually(queue_full_after_a_checkpoint, 60, "actor 0's queue full, checkpointed")
+        before = ray.get(victim.status.remote())
+        os.kill(before.pid, signal.SIGKILL)
+        eventually(lambda: running.learned() >= len(values), 180, "all records learned")
+        after = ray.get(victim.status.remote())
+        time.sleep(1.5)  # a duplicate would show up as more
+        final = running.stop()
+    print(f"\nkilled with {before.queue_depth} batches queued after {before.samples_seen} "
+          f"learned; restarted from checkpoint {after.restored_seq}")
+    assert after.pid != before.pid and after.restored_seq is not None
+    report("actor-sigkill-full-queue", values, final)
+    assert final.samples_seen == len(values)
+    assert estimate_counts(final) == counts_of(values)
+
+
 class EstimateReader:
     """Follows the estimates topic from its beginning; ``latest`` is the last one read."""
 
