@@ -309,6 +309,10 @@ class GraphedOnlineGAN:
             tensor.fill_(value)
             self._host[name] = value
 
+    def estimate(self) -> torch.Tensor:
+        """The learner's reported estimate, :meth:`OnlineGAN.estimate`."""
+        return self.learner.estimate()
+
     def losses(self) -> tuple[float, float]:
         """The last step's (generator loss, discriminator loss); waits for the GPU."""
         return float(self._g_loss), float(self._d_loss)
