@@ -92,6 +92,7 @@ class QualityRow:
     zero_max: float | None  # largest estimate of a category with true probability 0
     passed: bool  # tv_max <= TV_TARGET and zero_max < ZERO_TARGET (when there are zeros)
     seconds: float
+    drift_detections: int = 0  # over all seeds: the stream is stationary, so 0 is right
     curve_samples: list[int] = field(default_factory=list)
     curve_tv_mean: list[float] = field(default_factory=list)
     curve_baseline_tv_mean: list[float] = field(default_factory=list)
@@ -107,6 +108,7 @@ class _RunResult:
     zero_max: float | None
     curve: list[tuple[int, float, float]]
     seconds: float
+    drift_detections: int
 
 
 def _one_run(
@@ -137,7 +139,9 @@ def _one_run(
     estimate = learner.estimate().double()
     zeros = truth == 0
     zero_max = float(estimate[zeros].max()) if bool(zeros.any()) else None
-    return _RunResult(curve[-1][1], curve[-1][2], zero_max, curve, seconds)
+    return _RunResult(
+        curve[-1][1], curve[-1][2], zero_max, curve, seconds, learner.drift_detections
+    )
 
 
 def _star(args: tuple[Any, ...]) -> _RunResult:
@@ -232,6 +236,7 @@ def run_quality(
                 zero_max=zero_max,
                 passed=passed,
                 seconds=sum(r.seconds for r in runs),
+                drift_detections=sum(r.drift_detections for r in runs),
                 curve_samples=curve_x,
                 curve_tv_mean=[
                     sum(r.curve[j][1] for r in runs) / len(runs) for j in range(len(curve_x))
@@ -282,6 +287,13 @@ def format_markdown(rows: Sequence[QualityRow], command: str = "") -> str:
             f"| {r.variant} | {r.distribution} | {r.num_categories} | {r.tv_mean:.4f} | "
             f"{r.tv_max:.4f} | {r.baseline_tv_mean:.4f} | {zero} | {'✓' if r.passed else '✗'} |"
         )
+    lines.append("")
+    detections = sum(r.drift_detections for r in rows)
+    runs = sum(len(r.seeds) for r in rows)
+    lines.append(
+        f"Drift detections in these {runs} stationary runs: {detections} "
+        "(the detector must never fire on a stationary stream)."
+    )
     lines.append("")
     lines.extend(format_summary(rows))
     return "\n".join(lines) + "\n"
