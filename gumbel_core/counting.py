@@ -24,6 +24,9 @@ class CountingEstimator:
         (for drifting streams); its effective memory is ``1 / (1 - decay)`` samples.
     device
         Where the counts live.
+    memory
+        Instead of ``decay``: the memory in samples, ``decay = 1 - 1 / memory`` (e.g.
+        ``memory=10_000``, the forgetting counter of the drift benchmark).
 
     Examples
     --------
@@ -31,6 +34,9 @@ class CountingEstimator:
     >>> est.learn_many(torch.tensor([0, 2, 2, 2]))
     >>> est.estimate()
     tensor([0.2500, 0.0000, 0.7500], dtype=torch.float64)
+    >>> recent = CountingEstimator(3, memory=10_000)
+    >>> recent.decay, round(recent.memory)
+    (0.9999, 10000)
     """
 
     def __init__(
@@ -38,14 +44,27 @@ class CountingEstimator:
         num_categories: int,
         decay: float | None = None,
         device: torch.device | str | None = None,
+        *,
+        memory: float | None = None,
     ) -> None:
         self.num_categories = check_num_categories(num_categories)
+        if memory is not None:
+            if decay is not None:
+                raise ValueError("give decay or memory, not both")
+            if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 1:
+                raise ValueError(f"memory must be a number of samples > 1, got {memory!r}")
+            decay = 1.0 - 1.0 / memory
         if decay is not None and not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be None or in (0, 1), got {decay!r}")
         self.decay = decay
         # float64: exact integer counts up to 2**53 samples.
         self.counts = torch.zeros(num_categories, dtype=torch.float64, device=device)
         self.samples_seen = 0
+
+    @property
+    def memory(self) -> float | None:
+        """The effective memory in samples, ``1 / (1 - decay)`` (``None``: remembers all)."""
+        return None if self.decay is None else 1.0 / (1.0 - self.decay)
 
     def learn_many(self, values: torch.Tensor) -> None:
         """Count a 1-D LongTensor of category ids in ``[0, K)``."""

@@ -92,3 +92,12 @@ def test_distances_reject_mismatched_shapes():
         total_variation(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match="scalar"):
         kl_divergence(torch.tensor(1.0), torch.tensor(1.0))
+
+
+def test_memory_is_the_decay_in_samples():
+    est = CountingEstimator(3, memory=4)
+    assert est.decay == 0.75 and est.memory == pytest.approx(4)
+    assert CountingEstimator(3).memory is None
+    for bad in ({"memory": 1}, {"memory": 0.5}, {"memory": 10, "decay": 0.9}):
+        with pytest.raises(ValueError):
+            CountingEstimator(3, **bad)
