@@ -455,9 +455,17 @@ class OnlineGAN:
             state = _upgrade_v1(state, self.num_categories)
         self.gan.generator.load_state_dict(state["generator"])
         self.gan.discriminator.load_state_dict(state["discriminator"])
-        self.gan.g_optimizer.load_state_dict(state["g_optimizer"])
-        self.gan.d_optimizer.load_state_dict(state["d_optimizer"])
-        self._lr_scale = (float("nan"), float("nan"))  # begin_step sets the rates afresh
+        optimizers = (self.gan.g_optimizer, "g_optimizer"), (self.gan.d_optimizer, "d_optimizer")
+        for optimizer, key in optimizers:
+            optimizer.load_state_dict(state[key])
+            for group in optimizer.param_groups:
+                # A state saved by a graphed learner has device tensors and capturable=True
+                # here; this learner may live elsewhere. begin_step sets the rates afresh.
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"] = float(group["lr"])
+                if self.device.type != "cuda" and group.get("capturable"):
+                    group["capturable"] = False
+        self._lr_scale = (float("nan"), float("nan"))
         self.schedule.load_state_dict(state["schedule"])
         self._rng.set_state(
             state["rng"].cpu() if isinstance(state["rng"], torch.Tensor) else state["rng"]

@@ -4,7 +4,8 @@ Sudden switches: the stream draws 300,000 records from one distribution, then sw
 another; every learner sees the same batches of 256. The figure is how many records after
 the switch each needs before its estimate is first within TV 0.05 of the new distribution
 (median over seeds): the GAN with its default configuration, the GAN with the temperature
-held at 1 (no annealing, no re-heat: the "without" column of ``docs/learner.md``), and a
+held at 1 (no annealing, no re-heat: the "without" column of ``docs/learner.md``), the GAN as
+it was before issue 11 (no logit bound, no learning-rate boost, tau held at 1), and a
 counting estimator that forgets with a memory of 10,000 records. Fewer is better, so the
 value is a speed, ``1e6 / records``, to keep "higher is better" for the ratio.
 
@@ -86,7 +87,17 @@ TRACKING: dict[str, tuple[list[float], list[float], str]] = {
 # learner label -> OnlineGAN options
 VARIANTS: dict[str, dict[str, Any]] = {
     "gan": {},
+    # Without the temperature's part: held at 1 (no annealing, no re-heat).
     "gan_tau_1": {"schedule": "constant", "schedule_options": {"tau": 1.0}},
+    # The learner before issue 11: no logit bound, no boost, tau held at 1 (the detector and
+    # the restart of the reported average were there already).
+    "gan_before": {
+        "logit_margin": None,
+        "generator_lr_boost": 1.0,
+        "discriminator_lr_boost": 1.0,
+        "schedule": "constant",
+        "schedule_options": {"tau": 1.0},
+    },
 }
 
 
@@ -237,6 +248,8 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
         )
         if "gan_tau_1" in medians:
             detail += f", GAN with tau held at 1 {_fmt(medians['gan_tau_1'])}"
+        if "gan_before" in medians:
+            detail += f", GAN before issue 11 {_fmt(medians['gan_before'])}"
         results.append(
             BenchResult(
                 name="drift" if i == 0 else f"drift_{switch}",
@@ -268,6 +281,8 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
         )
         if "gan_tau_1" in medians_tv:
             detail += f", GAN with tau held at 1 {medians_tv['gan_tau_1']:.4f}"
+        if "gan_before" in medians_tv:
+            detail += f", GAN before issue 11 {medians_tv['gan_before']:.4f}"
         results.append(
             BenchResult(
                 name=f"drift_{kind}",

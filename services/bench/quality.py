@@ -29,6 +29,7 @@ from gumbel_core import OnlineGAN, total_variation
 __all__ = [
     "DISTRIBUTIONS",
     "VARIANTS",
+    "DEFAULT_VARIANTS",
     "TV_TARGET",
     "ZERO_TARGET",
     "QualityRow",
@@ -69,7 +70,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rao": ("rao", {}),
     "soft": ("soft", {}),
     "soft + MLP D": ("soft", {"discriminator": "mlp"}),
+    # st with the temperature held (the annealing's "without"): only when named.
+    "st tau=0.5": ("st", {"schedule": "constant", "schedule_options": {"tau": 0.5}}),
+    "st tau=1": ("st", {"schedule": "constant", "schedule_options": {"tau": 1.0}}),
+    "st tau=2": ("st", {"schedule": "constant", "schedule_options": {"tau": 2.0}}),
 }
+# The table's rows when --variants is not given.
+DEFAULT_VARIANTS = ("st", "gst", "reinmax", "rao", "soft", "soft + MLP D")
+
 
 QUICK_DISTRIBUTIONS = ("post [0,0,.1,.3,.6]", "mixed [.1,.2,.3,.25,.15]")
 
@@ -169,7 +177,8 @@ def run_quality(
     batch_size
         Values per ``learn_many`` call, as batches come from a stream.
     variants, distributions
-        Names from :data:`VARIANTS` and :data:`DISTRIBUTIONS`; all when ``None``.
+        Names from :data:`VARIANTS` and :data:`DISTRIBUTIONS`; :data:`DEFAULT_VARIANTS` and
+        all distributions when ``None``.
     points
         Points on each TV-against-samples curve.
     jobs
@@ -182,7 +191,7 @@ def run_quality(
     list of QualityRow
         One row per (variant, distribution), in table order.
     """
-    variants = list(VARIANTS) if variants is None else list(variants)
+    variants = list(DEFAULT_VARIANTS) if variants is None else list(variants)
     distributions = list(DISTRIBUTIONS) if distributions is None else list(distributions)
     for name in variants:
         if name not in VARIANTS:

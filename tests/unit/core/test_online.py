@@ -285,3 +285,33 @@ def test_drift_detection_can_be_switched_off():
         learner.learn_many(b)
     assert learner.detector is None and learner.drift_detections == 0
     assert learner.state_dict()["drift_detections"] == 0
+
+
+def test_a_state_saved_with_tensor_learning_rates_loads_on_the_cpu():
+    # A graphed learner keeps its learning rates in tensors and its Adam capturable; a
+    # checkpoint of it must still load into (and train) an eager CPU learner.
+    source = OnlineGAN(5, seed=0, closed_form=False)
+    source.learn_many(batches(1)[0])
+    source.gan.use_tensor_learning_rates()
+    for group in source.gan.g_optimizer.param_groups:
+        group["capturable"] = True
+    target = OnlineGAN(5, seed=1, closed_form=False)
+    target.load_state_dict(source.state_dict())
+    group = target.gan.g_optimizer.param_groups[0]
+    assert isinstance(group["lr"], float) and not group["capturable"]
+    assert target.learn_many(batches(1, seed=5)[0]).step == 2
+
+
+def test_the_drift_response_boosts_then_returns_to_the_configured_rates():
+    learner = OnlineGAN(5, seed=0, boost_steps=10)
+    switched = torch.tensor([0.6, 0.0, 0.1, 0.3, 0.0])
+    for b in batches(100, seed=1) + batches(5, seed=2, probs=switched):
+        learner.learn_many(b)
+    assert learner.drift_detections == 1
+    rates = []
+    for b in batches(12, seed=3, probs=switched):
+        learner.learn_many(b)
+        rates.append(learner.gan.g_optimizer.param_groups[0]["lr"])
+    base = learner.gan_config.generator_lr
+    assert rates[0] > 2 * base and rates == sorted(rates, reverse=True)
+    assert rates[-1] == base
