@@ -165,6 +165,25 @@ def _decode_packed(value: bytes | None, name: bytes, num_categories: int) -> tor
     return ids
 
 
+def _all_single_digits(
+    values: Sequence[bytes | None], num_categories: int, headers: Sequence[Headers] | None
+) -> torch.Tensor | None:
+    """The ids when every record is one ASCII digit in range and none has headers (the
+    common case, decoded in one vectorized pass), else None."""
+    if not values or (headers is not None and any(headers)):
+        return None
+    try:
+        joined = b"".join(values)  # type: ignore[arg-type]
+    except TypeError:  # a null value
+        return None
+    if len(joined) != len(values):
+        return None
+    ids = torch.frombuffer(bytearray(joined), dtype=torch.uint8).to(torch.int64) - ord("0")
+    if bool(((ids < 0) | (ids >= min(num_categories, 10))).any()):
+        return None
+    return ids
+
+
 def decode_values(
     values: Sequence[bytes | None],
     partitions: Sequence[int],
@@ -181,6 +200,9 @@ def decode_values(
     """
     if len(partitions) != len(values) or len(offsets) != len(values):
         raise ValueError("values, partitions and offsets must have the same length")
+    digits = _all_single_digits(values, num_categories, headers)
+    if digits is not None:
+        return DecodedBatch(digits, [])
     good: list[int] = []
     chunks: list[torch.Tensor] = []
     bad: list[BadRecord] = []

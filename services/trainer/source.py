@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kafka import TopicPartition
@@ -41,8 +41,6 @@ def decode_poll(
     """A ``consumer.poll()`` result as a ``PolledBatch`` (None when it holds no record)."""
     values: list[Any] = []
     headers: list[Any] = []
-    keys: list[Any] = []
-    timestamps: list[Any] = []
     partitions: list[int] = []
     offsets: list[int] = []
     next_offsets: dict[int, int] = {}
@@ -50,12 +48,10 @@ def decode_poll(
     for tp, batch in records.items():
         if not batch:
             continue
-        for record in batch:
-            values.append(record.value)
-            headers.append(record.headers)
-            keys.append(record.key)
-            timestamps.append(record.timestamp)
-            offsets.append(record.offset)
+        # Comprehensions, not a loop of appends: this runs once per record at Kafka's speed.
+        values.extend([record.value for record in batch])
+        headers.extend([record.headers for record in batch])
+        offsets.extend([record.offset for record in batch])
         partitions.extend([tp.partition] * len(batch))
         next_offsets[tp.partition] = batch[-1].offset + 1
         last = batch[-1].timestamp
@@ -63,8 +59,13 @@ def decode_poll(
             newest = last
     if not values:
         return None
-    decoded = decode_values(values, partitions, offsets, num_categories, headers,
-                            keys=keys, timestamps=timestamps)
+    decoded = decode_values(values, partitions, offsets, num_categories, headers)
+    if decoded.bad:  # rare: only bad records need their key and timestamp, for the DLQ
+        by_origin = {(tp.partition, r.offset): r for tp, b in records.items() for r in b}
+        bad = [replace(b, key=by_origin[(b.partition, b.offset)].key,
+                       timestamp=by_origin[(b.partition, b.offset)].timestamp)
+               for b in decoded.bad]
+        decoded = DecodedBatch(decoded.values, bad)
     return PolledBatch(decoded, next_offsets, len(values), newest / 1000.0,
                        time.monotonic() if polled_at is None else polled_at)
 

@@ -138,3 +138,15 @@ def test_every_reason_is_a_known_dead_letter_reason() -> None:
                      [(FORMAT_HEADER, b"x")], []]
     reasons = {b.reason for b in _decode(values, headers=headers).bad}
     assert reasons == set(DEAD_LETTER_REASONS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"0", b"1", b"4", b"5", b"9", b"x", None, b"12"]), max_size=40),
+       st.integers(2, 12))
+def test_the_vectorized_digit_path_decodes_like_the_record_loop(values, k) -> None:
+    """All-single-digit polls take a vectorized path; any other poll the loop: same result."""
+    batch = _decode(values, k=k)
+    expected = [int(v) for v in values if v is not None and v.isdigit() and int(v) < k]
+    assert batch.values.tolist() == expected
+    assert [b.offset for b in batch.bad] == [
+        i for i, v in enumerate(values) if v is None or not v.isdigit() or int(v) >= k]
