@@ -18,7 +18,6 @@ import queue
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
 from services.trainer.checkpoint import CheckpointStore, encode
+from services.trainer.meter import LearningMeter
 from services.trainer.replica import Replica
 from services.trainer.resume import load_checkpoint, offsets_after_lost_history
 from services.trainer.source import PartitionSource, PolledBatch, decode_poll
@@ -41,7 +41,6 @@ CHECKPOINT_FORMAT = 1
 # A stream whose records fall outside [0, K) (a producer with another K) is warned about at
 # most this often, not once per poll.
 MISMATCH_WARNING_INTERVAL_S = 60.0
-_RATE_WINDOW_S = 10.0
 
 
 def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
@@ -105,9 +104,7 @@ class TrainerActor:
         self._unverified_offsets: dict[int, int] = {}  # restored, not yet checked vs the log
         self._highwaters: dict[int, int] = {}
         self._next_mismatch_warning = 0.0
-        self._newest_learned_time = 0.0
-        self.data_time = time.time()
-        self._recent: deque[tuple[float, int, float, float]] = deque(maxlen=256)
+        self.meter = LearningMeter()
         self.error: str | None = None
         self._sent_weights: dict[str, Any] | None = None  # read by the coordinator to average
         if autostart:
@@ -255,9 +252,7 @@ class TrainerActor:
         started = time.monotonic()
         with self._lock:
             good = self.replica.learn(batch)
-        done = time.monotonic()
-        self._newest_learned_time = max(self._newest_learned_time, batch.newest_time)
-        self._recent.append((done, good, done - started, done - batch.polled_at))
+        self.meter.learned(good, time.monotonic() - started, batch.polled_at, batch.newest_time)
         self._update_data_time()
         return good
 
@@ -280,13 +275,7 @@ class TrainerActor:
         return {p: max(0, high - offsets.get(p, high)) for p, high in self._highwaters.items()}
 
     def _update_data_time(self) -> None:
-        """Caught up: the data is fresh as of now; behind: as of the newest record learned."""
-        now = time.time()
-        if self._queue.empty() and not any(self._lag_by_partition().values()):
-            self.data_time = now
-        elif self._newest_learned_time > self.data_time:
-            # A producer's clock may run ahead; never claim data from the future.
-            self.data_time = min(now, self._newest_learned_time)
+        self.meter.caught_up(self._queue.empty() and not any(self._lag_by_partition().values()))
 
     def _after_fetch(self) -> None:
         """Read the fetch's high watermarks (lag), and check the restored offsets against them."""
@@ -404,10 +393,7 @@ class TrainerActor:
         return os.getpid()
 
     def status(self) -> ActorStatus:
-        now, clock = time.time(), time.monotonic()
-        recent = [r for r in self._recent if clock - r[0] <= _RATE_WINDOW_S]
-        span = clock - recent[0][0] if len(recent) > 1 else 0.0
-        lags = self._lag_by_partition()
+        now, rates, lags = time.time(), self.meter.rates(), self._lag_by_partition()
         base = ActorStatus(
             index=self.index, pid=os.getpid(), host=socket.gethostname(), device=self.device,
             partitions=tuple(self._source.partitions if self._source else ()),
@@ -415,14 +401,13 @@ class TrainerActor:
             dead_letters_lost=self._dlq.failed if self._dlq else 0,
             lag=sum(lags.values()), lag_by_partition={str(p): n for p, n in sorted(lags.items())},
             queue_depth=self._queue.qsize(),
-            records_per_s=sum(r[1] for r in recent[1:]) / span if span > 0 else 0.0,
-            step_seconds=sum(r[2] for r in recent) / len(recent) if recent else 0.0,
-            poll_to_learn_seconds=sum(r[3] for r in recent) / len(recent) if recent else 0.0,
+            records_per_s=rates.records_per_s, step_seconds=rates.step_seconds,
+            poll_to_learn_seconds=rates.poll_to_learn_seconds,
             checkpoint_seq=self._checkpoint_seq, restored_seq=self._restored_seq,
             checkpoint_seconds=self._checkpoint_seconds, checkpoint_time=self._checkpoint_time,
             checkpoint_failures=self._checkpoint_failures,
             running=bool(self._threads) and all(t.is_alive() for t in self._threads),
-            error=self.error, data_time=self.data_time, status_time=now,
+            error=self.error, data_time=self.meter.data_time, status_time=now,
         )
         if self.replica is None:
             return base
