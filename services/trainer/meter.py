@@ -47,7 +47,7 @@ class LearningMeter:
         recent = [r for r in self._recent if clock - r[0] <= self.window_s]
         if not recent:
             return Rates(0.0, 0.0, 0.0)
-        span = clock - recent[0][0]
+        span = recent[-1][0] - recent[0][0]
         per_s = sum(r[1] for r in recent[1:]) / span if len(recent) > 1 and span > 0 else 0.0
         return Rates(per_s, sum(r[2] for r in recent) / len(recent),
                      sum(r[3] for r in recent) / len(recent))
