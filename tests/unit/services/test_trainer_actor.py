@@ -434,17 +434,24 @@ def test_corrupt_checkpoints_stop_the_actor_by_default(tmp_path: Path) -> None:
         _start_without_thread(actor)
 
 
-def test_relearn_after_corrupt_checkpoints_learns_every_record_again(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _restart_after_corruption(tmp_path: Path, policy: str):
+    """60 of 100 records learned, checkpointed and committed; every checkpoint corrupted; a
+    new actor started under ``policy`` and drained."""
     data = _data(partitions=1, per_partition=100)
     committed = _corrupt_every_checkpoint(tmp_path, data, 60)
     consumer = FakeConsumer(TOPIC, data)
     consumer.committed_offsets.update(committed)
-    actor, _, _ = _actor(_settings(tmp_path, on_corrupt_checkpoint="relearn"), data,
+    actor, _, _ = _actor(_settings(tmp_path, on_corrupt_checkpoint=policy), data,
                          consumer=consumer)
     _start_without_thread(actor)
     _drain(actor, consumer)
+    return data, actor
+
+
+def test_relearn_after_corrupt_checkpoints_learns_every_record_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, actor = _restart_after_corruption(tmp_path, "relearn")
     status = actor.status()
     assert list(status.baseline_counts) == _counts(data[0])
     assert status.records_skipped == 0
@@ -454,14 +461,7 @@ def test_relearn_after_corrupt_checkpoints_learns_every_record_again(
 def test_accept_loss_after_corrupt_checkpoints_counts_what_it_skips(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = _data(partitions=1, per_partition=100)
-    committed = _corrupt_every_checkpoint(tmp_path, data, 60)
-    consumer = FakeConsumer(TOPIC, data)
-    consumer.committed_offsets.update(committed)
-    actor, _, _ = _actor(_settings(tmp_path, on_corrupt_checkpoint="accept_loss"), data,
-                         consumer=consumer)
-    _start_without_thread(actor)
-    _drain(actor, consumer)
+    data, actor = _restart_after_corruption(tmp_path, "accept_loss")
     status = actor.status()
     assert status.samples_seen == 40
     assert status.records_skipped == 60
