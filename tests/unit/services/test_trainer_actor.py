@@ -16,8 +16,8 @@ from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor, owned_partitions
 from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.coordinator import aggregate
-from services.trainer.status import ActorStatus
 from services.trainer.learner import average_weights, baseline_counts
+from services.trainer.status import ActorStatus
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
 
