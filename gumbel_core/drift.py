@@ -86,28 +86,28 @@ class DriftDetector:
             raise ValueError(
                 f"counts must be a tensor of shape ({self.num_categories},), got {shape}"
             )
-        counts = counts.detach().to("cpu", torch.float64)
+        counts = counts.detach()
+        if counts.dtype != torch.float64 or counts.device.type != "cpu":
+            counts = counts.to("cpu", torch.float64)
         batch = float(counts.sum())
-        if not (math.isfinite(batch) and batch > 0) or bool((counts < 0).any()):
+        if not (math.isfinite(batch) and batch > 0) or float(counts.min()) < 0:
             raise ValueError(
                 f"counts must be finite, non-negative and not all 0, got {counts.tolist()}"
             )
         self.drift_detected = False
-        freq = counts / batch  # (K,)
         self._since += 1
-        since = float(self._since)
-        short = min(float(self.window), since)
-        self._recent.mul_(1.0 - 1.0 / short).add_(freq, alpha=1.0 / short)
-        long = min(float(self.long_window), since)
-        self._long.mul_(1.0 - 1.0 / long).add_(freq, alpha=1.0 / long)
+        short = min(float(self.window), float(self._since))
+        self._recent.mul_(1.0 - 1.0 / short).add_(counts, alpha=1.0 / (short * batch))
+        long = min(float(self.long_window), float(self._since))
+        self._long.mul_(1.0 - 1.0 / long).add_(counts, alpha=1.0 / (long * batch))
         if self._since < 2 * self.window:
             self.statistic = 0.0
             return False
-        p = 0.5 * (self._recent + self._long)  # (K,)
+        distance = float((self._recent - self._long).abs_().sum())
+        p = (self._recent + self._long).mul_(0.5)  # (K,)
         # Variance of an EMA over W steps of batch frequencies: p(1-p) / (batch * (2W - 1)).
-        sigma = (p * (1 - p) / (batch * (2 * self.window - 1))).sqrt()  # (K,)
-        threshold = self.z * float(sigma.sum())
-        distance = float((self._recent - self._long).abs().sum())
+        spread = float(p.sub_(p * p).sqrt_().sum())  # sum of sqrt(p (1 - p))
+        threshold = self.z * spread / math.sqrt(batch * (2 * self.window - 1))
         self.statistic = distance / threshold if threshold > 0 else 0.0
         if distance > threshold:
             self.drift_detected = True

@@ -90,7 +90,7 @@ def test_never_fires_on_the_quality_tables_stationary_streams():
 
     The detector alone on the streams' per-step counts: the learner's detection reads only
     those counts (test above), never the GAN, so this is exactly what a learner would detect,
-    at a fraction of the cost: 14 s on this 2-core machine, where 70 learners would take
+    at a fraction of the cost: 10 s on this 2-core machine, where 70 learners would take
     3-4.5 minutes (2.3-4.0 s per 1,000,000-sample run of st measured).
     False-alarm rate: with 0 detections in 70 runs, the 95% upper bound on the probability
     of any false alarm in a 1,000,000-sample run is 3/70 = 4.3% (rule of three), and on a
