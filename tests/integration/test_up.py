@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.brokers import free_port
-from services.up import descendants, start_time
+from services.process_tree import descendants, start_time
 
 
 def test_each_service_gets_the_settings_of_up_through_its_environment(monkeypatch) -> None:

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from services.common.kafka import ensure_topics
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
-from services.up import descendants, start_time
+from services.process_tree import descendants, start_time
 
 K = 5
 NUM_PARTITIONS = 4
