@@ -315,3 +315,20 @@ def test_the_drift_response_boosts_then_returns_to_the_configured_rates():
     base = learner.gan_config.generator_lr
     assert rates[0] > 2 * base and rates == sorted(rates, reverse=True)
     assert rates[-1] == base
+
+
+def test_a_version_1_state_loads_and_continues():
+    # The layout before the detector had its own module: a "drift" dict, no response.
+    learner = OnlineGAN(5, seed=0)
+    for b in batches(40, seed=1):
+        learner.learn_many(b)
+    state = learner.state_dict()
+    detector = state.pop("detector")
+    del state["response"], state["drift_detections"]
+    state["version"] = 1
+    state["drift"] = {"recent": detector["recent"], "long": detector["long"], "ema_since": 0}
+    restored = OnlineGAN(5, seed=3)
+    restored.load_state_dict(state)
+    assert restored.step == 40 and restored.drift_detections == 0
+    assert torch.equal(restored.estimate(), learner.estimate())
+    assert restored.learn_many(batches(1, seed=2)[0]).step == 41
