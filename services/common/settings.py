@@ -258,6 +258,12 @@ class TrainerSettings(BaseModel):
         "gumbel-trainer", description="Kafka consumer group (offset commits)"
     )
     max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
+    window_records: int = Field(
+        10_000, ge=100, le=10**9,
+        description="memory, in records of the whole stream, of the forgetting counter that "
+        "the published estimate is compared with (gumbel_window_baseline_probability, "
+        "gumbel_total_variation): a learner that follows a drift agrees with it again",
+    )
     queue_batches: int = Field(
         4, ge=1, le=1024,
         description="polled batches that may wait for the learning thread (each actor polls "

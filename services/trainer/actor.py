@@ -127,7 +127,8 @@ class TrainerActor:
         if self._store is not None:
             self._store.acquire()
         self.replica = Replica(self._learner_factory(), backpressure=cfg.backpressure,
-                               sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index)
+                               sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
+                               window_records=cfg.window_records / self.num_actors)
         restored, history_lost = load_checkpoint(self._store, cfg.on_corrupt_checkpoint,
                                                  self.index)
         if restored is not None:
@@ -379,8 +380,9 @@ class TrainerActor:
             self._sent_weights = learner_api.get_weights(self.replica.learner)
             return self._sent_weights
 
-    def set_weights(self, weights: dict[str, Any]) -> None:
-        """Take the replicas' average, keeping the steps taken since ``get_weights``."""
+    def set_weights(self, weights: dict[str, Any], schedule_steps: int | None = None) -> None:
+        """Take the replicas' average, keeping the steps taken since ``get_weights``; with
+        ``schedule_steps``, the common temperature schedule (the last re-heat's)."""
         assert self.replica is not None
         with self._lock:
             if self._sent_weights is not None:
@@ -388,6 +390,8 @@ class TrainerActor:
                 weights = learner_api.apply_average(current, self._sent_weights, weights)
                 self._sent_weights = None
             learner_api.set_weights(self.replica.learner, weights)
+            if schedule_steps is not None:
+                learner_api.sync_schedule(self.replica.learner, schedule_steps)
 
     def pid(self) -> int:
         return os.getpid()

@@ -18,6 +18,8 @@ __all__ = [
     "baseline_counts",
     "samples_seen",
     "step_losses",
+    "schedule_steps",
+    "sync_schedule",
 ]
 
 
@@ -86,3 +88,22 @@ def step_losses(stats: Any) -> tuple[float, float]:
     gen = getattr(stats, "generator_loss", float("nan"))
     disc = getattr(stats, "discriminator_loss", float("nan"))
     return float(gen), float(disc)
+
+
+def schedule_steps(learner: Any) -> int:
+    """Steps of the learner's temperature schedule since its start or last re-heat (0 if none)."""
+    schedule = getattr(learner, "schedule", None)
+    return int(schedule.steps) if schedule is not None else 0
+
+
+def sync_schedule(learner: Any, steps: int) -> None:
+    """Move the temperature schedule back to ``steps`` if it is further along.
+
+    The coordinator gives every replica the schedule of the one that re-heated last, so the
+    replicas share one temperature and the published one is defined.
+    """
+    schedule = getattr(learner, "schedule", None)
+    if schedule is not None and steps < schedule.steps:
+        state = schedule.state_dict()
+        state["steps"] = int(steps)
+        schedule.load_state_dict(state)

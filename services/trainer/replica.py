@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from gumbel_core import CountingEstimator
+from services.trainer import learner as learner_api
 from services.trainer.backpressure import split
 from services.trainer.ports import Learner
 from services.trainer.source import PolledBatch
@@ -26,9 +28,14 @@ class Replica:
 
     def __init__(
         self, learner: Learner, *, backpressure: str = "learn_all",
-        sample_per_poll: int = 4096, seed: int = 0,
+        sample_per_poll: int = 4096, seed: int = 0, window_records: float | None = None,
     ) -> None:
         self.learner = learner
+        # Recent counts (a forgetting counter): the yardstick of a learner that follows drift.
+        self.window: CountingEstimator | None = None
+        if window_records is not None:
+            k = int(learner.baseline.counts.numel())
+            self.window = CountingEstimator(k, memory=max(2.0, window_records))
         self.backpressure = backpressure
         self.sample_per_poll = sample_per_poll
         # Which values `sample` backpressure learns from; the counts stay exact whatever it picks.
@@ -47,6 +54,8 @@ class Replica:
             reason = record.reason
             self.dead_letters_by_reason[reason] = self.dead_letters_by_reason.get(reason, 0) + 1
         self.dead_letters += len(batch.decoded.bad)
+        if batch.decoded.count and self.window is not None:
+            self.window.learn_many(batch.decoded.values)
         if batch.decoded.count:
             learn, count_only = split(batch.decoded.values, self.backpressure,
                                       self.sample_per_poll, self._sample_rng)
@@ -70,6 +79,7 @@ class Replica:
             "gan_learned": int(self.gan_learned),
             "steps": int(self.steps),
             "learner": self.learner.state_dict(),
+            **({"window": self.window.state_dict()} if self.window is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -82,6 +92,8 @@ class Replica:
         self.records_skipped = int(state.get("records_skipped", 0))
         self.gan_learned = int(state.get("gan_learned", self.learner.samples_seen))
         self.steps = int(state["steps"])
+        if self.window is not None and "window" in state:
+            self.window.load_state_dict(state["window"])
 
     def status(self, base: ActorStatus) -> ActorStatus:
         """``base`` (the actor's runtime facts) with this replica's model and counts."""
@@ -97,6 +109,10 @@ class Replica:
             generator_loss=self.losses[0],
             discriminator_loss=self.losses[1],
             steps=self.steps,
+            drift_detections=int(getattr(self.learner, "drift_detections", 0)),
+            schedule_steps=learner_api.schedule_steps(self.learner),
+            window_counts=(tuple(self.window.counts.tolist()) if self.window is not None
+                           else ()),
             dead_letters=self.dead_letters,
             dead_letters_by_reason=dict(self.dead_letters_by_reason),
             records_skipped=self.records_skipped,

@@ -31,6 +31,9 @@ class ActorStatus:
     generator_loss: float = math.nan
     discriminator_loss: float = math.nan
     steps: int = 0
+    drift_detections: int = 0
+    schedule_steps: int = 0  # temperature-schedule steps since the start or the last re-heat
+    window_counts: tuple[float, ...] = ()  # forgetting counter over this replica's values
     dead_letters: int = 0
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     dead_letters_truncated: int = 0
