@@ -9,9 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "BACKPRESSURE_POLICIES",
     "DEAD_LETTER_REASONS",
+    "MAX_ACTORS",
     "MAX_CATEGORIES",
     "MAX_COUNT",
+    "MAX_PARTITIONS",
     "SCHEMA_VERSION",
+    "ActorMetrics",
     "Count",
     "Estimate",
 ]
@@ -25,6 +28,10 @@ MAX_COUNT = 2**63 - 1
 MAX_CATEGORIES = 65_536
 # Model ids, estimator and policy names are names, not payloads.
 MAX_NAME_LENGTH = 256
+# Per-actor and per-partition metrics become Prometheus label values: these bounds keep the
+# label sets, and the message, small whatever a sender claims.
+MAX_ACTORS = 1_024
+MAX_PARTITIONS = 10_000
 
 # The trainer's backpressure policies; a consumer labels anything else "other".
 BACKPRESSURE_POLICIES = ("learn_all", "sample")
@@ -37,6 +44,45 @@ DEAD_LETTER_REASONS = (
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 Probabilities = Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=MAX_CATEGORIES)]
+# A Kafka partition (a non-negative int32) as a JSON object key.
+Partition = Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class ActorMetrics(BaseModel):
+    """How one trainer actor is doing: what an operator needs to see the trainer itself.
+
+    Rates and times are the actor's recent averages (its last few seconds); counts are the
+    actor's own. ``checkpoint_failures`` counts since the actor's process started and
+    ``restarts`` since the trainer's driver started: both go back to 0 with their process.
+    Every field but ``index`` has a default, so a sender may grow new ones.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    index: int = Field(ge=0, lt=MAX_ACTORS, description="the actor's index, 0..actors-1")
+    records_per_s: float = Field(0.0, ge=0, description="values learned per second, recent")
+    step_seconds: Seconds = Field(0.0, description="mean seconds per learned batch, recent")
+    poll_to_learn_seconds: Seconds = Field(
+        0.0, description="mean delay from a batch's poll to its values being learned, recent"
+    )
+    queue_depth: Count = Field(0, description="polled batches waiting for the learning thread")
+    lag: Count = Field(0, description="records on the actor's partitions not learned yet")
+    lag_by_partition: dict[Partition, Count] = Field(
+        default_factory=dict, max_length=MAX_PARTITIONS,
+        description='{"<partition>": records not learned yet}',
+    )
+    checkpoint_time: float | None = Field(
+        None, ge=0, description="unix s of the actor's last checkpoint; None: none written yet "
+        "by this process",
+    )
+    checkpoint_seconds: Seconds = Field(0.0, description="duration of the last checkpoint")
+    checkpoint_failures: Count = Field(0, description="checkpoints that failed")
+    restarts: Count = Field(0, description="times Ray restarted the actor (a new process)")
+    dead_letters: Count = Field(0, description="malformed records of the actor's partitions")
+    learned_fraction: float = Field(
+        1.0, ge=0, le=1, description="of the values the actor counted, the share the GAN learned"
+    )
 
 
 class Estimate(BaseModel):
@@ -88,6 +134,11 @@ class Estimate(BaseModel):
     dead_letters_truncated: Count = Field(
         0, description="dead letters written truncated: too large for the dead-letter topic"
     )
+    # Added in the trainer metrics work (issue 12 §3); the default keeps earlier messages valid.
+    actor_metrics: list[ActorMetrics] = Field(
+        default_factory=list, max_length=MAX_ACTORS,
+        description="per actor, one entry each, sorted by index",
+    )
 
     @model_validator(mode="after")
     def _distributions_are_valid(self) -> Estimate:
@@ -99,6 +150,10 @@ class Estimate(BaseModel):
                 raise ValueError(f"{name} has {len(probs)} values, expected {self.num_categories}")
             if abs(sum(probs) - 1.0) > 1e-4:
                 raise ValueError(f"{name} must sum to 1 (sum {sum(probs):g})")
+        indices = [m.index for m in self.actor_metrics]
+        if len(set(indices)) != len(indices):
+            # Two entries for one actor would be two samples of one Prometheus series.
+            raise ValueError(f"actor_metrics has an index more than once: {sorted(indices)}")
         return self
 
     def to_bytes(self) -> bytes:

@@ -10,17 +10,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from services.common.schemas import Estimate
+from services.common.schemas import (
+    MAX_ACTORS,
+    MAX_COUNT,
+    MAX_PARTITIONS,
+    ActorMetrics,
+    Estimate,
+)
 from services.trainer.learner import average_weights
 from services.trainer.status import ActorStatus
 
-__all__ = ["aggregate", "Coordinator"]
+__all__ = ["actor_metrics", "aggregate", "Coordinator"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,40 @@ def _finite_mean(values: Sequence[float], default: float) -> float:
     return sum(finite) / len(finite) if finite else default
 
 
+def _finite_non_negative(value: float) -> float:
+    """A rate, duration or time fit for the Estimate: finite and not negative, else 0."""
+    return float(value) if math.isfinite(value) and value > 0 else 0.0
+
+
+def _count(value: int) -> int:
+    return min(max(0, int(value)), MAX_COUNT)
+
+
+def actor_metrics(status: ActorStatus, restarts: int = 0) -> ActorMetrics:
+    """What an operator sees of one actor, from its status (clamped into the schema's bounds).
+
+    A status is the actor's own report: a NaN rate or a negative count there must not stop
+    the estimate from being published, so each value is clamped instead of validated.
+    """
+    lags = sorted(status.lag_by_partition.items(), key=lambda item: int(item[0]))
+    seen = status.samples_seen
+    return ActorMetrics(
+        index=status.index,
+        records_per_s=_finite_non_negative(status.records_per_s),
+        step_seconds=_finite_non_negative(status.step_seconds),
+        poll_to_learn_seconds=_finite_non_negative(status.poll_to_learn_seconds),
+        queue_depth=_count(status.queue_depth),
+        lag=_count(status.lag),
+        lag_by_partition={p: _count(n) for p, n in lags[:MAX_PARTITIONS]},
+        checkpoint_time=_finite_non_negative(status.checkpoint_time) or None,
+        checkpoint_seconds=_finite_non_negative(status.checkpoint_seconds),
+        checkpoint_failures=_count(status.checkpoint_failures),
+        restarts=_count(restarts),
+        dead_letters=_count(status.dead_letters),
+        learned_fraction=min(1.0, max(0.0, status.gan_learned / seen)) if seen > 0 else 1.0,
+    )
+
+
 def aggregate(
     statuses: Sequence[ActorStatus],
     *,
@@ -53,8 +93,12 @@ def aggregate(
     estimator: str,
     timestamp: float | None = None,
     backpressure: str = "learn_all",
+    restarts: Mapping[int, int] | None = None,
 ) -> Estimate:
-    """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts."""
+    """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts.
+
+    ``restarts`` (actor index → restarts seen by the driver) goes into each actor's metrics.
+    """
     k = num_categories
     counts = [0] * k
     offsets: dict[str, int] = {}
@@ -99,6 +143,10 @@ def aggregate(
         records_skipped=sum(s.records_skipped for s in statuses),
         dead_letters_by_reason=dict(sorted(by_reason.items())),
         dead_letters_truncated=sum(s.dead_letters_truncated for s in statuses),
+        actor_metrics=[  # one entry per index (the last status given), as the schema asks
+            actor_metrics(s, (restarts or {}).get(i, 0))
+            for i, s in sorted({s.index: s for s in statuses}.items()) if 0 <= i < MAX_ACTORS
+        ],
     )
 
 
@@ -172,6 +220,7 @@ class Coordinator:
             num_categories=self.num_categories,
             estimator=self.estimator,
             backpressure=self.backpressure,
+            restarts=self.restarts,
         )
         self.last_estimate = estimate
         return estimate

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, MAX_COUNT, Estimate
+from services.common.schemas import (
+    DEAD_LETTER_REASONS,
+    MAX_ACTORS,
+    MAX_CATEGORIES,
+    MAX_COUNT,
+    MAX_PARTITIONS,
+    ActorMetrics,
+    Estimate,
+)
 from tests.unit.services.monitor_fakes import make_estimate
 
 
@@ -104,3 +112,77 @@ def test_dead_letter_reasons_are_a_fixed_tuple() -> None:
 
 def test_unknown_fields_are_still_rejected() -> None:
     assert not _is_valid(_as_json(surprise=1))
+
+
+# --- actor_metrics (issue 12 §3) ------------------------------------------------------------
+
+
+def _with_actor(**fields: Any) -> bytes:
+    return _as_json(actor_metrics=[{"index": 0, **fields}])
+
+
+def test_actor_metrics_default_to_empty_so_older_messages_stay_valid() -> None:
+    older = make_estimate().model_dump()
+    del older["actor_metrics"]
+    assert Estimate.from_bytes(json.dumps(older).encode()).actor_metrics == []
+
+
+def test_actor_metrics_need_only_the_index_and_round_trip() -> None:
+    assert _is_valid(_with_actor())
+    estimate = make_estimate(actor_metrics=[
+        ActorMetrics(index=0, records_per_s=1e5, step_seconds=0.01, poll_to_learn_seconds=0.2,
+                     queue_depth=3, lag=40, lag_by_partition={"0": 15, "2": 25},
+                     checkpoint_time=1000.5, checkpoint_seconds=0.05, checkpoint_failures=1,
+                     restarts=2, dead_letters=4, learned_fraction=0.5),
+        ActorMetrics(index=1),
+    ])
+    assert Estimate.from_bytes(estimate.to_bytes()) == estimate
+    assert estimate.actor_metrics[1].checkpoint_time is None
+
+
+@pytest.mark.parametrize("name", ["queue_depth", "lag", "checkpoint_failures", "restarts",
+                                  "dead_letters"])
+def test_every_actor_count_is_bounded(name: str) -> None:
+    assert _is_valid(_with_actor(**{name: MAX_COUNT}))
+    for value in (MAX_COUNT + 1, 10**400, -1):
+        assert not _is_valid(_with_actor(**{name: value}))
+    assert _is_valid(_with_actor(lag_by_partition={"0": MAX_COUNT}))
+    assert not _is_valid(_with_actor(lag_by_partition={"0": MAX_COUNT + 1}))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e400, -1.0])
+@pytest.mark.parametrize("name", ["records_per_s", "step_seconds", "poll_to_learn_seconds",
+                                  "checkpoint_time", "checkpoint_seconds", "learned_fraction"])
+def test_actor_numbers_are_finite_and_not_negative(name: str, value: float) -> None:
+    assert not _is_valid(_with_actor(**{name: value}))
+
+
+def test_the_actor_learned_fraction_is_a_fraction() -> None:
+    assert _is_valid(_with_actor(learned_fraction=1.0))
+    assert not _is_valid(_with_actor(learned_fraction=1.01))
+
+
+def test_actor_indices_are_bounded_and_unique() -> None:
+    assert _is_valid(_with_actor(index=MAX_ACTORS - 1))
+    for index in (MAX_ACTORS, -1, 10**400):
+        assert not _is_valid(_with_actor(index=index))
+    assert not _is_valid(_as_json(actor_metrics=[{"index": 1}, {"index": 1}]))
+
+
+def test_the_number_of_actors_and_partitions_is_bounded() -> None:
+    assert MAX_ACTORS == 1_024 and MAX_PARTITIONS == 10_000
+    assert _is_valid(_as_json(actor_metrics=[{"index": i} for i in range(MAX_ACTORS)]))
+    assert not _is_valid(_as_json(actor_metrics=[{"index": i} for i in range(MAX_ACTORS + 1)]))
+    lags = {str(p): 1 for p in range(MAX_PARTITIONS)}
+    assert _is_valid(_with_actor(lag_by_partition=lags))
+    assert not _is_valid(_with_actor(lag_by_partition={**lags, str(MAX_PARTITIONS): 1}))
+
+
+@pytest.mark.parametrize("key", ["-1", "", "p0", "1.5", "12345678901", "0\n"])
+def test_a_partition_is_a_decimal_number(key: str) -> None:
+    # It becomes a Prometheus label value: anything else would be an unbounded label.
+    assert not _is_valid(_with_actor(lag_by_partition={key: 1}))
+
+
+def test_unknown_actor_fields_are_rejected() -> None:
+    assert not _is_valid(_with_actor(surprise=1))
