@@ -6,14 +6,19 @@ The metrics and their meaning are listed in docs/services.md#metrics.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.common.schemas import BACKPRESSURE_POLICIES, SCHEMA_VERSION, Estimate
-from services.monitor.state import Counters, LatestEstimates
+from services.common.schemas import (
+    BACKPRESSURE_POLICIES,
+    SCHEMA_VERSION,
+    ActorMetrics,
+    Estimate,
+)
+from services.monitor.state import ActorCounters, Counters, LatestEstimates
 
 __all__ = ["EstimateCollector", "total_variation"]
 
@@ -27,6 +32,32 @@ def _version() -> str:
         return metadata.version("gumbel-stream")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+# Per actor, read from the estimate's ActorMetrics.
+_ACTOR_GAUGES: tuple[tuple[str, str, Callable[[ActorMetrics], float]], ...] = (
+    ("gumbel_actor_records_per_second", "Values the actor learned per second, over its last "
+     "seconds.", lambda m: m.records_per_s),
+    ("gumbel_actor_step_seconds", "Mean duration of the actor's learning step (one batch), "
+     "recent.", lambda m: m.step_seconds),
+    ("gumbel_actor_poll_to_learn_seconds", "Mean delay from a batch's poll to its values "
+     "being learned, recent.", lambda m: m.poll_to_learn_seconds),
+    ("gumbel_actor_queued_batches", "Polled batches waiting for the actor's learning thread.",
+     lambda m: m.queue_depth),
+    ("gumbel_actor_lag_records", "Records on the actor's partitions it has not learned yet.",
+     lambda m: m.lag),
+    ("gumbel_actor_learned_fraction", "Share of the values the actor counted that its GAN "
+     "learned from (below 1 only with backpressure=sample).", lambda m: m.learned_fraction),
+)
+# Per actor, read from the monitor's never-falling ActorCounters.
+_ACTOR_COUNTERS: tuple[tuple[str, str, Callable[[ActorCounters], int]], ...] = (
+    ("gumbel_actor_checkpoint_failures", "Checkpoints of the actor that failed.",
+     lambda c: c.checkpoint_failures),
+    ("gumbel_actor_restarts", "Times the actor was restarted (a new process).",
+     lambda c: c.restarts),
+    ("gumbel_actor_dead_letters", "Malformed records of the actor's partitions sent to the "
+     "dead-letter topic.", lambda c: c.dead_letters),
+)
 
 
 class EstimateCollector(Collector):
@@ -69,6 +100,8 @@ class EstimateCollector(Collector):
             return
         yield from self._estimate_metrics(latest.estimate)
         yield from self._counter_metrics(latest.counters)
+        if latest.estimate.actor_metrics:  # a trainer that does not send them: no made-up zeros
+            yield from self._actor_metrics(latest.estimate, latest.counters.actors)
 
     def _estimate_metrics(self, estimate: Estimate) -> Iterator[Metric]:
         """Gauges of the estimate itself: every value is finite, the schema sees to that."""
@@ -155,3 +188,53 @@ class EstimateCollector(Collector):
             "gumbel_records_skipped", "Records the trainer knowingly skipped (e.g. after a "
             "corrupt checkpoint, with the accept-loss policy).", value=counters.records_skipped,
         )
+
+    def _actor_metrics(
+        self, estimate: Estimate, counters: Mapping[int, ActorCounters]
+    ) -> Iterator[Metric]:
+        """Per actor (label ``actor``: its index) and per partition; both sets are bounded.
+
+        Only the actors of the latest estimate are shown, so an actor that is gone leaves no
+        series behind.
+        """
+        actors = estimate.actor_metrics
+        for name, doc, value in _ACTOR_GAUGES:
+            family = GaugeMetricFamily(name, doc, labels=["actor"])
+            for m in actors:
+                family.add_metric([str(m.index)], float(value(m)))
+            yield family
+        checkpointed = [m for m in actors if m.checkpoint_time is not None]
+        if checkpointed:  # before an actor's first checkpoint: a missing series, not a zero
+            duration = GaugeMetricFamily(
+                "gumbel_actor_checkpoint_duration_seconds",
+                "Duration of the actor's last checkpoint.", labels=["actor"],
+            )
+            written = GaugeMetricFamily(
+                "gumbel_actor_last_checkpoint_timestamp_seconds",
+                "Unix time of the actor's last checkpoint (written by its current process).",
+                labels=["actor"],
+            )
+            for m in checkpointed:
+                duration.add_metric([str(m.index)], m.checkpoint_seconds)
+                written.add_metric([str(m.index)], float(m.checkpoint_time or 0.0))
+            yield duration
+            yield written
+        # One actor owns each partition. Should two report one (an old status republished
+        # after a reassignment), one sample per partition keeps the scrape valid: the larger.
+        by_partition: dict[str, int] = {}
+        for m in actors:
+            for partition, records in m.lag_by_partition.items():
+                by_partition[partition] = max(records, by_partition.get(partition, 0))
+        if by_partition:
+            partition_lag = GaugeMetricFamily(
+                "gumbel_partition_lag_records", "Records on the partition of the numbers topic "
+                "that the trainer has not learned yet.", labels=["partition"],
+            )
+            for partition, records in sorted(by_partition.items(), key=lambda i: int(i[0])):
+                partition_lag.add_metric([partition], float(records))
+            yield partition_lag
+        for name, doc, count in _ACTOR_COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=["actor"])
+            for m in actors:
+                counter.add_metric([str(m.index)], count(counters.get(m.index, ActorCounters())))
+            yield counter

@@ -18,6 +18,7 @@ from services.common.kafka import (
     make_consumer,
     prepare_broker,
 )
+from services.common.process_metrics import register_process_collectors
 from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
 from services.monitor.collector import EstimateCollector
@@ -47,6 +48,7 @@ def run(
     )
     stop = stop or threading.Event()
     registry.register(EstimateCollector(state))
+    register_process_collectors(registry)
     try:
         server = start_server(config.host, config.port, registry, state,
                               config.http_idle_timeout_s)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, Estimate
+from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, ActorMetrics, Estimate
 
-__all__ = ["Counters", "Health", "Latest", "LatestEstimates", "reason_label"]
+__all__ = ["ActorCounters", "Counters", "Health", "Latest", "LatestEstimates", "reason_label"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,42 @@ def _by_reason_label(by_reason: Mapping[str, int]) -> dict[str, int]:
     return labelled
 
 
+def _increase(last: int, now: int) -> int:
+    """What a count that restarts from 0 with its process grew by since ``last``."""
+    return now - last if now >= last else now
+
+
+@dataclass(frozen=True)
+class ActorCounters:
+    """One actor's counters as the monitor exports them: never falling, never counting twice.
+
+    ``dead_letters`` is restored with the actor's checkpoint and counted again as the records
+    are relearned, so it is a high-water mark like ``Counters``. ``checkpoint_failures`` (the
+    actor's process) and ``restarts`` (the trainer's driver) start again from 0 with their
+    process and every later one is a new event: a fall is a reset, and the total goes on from
+    the count before it. ``seen_*`` are the values of the latest estimate, to tell the reset.
+    """
+
+    dead_letters: int = 0
+    checkpoint_failures: int = 0
+    restarts: int = 0
+    seen_checkpoint_failures: int = 0
+    seen_restarts: int = 0
+
+    def raised_to(self, metrics: ActorMetrics) -> ActorCounters:
+        failures = metrics.checkpoint_failures
+        if metrics.restarts == self.seen_restarts:
+            failures = _increase(self.seen_checkpoint_failures, failures)
+        # else a new actor process: all of its failures are new, even if more than before
+        return ActorCounters(
+            dead_letters=max(self.dead_letters, metrics.dead_letters),
+            checkpoint_failures=self.checkpoint_failures + failures,
+            restarts=self.restarts + _increase(self.seen_restarts, metrics.restarts),
+            seen_checkpoint_failures=metrics.checkpoint_failures,
+            seen_restarts=metrics.restarts,
+        )
+
+
 @dataclass(frozen=True)
 class Counters:
     """High-water marks of one model's counters: what the monitor exports as ``*_total``.
@@ -60,12 +96,18 @@ class Counters:
     records_skipped: int = 0
     dead_letters_truncated: int = 0
     dead_letters_by_reason: Mapping[str, int] = field(default_factory=dict)
+    # Per actor index (fewer than MAX_ACTORS): kept when an actor leaves an estimate, so
+    # its counters do not restart if it comes back.
+    actors: Mapping[int, ActorCounters] = field(default_factory=dict)
 
     def raised_to(self, estimate: Estimate) -> Counters:
         """These marks, raised to the estimate's counts where it has more."""
         by_reason = dict(self.dead_letters_by_reason)
         for label, count in _by_reason_label(estimate.dead_letters_by_reason).items():
             by_reason[label] = max(by_reason.get(label, 0), count)
+        actors = dict(self.actors)
+        for metrics in estimate.actor_metrics:
+            actors[metrics.index] = actors.get(metrics.index, ActorCounters()).raised_to(metrics)
         return Counters(
             samples_learned=max(self.samples_learned, estimate.samples_seen),
             dead_letters=max(self.dead_letters, estimate.dead_letters),
@@ -73,6 +115,7 @@ class Counters:
             dead_letters_truncated=max(self.dead_letters_truncated,
                                        estimate.dead_letters_truncated),
             dead_letters_by_reason=dict(sorted(by_reason.items())),
+            actors=actors,
         )
 
 

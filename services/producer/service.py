@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common.codec import encode_packed, encode_value
 from services.common.kafka import BrokerUnavailable, make_producer, prepare_broker
+from services.common.process_metrics import register_process_collectors
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
 from services.producer.metrics import ProducerMetrics
@@ -129,6 +130,7 @@ def run(
     registry = registry if registry is not None else CollectorRegistry()
     stop = stop or threading.Event()
     metrics = ProducerMetrics(registry)
+    register_process_collectors(registry)
     metrics.set_distribution(config.probabilities)
     server = None
     if serve_metrics:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.schemas import ActorMetrics
 from services.monitor.collector import EstimateCollector, total_variation
 from services.monitor.state import LatestEstimates
 from tests.unit.services.monitor_fakes import make_estimate
@@ -154,3 +156,142 @@ def test_an_unknown_backpressure_policy_is_shown_as_other() -> None:
     assert registry.get_sample_value("gumbel_backpressure_info", {"policy": "sample"}) == 1
     state.offer(make_estimate(backpressure="drop_oldest_v7").to_bytes())
     assert registry.get_sample_value("gumbel_backpressure_info", {"policy": "other"}) == 1
+
+
+# --- per actor (issue 12 §3) ----------------------------------------------------------------
+
+ACTOR_METRICS = {  # docs/services.md#metrics, per actor and per partition
+    "gumbel_actor_records_per_second": "gauge",
+    "gumbel_actor_step_seconds": "gauge",
+    "gumbel_actor_poll_to_learn_seconds": "gauge",
+    "gumbel_actor_queued_batches": "gauge",
+    "gumbel_actor_lag_records": "gauge",
+    "gumbel_partition_lag_records": "gauge",
+    "gumbel_actor_checkpoint_duration_seconds": "gauge",
+    "gumbel_actor_last_checkpoint_timestamp_seconds": "gauge",
+    "gumbel_actor_learned_fraction": "gauge",
+    "gumbel_actor_checkpoint_failures": "counter",
+    "gumbel_actor_restarts": "counter",
+    "gumbel_actor_dead_letters": "counter",
+}
+
+
+def _actors(*metrics: dict) -> list[ActorMetrics]:
+    return [ActorMetrics(**m) for m in metrics]
+
+
+TWO_ACTORS = _actors(
+    {"index": 0, "records_per_s": 1000.0, "step_seconds": 0.01, "poll_to_learn_seconds": 0.2,
+     "queue_depth": 3, "lag": 30, "lag_by_partition": {"0": 10, "2": 20},
+     "checkpoint_time": 990.5, "checkpoint_seconds": 0.05, "checkpoint_failures": 1,
+     "restarts": 2, "dead_letters": 4, "learned_fraction": 0.5},
+    {"index": 1, "lag": 7, "lag_by_partition": {"1": 7, "3": 0}},
+)
+
+
+def test_exposes_every_actor_metric_with_its_type_and_values() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(actor_metrics=TWO_ACTORS).to_bytes())
+    text = generate_latest(registry).decode()
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert {name: types.get(name) for name in ACTOR_METRICS} == ACTOR_METRICS
+    value = registry.get_sample_value
+    zero, one = {"actor": "0"}, {"actor": "1"}
+    assert value("gumbel_actor_records_per_second", zero) == 1000.0
+    assert value("gumbel_actor_records_per_second", one) == 0.0
+    assert value("gumbel_actor_step_seconds", zero) == 0.01
+    assert value("gumbel_actor_poll_to_learn_seconds", zero) == 0.2
+    assert value("gumbel_actor_queued_batches", zero) == 3
+    assert value("gumbel_actor_lag_records", one) == 7
+    assert {p: value("gumbel_partition_lag_records", {"partition": p}) for p in "0123"} == {
+        "0": 10, "1": 7, "2": 20, "3": 0}
+    assert value("gumbel_actor_checkpoint_duration_seconds", zero) == 0.05
+    assert value("gumbel_actor_last_checkpoint_timestamp_seconds", zero) == 990.5
+    assert value("gumbel_actor_learned_fraction", zero) == 0.5
+    assert value("gumbel_actor_checkpoint_failures_total", zero) == 1
+    assert value("gumbel_actor_restarts_total", zero) == 2
+    assert value("gumbel_actor_restarts_total", one) == 0
+    assert value("gumbel_actor_dead_letters_total", zero) == 4
+
+
+def test_no_checkpoint_series_before_an_actors_first_checkpoint() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(actor_metrics=TWO_ACTORS).to_bytes())
+    for name in ("gumbel_actor_last_checkpoint_timestamp_seconds",
+                 "gumbel_actor_checkpoint_duration_seconds"):
+        assert registry.get_sample_value(name, {"actor": "1"}) is None
+    state.offer(make_estimate(actor_metrics=_actors({"index": 0})).to_bytes())
+    names = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert "gumbel_actor_last_checkpoint_timestamp_seconds" not in names
+
+
+def test_no_actor_series_from_a_trainer_that_sends_none() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate().to_bytes())
+    names = {f.name for f in text_string_to_metric_families(
+        generate_latest(_registry(state)).decode())}
+    assert not {n for n in names if n.startswith(("gumbel_actor_", "gumbel_partition_"))} - {
+        "gumbel_actor_status_age_seconds"}
+
+
+def test_an_actor_that_left_leaves_no_series() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(actor_metrics=TWO_ACTORS).to_bytes())
+    state.offer(make_estimate(actor_metrics=TWO_ACTORS[:1]).to_bytes())
+    assert registry.get_sample_value("gumbel_actor_lag_records", {"actor": "1"}) is None
+    assert registry.get_sample_value("gumbel_actor_restarts_total", {"actor": "1"}) is None
+    assert registry.get_sample_value("gumbel_partition_lag_records", {"partition": "1"}) is None
+
+
+def test_a_partition_reported_twice_is_one_series() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(actor_metrics=_actors(
+        {"index": 0, "lag_by_partition": {"0": 5}}, {"index": 1, "lag_by_partition": {"0": 9}},
+    )).to_bytes())
+    text = generate_latest(registry).decode()  # a duplicate sample would fail the scrape
+    assert text.count('gumbel_partition_lag_records{partition="0"}') == 1
+    assert registry.get_sample_value("gumbel_partition_lag_records", {"partition": "0"}) == 9
+
+
+def test_actor_counters_are_monotonic_across_restores_and_restarts() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+
+    def offer(**metrics: int) -> dict[str, float | None]:
+        state.offer(make_estimate(actor_metrics=_actors({"index": 0, **metrics})).to_bytes())
+        return {name: registry.get_sample_value(f"gumbel_actor_{name}_total", {"actor": "0"})
+                for name in ("dead_letters", "checkpoint_failures", "restarts")}
+
+    assert offer(dead_letters=9, checkpoint_failures=2) == {
+        "dead_letters": 9, "checkpoint_failures": 2, "restarts": 0}
+    # Ray restarted the actor: its dead letters go back to the checkpoint's (and are counted
+    # again as it relearns), its failures start again from 0 in the new process.
+    assert offer(dead_letters=7, checkpoint_failures=0, restarts=1) == {
+        "dead_letters": 9, "checkpoint_failures": 2, "restarts": 1}
+    assert offer(dead_letters=10, checkpoint_failures=1, restarts=1) == {
+        "dead_letters": 10, "checkpoint_failures": 3, "restarts": 1}
+    # A restart between two estimates whose new process already failed more often than the
+    # old one had: every failure of the new process is new.
+    assert offer(dead_letters=10, checkpoint_failures=4, restarts=2) == {
+        "dead_letters": 10, "checkpoint_failures": 7, "restarts": 2}
+    # The trainer's driver restarted: the restart count starts again from 0.
+    assert offer(dead_letters=10, checkpoint_failures=0, restarts=0) == {
+        "dead_letters": 10, "checkpoint_failures": 7, "restarts": 2}
+    assert offer(dead_letters=10, checkpoint_failures=0, restarts=1) == {
+        "dead_letters": 10, "checkpoint_failures": 7, "restarts": 3}
+
+
+def test_every_metric_the_monitor_exports_is_in_the_docs() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate(
+        data_timestamp=1.0, dead_letters_by_reason={"empty": 1},
+        actor_metrics=_actors({"index": 0, "lag_by_partition": {"0": 1}, "checkpoint_time": 1.0}),
+    ).to_bytes())
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "services.md").read_text()
+    for family in text_string_to_metric_families(generate_latest(_registry(state)).decode()):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}" in docs, name

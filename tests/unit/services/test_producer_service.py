@@ -116,6 +116,8 @@ def test_run_serves_metrics_while_producing() -> None:
     assert run(settings, producer=FakeProducer(on_send=scrape), registry=CollectorRegistry()) == 0
     assert 'gumbel_true_probability{category="1"} 0.75' in seen["body"]
     assert "gumbel_produced_total" in seen["body"]
+    assert "process_resident_memory_bytes" in seen["body"]  # the standard collectors too
+    assert "python_gc_collections_total" in seen["body"]
     with pytest.raises(requests.ConnectionError):  # the server is gone after run()
         requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
