@@ -15,6 +15,7 @@ from tests.deploy.helpers import (
     GRAFANA_DIR,
     dashboard_exprs,
     load_compose,
+    metrics_the_services_export,
     promql_metric_names,
 )
 
@@ -30,16 +31,25 @@ def _panels(dashboard: dict) -> list[dict]:
     return [p for p in dashboard["panels"] if p["type"] != "row"]
 
 
-def test_datasource_points_at_compose_prometheus_with_the_dashboards_uid(dashboard: dict) -> None:
+def test_datasource_is_compose_prometheus_and_the_default() -> None:
     datasources = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
     (source,) = datasources["datasources"]
     assert source["type"] == "prometheus"
     assert source["url"] == "http://prometheus:9090"
+    assert source["isDefault"] is True  # what the dashboard's datasource variable starts at
     assert "prometheus" in load_compose()["services"]
+
+
+def test_every_panel_queries_the_datasource_variable(dashboard: dict) -> None:
+    """No datasource uid in the dashboard: it imports into any Grafana with a Prometheus."""
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    chosen = {"type": "prometheus", "uid": "${datasource}"}
     for panel in _panels(dashboard):
-        assert panel["datasource"] == {"type": "prometheus", "uid": source["uid"]}
+        assert panel["datasource"] == chosen, panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == source["uid"]
+            assert target["datasource"] == chosen, panel["title"]
+    assert "gumbel-prometheus" not in DASHBOARD.read_text()
 
 
 def test_dashboard_provider_loads_the_mounted_folder() -> None:
@@ -63,11 +73,42 @@ def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
     for name in ("gumbel_true_probability", "gumbel_estimated_probability",
                  "gumbel_temperature", "gumbel_generator_loss", "gumbel_discriminator_loss",
                  "gumbel_total_variation", "gumbel_produced_total",
-                 "gumbel_samples_learned_total", "gumbel_dead_letters_total"):
+                 "gumbel_samples_learned_total", "gumbel_dead_letters_total",
+                 # the trainer's actors (issue 12 §3)
+                 "gumbel_consumer_lag_records", "gumbel_partition_lag_records",
+                 "gumbel_learned_fraction", "gumbel_actor_learned_fraction",
+                 "gumbel_actor_step_seconds", "gumbel_actor_poll_to_learn_seconds",
+                 "gumbel_actor_records_per_second", "gumbel_actor_queued_batches",
+                 "gumbel_actor_lag_records", "gumbel_actor_last_checkpoint_timestamp_seconds",
+                 "gumbel_actor_checkpoint_duration_seconds",
+                 "gumbel_actor_checkpoint_failures_total", "gumbel_actor_restarts_total",
+                 "process_resident_memory_bytes"):
         assert name in by_metric, name
     exprs = [e for _, e in dashboard_exprs()]
     assert "sum(rate(gumbel_produced_total[1m]))" in exprs
     assert "sum(rate(gumbel_samples_learned_total[1m]))" in exprs
+
+
+def test_every_metric_a_panel_queries_is_one_the_services_export() -> None:
+    queried = {name for _, expr in dashboard_exprs() for name in promql_metric_names(expr)}
+    assert queried - metrics_the_services_export() == set()
+
+
+def test_the_tv_against_truth_stat(dashboard: dict) -> None:
+    (panel,) = [p for p in _panels(dashboard) if p["title"] == "TV: estimate vs truth"]
+    assert panel["type"] == "stat"
+    (target,) = panel["targets"]
+    assert target["expr"] == (
+        "0.5 * sum(abs(max by (category) (gumbel_estimated_probability)"
+        " - on (category) max by (category) (gumbel_true_probability)))")
+    assert panel["gridPos"]["y"] <= 1  # the first thing one sees
+
+
+def test_per_actor_panels_name_the_actor(dashboard: dict) -> None:
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            if "by (actor)" in target["expr"]:
+                assert "{{actor}}" in target["legendFormat"], panel["title"]
 
 
 def test_truth_and_estimate_are_side_by_side_per_category(dashboard: dict) -> None:

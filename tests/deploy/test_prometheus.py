@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,10 +10,20 @@ import pytest
 import yaml
 
 from tests.conftest import require_binary
-from tests.deploy.helpers import K8S_DIR, PROMETHEUS_DIR, load_compose, rule_exprs
+from tests.deploy.helpers import (
+    K8S_DIR,
+    PROMETHEUS_DIR,
+    REPO,
+    load_compose,
+    metrics_the_services_export,
+    promql_metric_names,
+    rule_exprs,
+)
 
 RULES = PROMETHEUS_DIR / "rules.yml"
 RULE_TESTS = PROMETHEUS_DIR / "rules.test.yml"
+RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK_URL = "https://github.com/gumbel-stream/gumbel-stream/blob/main/docs/runbook.md"
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
@@ -39,13 +50,38 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     alerts = {name for name, _ in rule_exprs()}
     assert alerts == {"GumbelEstimateStale", "GumbelEstimateFarFromBaseline",
                       "GumbelNotLearning", "GumbelDeadLetters", "GumbelDataStale",
-                      "GumbelRecordsSkipped"}
+                      "GumbelRecordsSkipped", "GumbelEstimatesAbsent",
+                      "GumbelConsumerLagGrowing", "GumbelCheckpointsFailing",
+                      "GumbelCheckpointTooOld", "GumbelActorRestarting"}
     fired, quiet = set(), set()
     for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
         for case in test.get("alert_rule_test", []):
             (fired if case["exp_alerts"] else quiet).add(case["alertname"])
     assert fired == alerts
     assert quiet == alerts
+
+
+def _github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, - for spaces."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_links_its_section_of_the_runbook() -> None:
+    headings = {_github_anchor(line.lstrip("#")) for line in RUNBOOK.read_text().splitlines()
+                if line.startswith("## ")}
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page == RUNBOOK_URL, rule["alert"]
+        assert anchor == _github_anchor(rule["alert"]) and anchor in headings, rule["alert"]
+    # and every section is an alert's
+    assert headings == {_github_anchor(r["alert"]) for r in rules}
+
+
+def test_every_metric_an_alert_uses_is_one_the_services_export() -> None:
+    used = {name for _, expr in rule_exprs() for name in promql_metric_names(expr)}
+    assert used - metrics_the_services_export() == set()
 
 
 def test_compose_scrapes_the_producer_and_the_monitor() -> None:

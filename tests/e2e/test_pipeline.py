@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     GUMBEL_STREAM,
     PARTITIONS,
     Children,
+    Prometheus,
     records_on_topic,
     start_metric_path,
     start_producer,
@@ -75,6 +76,7 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
     assert produced_seen is not None and 0 < produced_seen <= COUNT
     assert prometheus.scalar("gumbel_dead_letters_total") == 0
     assert prometheus.scalar('up{job="monitor"}') == 1
+    _check_the_trainer_metrics(prometheus, children)
 
     # An independent client reads what the trainer published.
     read = subprocess.run(
@@ -90,6 +92,43 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
 
     # Last, so that a learner that has not converged still lets everything else be checked.
     assert tv <= 0.05, f"TV {tv:.4f} > 0.05: estimate {estimate}\n{children.report()}"
+
+
+def _check_the_trainer_metrics(prometheus: Prometheus, children: Children) -> None:
+    """Each actor by its index, each partition, and the services' own processes (issue 12 §3)."""
+    def per_actor(promql: str) -> dict[str, float]:
+        return {r["metric"]["actor"]: float(r["value"][1]) for r in prometheus.query(promql)}
+
+    actors = {"0", "1"}
+    for name in ("gumbel_actor_records_per_second", "gumbel_actor_step_seconds",
+                 "gumbel_actor_poll_to_learn_seconds", "gumbel_actor_queued_batches",
+                 "gumbel_actor_lag_records", "gumbel_actor_learned_fraction",
+                 "gumbel_actor_restarts_total", "gumbel_actor_checkpoint_failures_total",
+                 "gumbel_actor_dead_letters_total"):
+        assert set(per_actor(name)) == actors, name
+    learned_per_s = per_actor("max_over_time(gumbel_actor_records_per_second[10m])")
+    assert min(learned_per_s.values()) > 0, learned_per_s  # both actors learned
+    step = per_actor("max_over_time(gumbel_actor_step_seconds[10m])")
+    assert min(step.values()) > 0, step
+    assert per_actor("gumbel_actor_learned_fraction") == {"0": 1.0, "1": 1.0}
+    assert per_actor("gumbel_actor_restarts_total") == {"0": 0.0, "1": 0.0}
+    assert per_actor("gumbel_actor_checkpoint_failures_total") == {"0": 0.0, "1": 0.0}
+
+    def partition_lags() -> dict[int, float] | None:
+        lags = {int(r["metric"]["partition"]): float(r["value"][1])
+                for r in prometheus.query("gumbel_partition_lag_records")}
+        return lags if lags == dict.fromkeys(range(PARTITIONS), 0.0) else None
+
+    wait_until(partition_lags, 60, "every partition's lag at 0 in Prometheus",
+               lambda: f"last: {prometheus.query('gumbel_partition_lag_records')}")
+    wait_until(  # the first checkpoints come checkpoint_interval_s (10 s) after the start
+        lambda: set(per_actor("gumbel_actor_last_checkpoint_timestamp_seconds")) == actors,
+        60, "a checkpoint of each actor in Prometheus", children.report)
+    assert set(per_actor("gumbel_actor_checkpoint_duration_seconds")) == actors
+    # the standard process collectors on both registries (the producer has exited by now)
+    assert (prometheus.scalar('process_resident_memory_bytes{job="monitor"}') or 0) > 0
+    assert (prometheus.scalar(
+        'max_over_time(process_resident_memory_bytes{job="producer"}[10m])') or 0) > 0
 
 
 def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: Children) -> None:
