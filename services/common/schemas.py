@@ -134,6 +134,13 @@ class Estimate(BaseModel):
     dead_letters_truncated: Count = Field(
         0, description="dead letters written truncated: too large for the dead-letter topic"
     )
+    # Added in the drift work (issue 11); the defaults keep earlier messages valid.
+    window_baseline_probabilities: Probabilities | None = Field(
+        None, description="a forgetting counter over about the last window_records records: "
+        "the yardstick of a learner that follows drift (None: the trainer keeps none)",
+    )
+    window_records: Count = Field(0, description="the memory of that counter, in records")
+    drift_detections: Count = Field(0, description="drifts the replicas detected, summed")
     # Added in the trainer metrics work (issue 12 §3); the default keeps earlier messages valid.
     actor_metrics: list[ActorMetrics] = Field(
         default_factory=list, max_length=MAX_ACTORS,
@@ -144,8 +151,10 @@ class Estimate(BaseModel):
     def _distributions_are_valid(self) -> Estimate:
         if self.schema_version != SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {self.schema_version}")
-        for name in ("probabilities", "baseline_probabilities"):
+        for name in ("probabilities", "baseline_probabilities", "window_baseline_probabilities"):
             probs = getattr(self, name)
+            if probs is None:  # only the window is optional
+                continue
             if len(probs) != self.num_categories:
                 raise ValueError(f"{name} has {len(probs)} values, expected {self.num_categories}")
             if abs(sum(probs) - 1.0) > 1e-4:

@@ -125,10 +125,23 @@ class EstimateCollector(Collector):
             "gumbel_discriminator_loss", "Discriminator loss of the latest step.",
             estimate.discriminator_loss,
         )
+        window = estimate.window_baseline_probabilities
+        if window is not None:
+            family = GaugeMetricFamily(
+                "gumbel_window_baseline_probability", "Probability of each category by a "
+                "forgetting counter over about the last window_records records.",
+                labels=["category"],
+            )
+            for category, p in enumerate(window):
+                family.add_metric([str(category)], p)
+            yield family
+        # Against the recent counts when the trainer sends them: a count over all history
+        # never forgets, so a learner that follows a drift would look wrong for good.
         yield GaugeMetricFamily(
             "gumbel_total_variation", "Total variation distance between the estimate and the "
-            "counting baseline.",
-            total_variation(estimate.probabilities, estimate.baseline_probabilities),
+            "windowed counting baseline (the all-history baseline when there is no window).",
+            total_variation(estimate.probabilities,
+                            window if window is not None else estimate.baseline_probabilities),
         )
         yield GaugeMetricFamily(
             "gumbel_learned_fraction", "Share of the records learned that the GAN learned from "
@@ -187,6 +200,11 @@ class EstimateCollector(Collector):
         yield CounterMetricFamily(
             "gumbel_records_skipped", "Records the trainer knowingly skipped (e.g. after a "
             "corrupt checkpoint, with the accept-loss policy).", value=counters.records_skipped,
+        )
+        yield CounterMetricFamily(
+            "gumbel_drift_detections", "Drifts in the stream the trainer's replicas detected "
+            "(each restarts the reported average and re-heats the temperature).",
+            value=counters.drift_detections,
         )
 
     def _actor_metrics(

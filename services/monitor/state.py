@@ -95,6 +95,7 @@ class Counters:
     dead_letters: int = 0
     records_skipped: int = 0
     dead_letters_truncated: int = 0
+    drift_detections: int = 0
     dead_letters_by_reason: Mapping[str, int] = field(default_factory=dict)
     # Per actor index (fewer than MAX_ACTORS): kept when an actor leaves an estimate, so
     # its counters do not restart if it comes back.
@@ -112,6 +113,7 @@ class Counters:
             samples_learned=max(self.samples_learned, estimate.samples_seen),
             dead_letters=max(self.dead_letters, estimate.dead_letters),
             records_skipped=max(self.records_skipped, estimate.records_skipped),
+            drift_detections=max(self.drift_detections, estimate.drift_detections),
             dead_letters_truncated=max(self.dead_letters_truncated,
                                        estimate.dead_letters_truncated),
             dead_letters_by_reason=dict(sorted(by_reason.items())),

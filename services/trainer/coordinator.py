@@ -85,6 +85,24 @@ def actor_metrics(status: ActorStatus, restarts: int = 0) -> ActorMetrics:
     )
 
 
+def common_schedule_steps(statuses: Sequence[ActorStatus]) -> int | None:
+    """The temperature schedule the replicas share: the one that re-heated last (fewest
+    steps since its start or re-heat); None before any status."""
+    return min((s.schedule_steps for s in statuses), default=None)
+
+
+def common_temperature(statuses: Sequence[ActorStatus]) -> float:
+    """The published temperature: that of the replica whose schedule re-heated last.
+
+    The coordinator gives every replica that schedule when it averages, so this is the one
+    temperature they share, not a blend of unrelated re-heats.
+    """
+    finite = [s for s in statuses if math.isfinite(s.temperature) and s.temperature > 0]
+    if not finite:
+        return 1.0
+    return min(finite, key=lambda s: s.schedule_steps).temperature
+
+
 def aggregate(
     statuses: Sequence[ActorStatus],
     *,
@@ -94,6 +112,7 @@ def aggregate(
     timestamp: float | None = None,
     backpressure: str = "learn_all",
     restarts: Mapping[int, int] | None = None,
+    window_records: int = 0,
 ) -> Estimate:
     """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts.
 
@@ -113,6 +132,8 @@ def aggregate(
         for reason, n in status.dead_letters_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + int(n)
     mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
+    windows = [s.window_counts for s in statuses if len(s.window_counts) == k]
+    window = [sum(col) for col in zip(*windows, strict=True)] if windows else None
     seen = sum(s.samples_seen for s in statuses)
     learned = sum(s.gan_learned for s in statuses)
     now = time.time() if timestamp is None else timestamp
@@ -129,7 +150,7 @@ def aggregate(
         num_categories=k,
         probabilities=_normalized(mean_estimate or [1.0] * k, k),
         baseline_probabilities=_normalized(counts, k),
-        temperature=_finite_mean([s.temperature for s in statuses], 1.0),
+        temperature=common_temperature(statuses),
         generator_loss=_finite_mean([s.generator_loss for s in statuses], 0.0),
         discriminator_loss=_finite_mean([s.discriminator_loss for s in statuses], 0.0),
         estimator=estimator,
@@ -138,6 +159,11 @@ def aggregate(
         backpressure=backpressure,
         learned_fraction=min(1.0, learned / seen) if seen else 1.0,
         consumer_lag=sum(s.lag for s in statuses),
+        # Each replica forgets over window_records / N of its values; their sum forgets
+        # over about window_records records of the whole stream.
+        window_baseline_probabilities=_normalized(window, k) if window is not None else None,
+        window_records=window_records if window is not None else 0,
+        drift_detections=sum(s.drift_detections for s in statuses),
         data_timestamp=min(min(data_times), now) if data_times else None,
         max_actor_status_age_s=max([0.0, *(now - t for t in status_times)]),
         records_skipped=sum(s.records_skipped for s in statuses),
@@ -163,8 +189,10 @@ class Coordinator:
         publish: Any,
         call_timeout_s: float = 30.0,
         backpressure: str = "learn_all",
+        window_records: int = 0,
     ) -> None:
         self.actors = list(actors)
+        self.window_records = window_records
         self.backpressure = backpressure
         self.model_id = model_id
         self.num_categories = num_categories
@@ -193,7 +221,8 @@ class Coordinator:
         if len(weights) < 2:
             return len(weights)
         mean = ray.put(average_weights(list(weights.values())))
-        refs = [self.actors[i].set_weights.remote(mean) for i in weights]
+        steps = common_schedule_steps(list(self.last_status.values()))
+        refs = [self.actors[i].set_weights.remote(mean, steps) for i in weights]
         for ref in refs:
             try:
                 ray.get(ref, timeout=self.call_timeout_s)
@@ -221,6 +250,7 @@ class Coordinator:
             estimator=self.estimator,
             backpressure=self.backpressure,
             restarts=self.restarts,
+            window_records=self.window_records,
         )
         self.last_estimate = estimate
         return estimate

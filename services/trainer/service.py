@@ -124,6 +124,7 @@ class Trainer:
             estimator=cfg.estimator,
             publish=self._publish,
             backpressure=cfg.backpressure,
+            window_records=cfg.window_records,
         )
         try:
             self.coordinator.wait_ready(ready_timeout_s)

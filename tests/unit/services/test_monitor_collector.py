@@ -295,3 +295,20 @@ def test_every_metric_the_monitor_exports_is_in_the_docs() -> None:
     for family in text_string_to_metric_families(generate_latest(_registry(state)).decode()):
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}" in docs, name
+
+
+def test_total_variation_is_against_the_window_when_the_trainer_sends_one() -> None:
+    """Issue 11: a count over all history never forgets; the window follows a drift."""
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(probabilities=[0.1, 0.1, 0.8],
+                              baseline_probabilities=[0.6, 0.3, 0.1],  # the old world
+                              window_baseline_probabilities=[0.1, 0.2, 0.7],
+                              window_records=10_000, drift_detections=2).to_bytes())
+    value = registry.get_sample_value
+    assert value("gumbel_total_variation") == pytest.approx(0.1)
+    assert value("gumbel_window_baseline_probability", {"category": "2"}) == 0.7
+    assert value("gumbel_drift_detections_total") == 2
+    state.offer(make_estimate(drift_detections=1).to_bytes())  # a restore: never falls
+    assert value("gumbel_drift_detections_total") == 2
+    assert value("gumbel_window_baseline_probability", {"category": "2"}) is None

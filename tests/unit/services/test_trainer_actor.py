@@ -351,16 +351,20 @@ def test_a_real_learner_checkpoints_and_restores_bit_identically(tmp_path: Path)
 def test_aggregate_sums_counts_and_averages_estimates() -> None:
     statuses = [
         ActorStatus(0, baseline_counts=(1, 3), estimate=(0.2, 0.8), samples_seen=4, steps=1,
-                    dead_letters=1, offsets={"0": 4}, temperature=0.5, generator_loss=1.0),
+                    dead_letters=1, offsets={"0": 4}, temperature=0.5, generator_loss=1.0,
+                    schedule_steps=10, window_counts=(0.5, 1.5), drift_detections=1),
         ActorStatus(1, baseline_counts=(3, 1), estimate=(0.4, 0.6), samples_seen=4, steps=2,
-                    dead_letters=0, offsets={"1": 5}, temperature=0.7, generator_loss=3.0),
+                    dead_letters=0, offsets={"1": 5}, temperature=0.7, generator_loss=3.0,
+                    schedule_steps=3, window_counts=(1.5, 0.5), drift_detections=2),
     ]
     est = aggregate(statuses, model_id="m", num_categories=2, estimator="st", timestamp=1.0)
     assert est.baseline_probabilities == [0.5, 0.5]
     assert est.probabilities == pytest.approx([0.3, 0.7])
     assert (est.samples_seen, est.dead_letters, est.step, est.actors) == (8, 1, 3, 2)
     assert est.offsets == {"0": 4, "1": 5}
-    assert est.temperature == pytest.approx(0.6)
+    assert est.temperature == 0.7  # the schedule that re-heated last, not a blend
+    assert est.window_baseline_probabilities == [0.5, 0.5] and est.window_records == 0
+    assert est.drift_detections == 3
     assert est.discriminator_loss == 0.0  # no finite value yet
     Estimate.from_bytes(est.to_bytes())
 
