@@ -172,12 +172,12 @@ def start_monitor(children: Children, bootstrap: str, port: int) -> None:
 
 
 def start_producer(children: Children, bootstrap: str, port: int, truth: list[float],
-                   count: int, rate: int) -> None:
+                   count: int, rate: int, drift: str = "") -> None:
     children.start("producer", [
         GUMBEL_STREAM, "producer", "--bootstrap-servers", bootstrap,
         "--num-partitions", str(PARTITIONS), "--probabilities", ",".join(map(str, truth)),
         "--count", str(count), "--rate", str(rate), "--seed", "5",
-        "--metrics-port", str(port),
+        "--metrics-port", str(port), *(["--drift", drift] if drift else []),
     ], env={"GUMBEL_PRODUCER__METRICS_HOST": "127.0.0.1"})
 
 
