@@ -26,7 +26,9 @@ from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
-from services.trainer.checkpoint import CheckpointStore, encode
+from services.trainer.checkpoint import CheckpointStore
+from services.trainer.checkpointing import Checkpointer
+from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
 from services.trainer.meter import LearningMeter
 from services.trainer.replica import Replica
 from services.trainer.resume import load_checkpoint, offsets_after_lost_history
@@ -37,10 +39,6 @@ __all__ = ["TrainerActor", "owned_partitions", "actor_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
-# A stream whose records fall outside [0, K) (a producer with another K) is warned about at
-# most this often, not once per poll.
-MISMATCH_WARNING_INTERVAL_S = 60.0
 
 
 def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
@@ -90,20 +88,17 @@ class TrainerActor:
         self._queue: queue.Queue[PolledBatch] = queue.Queue(maxsize=cfg.queue_batches)
         self._store = None if cfg.checkpoint_dir is None else CheckpointStore(
             actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index))
+        self._checkpoints = Checkpointer(self._store, {
+            "model_id": cfg.model_id, "actor": index, "num_actors": num_actors,
+            "topic": kafka.numbers_topic})
         self.replica: Replica | None = None
         self._source: PartitionSource | None = None
         self._dlq: DeadLetterWriter | None = None
-        self._checkpoint_seq = 0
-        self._restored_seq: int | None = None
         self._restored_truncated = 0
-        self._last_checkpoint = time.monotonic()
-        self._checkpoint_seconds = self._checkpoint_time = 0.0
-        self._checkpoint_failures = 0
-        self._pending_commit: dict[int, int] | None = None
         self._commit_warned = False
         self._unverified_offsets: dict[int, int] = {}  # restored, not yet checked vs the log
         self._highwaters: dict[int, int] = {}
-        self._next_mismatch_warning = 0.0
+        self._mismatch = MismatchWarning(index, cfg.num_categories)
         self.meter = LearningMeter()
         self.error: str | None = None
         self._sent_weights: dict[str, Any] | None = None  # read by the coordinator to average
@@ -133,11 +128,9 @@ class TrainerActor:
                                                  self.index)
         if restored is not None:
             self._apply_checkpoint(restored.state)
-            self._restored_seq = self._checkpoint_seq = restored.seq
+            self._checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
             log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
                      restored.path, self.replica.learner.samples_seen, self.replica.offsets)
-        if self._store is not None:
-            self._checkpoint_seq = max([self._checkpoint_seq, *self._store.sequence_numbers()])
         self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
                                        cfg.num_categories)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
@@ -156,7 +149,7 @@ class TrainerActor:
         self.replica.offsets.update(self._source.seek(self.replica.offsets))
         log.info("actor %d (pid %d, %s) owns partitions %s of %s", self.index, os.getpid(),
                  self.device, self._source.partitions, kafka.numbers_topic)
-        self._last_checkpoint = time.monotonic()
+        self._checkpoints.last = time.monotonic()
         if background:
             self._start_threads()
 
@@ -225,7 +218,7 @@ class TrainerActor:
     def _learn_loop(self) -> None:
         cfg = self.settings.trainer
         while not self._stop.is_set():
-            if time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval_s:
+            if self._checkpoints.due(cfg.checkpoint_interval_s):
                 self.checkpoint()
             try:
                 batch = self._queue.get(timeout=0.05)
@@ -246,7 +239,7 @@ class TrainerActor:
         if batch.decoded.bad:
             assert self._dlq is not None
             self._dlq.write(batch.decoded.bad)
-            self._warn_if_mismatched(batch)
+            self._mismatch.check(batch)
 
     def _learn(self, batch: PolledBatch) -> int:
         assert self.replica is not None
@@ -256,20 +249,6 @@ class TrainerActor:
         self.meter.learned(good, time.monotonic() - started, batch.polled_at, batch.newest_time)
         self._update_data_time()
         return good
-
-    def _warn_if_mismatched(self, batch: PolledBatch) -> None:
-        """Say once a minute when records fall outside [0, K): likely a producer with another K."""
-        out_of_range = [r for r in batch.decoded.bad if r.reason == "out_of_range"]
-        now = time.monotonic()
-        if not out_of_range or now < self._next_mismatch_warning:
-            return
-        self._next_mismatch_warning = now + MISMATCH_WARNING_INTERVAL_S
-        log.warning("actor %d: %d of %d records of this poll are outside [0, %d) (e.g. %s) and "
-                    "go to the dead-letter topic: does the producer's K match the trainer's "
-                    "num_categories? (logged at most every %gs; counted by reason "
-                    "out_of_range)", self.index, len(out_of_range), batch.records,
-                    self.settings.trainer.num_categories, out_of_range[0].error,
-                    MISMATCH_WARNING_INTERVAL_S)
 
     def _lag_by_partition(self) -> dict[int, int]:
         offsets = self.offsets
@@ -283,20 +262,8 @@ class TrainerActor:
         assert self._source is not None
         self._highwaters = self._source.highwaters()
         if self._unverified_offsets:
-            self._report_offsets_past_the_end()
-
-    def _report_offsets_past_the_end(self) -> None:
-        """Say once when the model has read past the log's end: the topic was recreated."""
-        topic = self.settings.kafka.numbers_topic
-        for partition, stored in list(self._unverified_offsets.items()):
-            high = self._highwaters.get(partition)
-            if high is None:
-                continue  # no fetch answered for this partition yet
-            del self._unverified_offsets[partition]
-            if stored > high:
-                log.error("actor %d: the checkpoint is at offset %d of %s[%d], past its end %d: "
-                          "was the topic recreated? (a fresh broker needs a fresh "
-                          "--checkpoint-dir)", self.index, stored, topic, partition, high)
+            self._unverified_offsets = report_offsets_past_the_end(
+                self._unverified_offsets, self._highwaters, self._source.topic, self.index)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -315,35 +282,18 @@ class TrainerActor:
         Dead letters sent before the snapshot are flushed before the file exists, and the
         offsets are committed to Kafka only after it (by the polling thread).
         """
-        self._last_checkpoint = started = time.monotonic()
-        if self.replica is None:
+        replica = self.replica
+        if replica is None:
             return None
-        cfg = self.settings.trainer
-        with self._lock:
-            state = {
-                "format": CHECKPOINT_FORMAT, "model_id": cfg.model_id, "actor": self.index,
-                "num_actors": self.num_actors, "topic": self.settings.kafka.numbers_topic,
-                **self.replica.state_dict(), "time": time.time(),
-                "dead_letters_truncated": self._dlq.truncated if self._dlq is not None else 0,
-            }
-            data = encode(state)  # serialized under the lock: a consistent snapshot
-            self._checkpoint_seq += 1
-            seq = self._checkpoint_seq
-        try:
-            if self._dlq is not None:
-                self._dlq.flush(timeout_s=60)
-            if self._store is not None:
-                self._store.save_bytes(data, state, seq)
-        except Exception:
-            self._checkpoint_failures += 1
-            raise
-        self._pending_commit = dict(state["offsets"])
-        self._checkpoint_seconds = time.monotonic() - started
-        self._checkpoint_time = time.time()
-        return seq
+
+        def snapshot() -> dict[str, Any]:
+            truncated = self._dlq.truncated if self._dlq is not None else 0
+            return {**replica.state_dict(), "dead_letters_truncated": truncated}
+
+        return self._checkpoints.write(self._lock, snapshot, self._dlq)
 
     def _commit_pending(self) -> None:
-        offsets, self._pending_commit = self._pending_commit, None
+        offsets, self._checkpoints.pending_commit = self._checkpoints.pending_commit, None
         if not offsets or self._source is None:
             return
         try:
@@ -407,9 +357,9 @@ class TrainerActor:
             queue_depth=self._queue.qsize(),
             records_per_s=rates.records_per_s, step_seconds=rates.step_seconds,
             poll_to_learn_seconds=rates.poll_to_learn_seconds,
-            checkpoint_seq=self._checkpoint_seq, restored_seq=self._restored_seq,
-            checkpoint_seconds=self._checkpoint_seconds, checkpoint_time=self._checkpoint_time,
-            checkpoint_failures=self._checkpoint_failures,
+            checkpoint_seq=self._checkpoints.seq, restored_seq=self._checkpoints.restored_seq,
+            checkpoint_seconds=self._checkpoints.seconds, checkpoint_time=self._checkpoints.time,
+            checkpoint_failures=self._checkpoints.failures,
             running=bool(self._threads) and all(t.is_alive() for t in self._threads),
             error=self.error, data_time=self.meter.data_time, status_time=now,
         )
