@@ -141,6 +141,8 @@ class Estimate(BaseModel):
     )
     window_records: Count = Field(0, description="the memory of that counter, in records")
     drift_detections: Count = Field(0, description="drifts the replicas detected, summed")
+    # Added in the Ray cluster work (issue 13); the default keeps earlier messages valid.
+    nodes: Count = Field(0, description="Ray nodes the actors ran on (0: not known)")
     # Added in the trainer metrics work (issue 12 §3); the default keeps earlier messages valid.
     actor_metrics: list[ActorMetrics] = Field(
         default_factory=list, max_length=MAX_ACTORS,

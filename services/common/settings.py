@@ -304,6 +304,15 @@ class TrainerSettings(BaseModel):
         "reach the model are logged as an ERROR and counted (`records_skipped`)",
     )
     ray_address: str | None = Field(None, description="join this Ray cluster (or RAY_ADDRESS)")
+    ray_auth_token: SecretStr | None = Field(
+        None, description="the Ray cluster's token when it uses token authentication (Ray "
+        ">= 2.60 heads do; else RAY_AUTH_TOKEN or ~/.ray/auth_token with RAY_AUTH_MODE=token)",
+    )
+    cpus_per_actor: float = Field(
+        1.0, ge=0, description="CPUs each actor asks Ray for (it learns on one torch thread); "
+        "with the SPREAD strategy a cluster of N nodes trains on N nodes. 0 packs actors "
+        "anywhere",
+    )
 
 
 class MonitorSettings(BaseModel):

@@ -350,6 +350,7 @@ class TrainerActor:
         now, rates, lags = time.time(), self.meter.rates(), self._lag_by_partition()
         base = ActorStatus(
             index=self.index, pid=os.getpid(), host=socket.gethostname(), device=self.device,
+            node_id=getattr(self, "node_id", ""),  # set by the Ray actor class
             partitions=tuple(self._source.partitions if self._source else ()),
             dead_letters_truncated=self._dlq.truncated if self._dlq else 0,
             dead_letters_lost=self._dlq.failed if self._dlq else 0,

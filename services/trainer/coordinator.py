@@ -164,6 +164,7 @@ def aggregate(
         window_baseline_probabilities=_normalized(window, k) if window is not None else None,
         window_records=window_records if window is not None else 0,
         drift_detections=sum(s.drift_detections for s in statuses),
+        nodes=len({s.node_id for s in statuses if s.node_id}),
         data_timestamp=min(min(data_times), now) if data_times else None,
         max_actor_status_age_s=max([0.0, *(now - t for t in status_times)]),
         records_skipped=sum(s.records_skipped for s in statuses),

@@ -17,7 +17,7 @@ from services.common.errors import StartupError
 from services.common.settings import TrainerSettings
 from services.trainer.checkpoint import CheckpointError, CheckpointStore
 
-__all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_gpus"]
+__all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_cpus", "check_gpus"]
 
 _DIR_SETTING = "trainer.checkpoint_dir (--checkpoint-dir, GUMBEL_TRAINER__CHECKPOINT_DIR)"
 
@@ -89,4 +89,16 @@ def check_gpus(
             f"invalid setting trainer.gpus_per_actor (--gpus-per-actor, "
             f"GUMBEL_TRAINER__GPUS_PER_ACTOR): {cfg.num_actors} actors x "
             f"{cfg.gpus_per_actor:g} GPU need {wanted:g} GPUs, {where} has {have:g}"
+        )
+
+
+def check_cpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
+    """The Ray cluster has the CPUs the actors ask for (else Ray waits for them forever)."""
+    wanted = cfg.cpus_per_actor * cfg.num_actors
+    have = float(cluster_resources.get("CPU", 0.0))
+    if wanted > 0 and have < wanted:
+        raise StartupError(
+            f"invalid setting trainer.cpus_per_actor (GUMBEL_TRAINER__CPUS_PER_ACTOR): "
+            f"{cfg.num_actors} actors x {cfg.cpus_per_actor:g} CPU need {wanted:g} CPUs, the "
+            f"Ray cluster has {have:g}; add nodes, or ask less per actor (e.g. 0.5)"
         )

@@ -23,7 +23,12 @@ from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
 from services.trainer.actor import TrainerActor
 from services.trainer.coordinator import Coordinator
-from services.trainer.preflight import check_checkpoint_dir, check_checkpoints_match, check_gpus
+from services.trainer.preflight import (
+    check_checkpoint_dir,
+    check_checkpoints_match,
+    check_cpus,
+    check_gpus,
+)
 
 __all__ = ["run", "Trainer", "init_ray", "remote_actor_class"]
 
@@ -32,20 +37,38 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL_S = 5.0
 
 
-def init_ray(address: str | None) -> bool:
-    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; True if we started it."""
+def init_ray(address: str | None, auth_token: str | None = None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; True if we started it.
+
+    A cluster with token authentication needs its token: ``auth_token``, or Ray's own
+    ``RAY_AUTH_TOKEN`` / ``~/.ray/auth_token`` with ``RAY_AUTH_MODE=token``.
+    """
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        configure_logging=False,
-        namespace="gumbel-stream",
-    )
+    if auth_token:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = auth_token
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+            namespace="gumbel-stream",
+        )
+    except ConnectionError as exc:
+        if not address:
+            raise
+        hint = ("is the token right? (trainer.ray_auth_token)" if auth_token else
+                "if it uses token authentication, set trainer.ray_auth_token "
+                "(GUMBEL_TRAINER__RAY_AUTH_TOKEN) or RAY_AUTH_MODE=token")
+        raise StartupError(
+            f"invalid setting trainer.ray_address (--ray-address, RAY_ADDRESS): cannot join "
+            f"the Ray cluster at {address}: {exc}; {hint}"
+        ) from None
     log.info("Ray %s (%s)", "joined at " + address if address else "started locally",
              ray.cluster_resources())
     return True
@@ -63,6 +86,9 @@ class RayTrainerActor(TrainerActor):
             ours.propagate = False
         ours.setLevel(log_level)
         logging.getLogger("kafka").setLevel(max(log_level, logging.WARNING))
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
         super().__init__(*args, **kwargs)
 
 
@@ -72,8 +98,11 @@ def remote_actor_class(settings: TrainerServiceSettings) -> Any:
 
     cfg = settings.trainer
     return ray.remote(RayTrainerActor).options(
-        num_cpus=0,  # the learners are small; GPUs (if any) are what actors are placed by
+        # What an actor really uses (one torch thread; a GPU if asked), spread over the nodes:
+        # a cluster of N nodes trains on N nodes instead of packing every actor on one.
+        num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor,
+        scheduling_strategy="SPREAD",
         max_restarts=cfg.max_restarts,
         max_task_retries=0,
         max_concurrency=4,  # status() answers while checkpoint() writes
@@ -199,11 +228,14 @@ def run(settings: TrainerServiceSettings) -> int:
             log.error("%s", exc)
             return 1
         ensure_topics(settings.kafka)
-        started_ray = init_ray(settings.trainer.ray_address)
+        token = settings.trainer.ray_auth_token
+        started_ray = init_ray(settings.trainer.ray_address,
+                               token.get_secret_value() if token is not None else None)
         try:
             import ray
 
             check_gpus(settings.trainer, ray.cluster_resources())
+            check_cpus(settings.trainer, ray.cluster_resources())
             # Again: ray.init installs a SIGTERM handler of its own for drivers.
             with stop_on_signals(stop):
                 trainer = Trainer(settings)

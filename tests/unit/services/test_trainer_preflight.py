@@ -11,7 +11,12 @@ import torch
 from services.common.errors import StartupError
 from services.common.settings import TrainerSettings
 from services.trainer.checkpoint import CheckpointStore
-from services.trainer.preflight import check_checkpoint_dir, check_checkpoints_match, check_gpus
+from services.trainer.preflight import (
+    check_checkpoint_dir,
+    check_checkpoints_match,
+    check_cpus,
+    check_gpus,
+)
 
 
 def _learner_state(k: int, estimator: str) -> dict:
@@ -72,3 +77,12 @@ def test_gpus_the_cluster_lacks_name_the_setting() -> None:
         check_gpus(cfg, {"CPU": 2.0, "GPU": 1.0})
     check_gpus(cfg, {"GPU": 2.0})
     check_gpus(TrainerSettings(), {"CPU": 2.0})
+
+
+def test_cpus_the_cluster_lacks_name_the_setting() -> None:
+    """Actors ask for a CPU each: on too small a cluster Ray would wait for them forever."""
+    with pytest.raises(StartupError, match=r"GUMBEL_TRAINER__CPUS_PER_ACTOR.*need 3 CPUs, the "
+                       r"Ray cluster has 2"):
+        check_cpus(TrainerSettings(num_actors=3), {"CPU": 2.0})
+    check_cpus(TrainerSettings(num_actors=2), {"CPU": 2.0})
+    check_cpus(TrainerSettings(num_actors=4, cpus_per_actor=0.5), {"CPU": 2.0})
