@@ -78,27 +78,32 @@ def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> Non
             )
 
 
+def _check_resource(
+    cfg: TrainerSettings, resource: str, per_actor: float, setting: str, have: float,
+    where: str, hint: str = "",
+) -> None:
+    """The actors' ``per_actor`` x ``num_actors`` of ``resource`` exist (else Ray waits for
+    them forever); ``setting`` is the one line's name for the setting to change."""
+    wanted = per_actor * cfg.num_actors
+    if wanted > 0 and have < wanted:
+        raise StartupError(
+            f"invalid setting {setting}: {cfg.num_actors} actors x {per_actor:g} {resource} "
+            f"need {wanted:g} {resource}s, {where} has {have:g}{hint}"
+        )
+
+
 def check_gpus(
     cfg: TrainerSettings, cluster_resources: Mapping[str, float], where: str = "the Ray cluster"
 ) -> None:
-    """The Ray cluster has the GPUs the actors ask for (else Ray waits for them forever)."""
-    wanted = cfg.gpus_per_actor * cfg.num_actors
-    have = float(cluster_resources.get("GPU", 0.0))
-    if wanted > 0 and have < wanted:
-        raise StartupError(
-            f"invalid setting trainer.gpus_per_actor (--gpus-per-actor, "
-            f"GUMBEL_TRAINER__GPUS_PER_ACTOR): {cfg.num_actors} actors x "
-            f"{cfg.gpus_per_actor:g} GPU need {wanted:g} GPUs, {where} has {have:g}"
-        )
+    """The Ray cluster (or this machine) has the GPUs the actors ask for."""
+    _check_resource(cfg, "GPU", cfg.gpus_per_actor,
+                    "trainer.gpus_per_actor (--gpus-per-actor, GUMBEL_TRAINER__GPUS_PER_ACTOR)",
+                    float(cluster_resources.get("GPU", 0.0)), where)
 
 
 def check_cpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
-    """The Ray cluster has the CPUs the actors ask for (else Ray waits for them forever)."""
-    wanted = cfg.cpus_per_actor * cfg.num_actors
-    have = float(cluster_resources.get("CPU", 0.0))
-    if wanted > 0 and have < wanted:
-        raise StartupError(
-            f"invalid setting trainer.cpus_per_actor (GUMBEL_TRAINER__CPUS_PER_ACTOR): "
-            f"{cfg.num_actors} actors x {cfg.cpus_per_actor:g} CPU need {wanted:g} CPUs, the "
-            f"Ray cluster has {have:g}; add nodes, or ask less per actor (e.g. 0.5)"
-        )
+    """The Ray cluster has the CPUs the actors ask for."""
+    _check_resource(cfg, "CPU", cfg.cpus_per_actor,
+                    "trainer.cpus_per_actor (GUMBEL_TRAINER__CPUS_PER_ACTOR)",
+                    float(cluster_resources.get("CPU", 0.0)), "the Ray cluster",
+                    "; add nodes, or ask less per actor (e.g. 0.5)")
