@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from services.common.schemas import (
     MAX_ACTORS,
@@ -214,6 +214,12 @@ class Coordinator:
             except _UNAVAILABLE as exc:
                 log.warning("actor %d did not answer %s (restarting?): %s",
                             i, method, type(exc).__name__)
+            except RayTaskError as exc:
+                # A bug in one actor's method must not stop the loop that publishes for all:
+                # skip its answer this round and say what it raised (without Ray's traceback).
+                cause = getattr(exc, "cause", None) or exc
+                log.error("actor %d raised in %s: %s: %s", i, method, type(cause).__name__,
+                          cause)
         return answers
 
     def average(self) -> int:

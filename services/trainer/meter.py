@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ class LearningMeter:
         self.window_s = window_s
         self._clock, self._wall = clock, wall
         self._recent: deque[tuple[float, int, float, float]] = deque(maxlen=256)
+        # The learn thread appends while status() reads on Ray's call thread: iterating a
+        # deque that changes raises, so both sides hold this lock.
+        self._recent_lock = threading.Lock()
         self._newest_learned = 0.0
         # Unix time as of which the replica had learned everything on its partitions: now
         # when caught up, else the newest learned record's timestamp. A hung loop stops it.
@@ -30,7 +34,8 @@ class LearningMeter:
 
     def learned(self, values: int, step_s: float, polled_at: float, newest_time: float) -> None:
         now = self._clock()
-        self._recent.append((now, values, step_s, now - polled_at))
+        with self._recent_lock:
+            self._recent.append((now, values, step_s, now - polled_at))
         self._newest_learned = max(self._newest_learned, newest_time)
 
     def caught_up(self, caught_up: bool) -> None:
@@ -44,7 +49,8 @@ class LearningMeter:
 
     def rates(self) -> Rates:
         clock = self._clock()
-        recent = [r for r in self._recent if clock - r[0] <= self.window_s]
+        with self._recent_lock:
+            recent = [r for r in self._recent if clock - r[0] <= self.window_s]
         if not recent:
             return Rates(0.0, 0.0, 0.0)
         span = recent[-1][0] - recent[0][0]

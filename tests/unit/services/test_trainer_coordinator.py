@@ -102,3 +102,25 @@ def test_the_coordinator_publishes_the_restarts_it_counted(monkeypatch) -> None:
 def test_an_actor_without_lag_reports_zero(lag_by_partition: dict[str, int]) -> None:
     (m,) = _aggregate([ActorStatus(0, lag_by_partition=lag_by_partition)]).actor_metrics
     assert m.lag == 0 and m.lag_by_partition == lag_by_partition
+
+
+def test_an_actor_that_raises_is_skipped_and_the_others_still_publish(monkeypatch, caplog) -> None:
+    """One actor's method raising (a bug: CI once saw status() fail on a race) must not kill
+    the publishing loop: the others' statuses publish, and the error is logged by name."""
+    from ray.exceptions import RayTaskError
+
+    failure = RayTaskError("status", "Traceback ...", RuntimeError("deque mutated"))
+
+    def get(ref: Any, timeout: float | None = None) -> Any:
+        if ref is failure:
+            raise failure
+        return ref
+
+    monkeypatch.setattr(coordinator_module.ray, "get", get)
+    actors = [_FakeActor(ActorStatus(0, pid=100, samples_seen=7)), _FakeActor(ActorStatus(1))]
+    actors[1].status = _Method(failure)
+    coordinator = Coordinator(actors, model_id="m", num_categories=2, estimator="st",
+                              publish=lambda e: None)
+    estimate = coordinator.publish()
+    assert estimate.samples_seen == 7 and [m.index for m in estimate.actor_metrics] == [0]
+    assert "actor 1 raised in status: RuntimeError: deque mutated" in caplog.text

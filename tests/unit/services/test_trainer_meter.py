@@ -42,3 +42,30 @@ def test_data_time_is_now_when_caught_up_else_the_newest_record_never_the_future
     wall.t = 1_200.0
     meter.caught_up(True)
     assert meter.data_time == 1_200.0
+
+
+def test_rates_while_another_thread_learns() -> None:
+    """status() reads the rates on Ray's call thread while the learn thread records batches:
+    reading must never see the deque change under it (CI saw 'deque mutated during
+    iteration' kill the publish loop)."""
+    import sys
+    import threading
+
+    meter = LearningMeter(window_s=1e9)
+    stop = threading.Event()
+
+    def learn() -> None:
+        while not stop.is_set():
+            meter.learned(1, 0.0, 0.0, 0.0)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible to expose a race
+    thread = threading.Thread(target=learn, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3_000):
+            meter.rates()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
