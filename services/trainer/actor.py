@@ -29,6 +29,7 @@ from services.trainer import learner as learner_api
 from services.trainer.checkpoint import CheckpointStore
 from services.trainer.checkpointing import Checkpointer
 from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
+from services.trainer.fence import EpochFence, Fenced
 from services.trainer.meter import LearningMeter
 from services.trainer.replica import Replica
 from services.trainer.resume import load_checkpoint, offsets_after_lost_history
@@ -86,11 +87,15 @@ class TrainerActor:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._queue: queue.Queue[PolledBatch] = queue.Queue(maxsize=cfg.queue_batches)
-        self._store = None if cfg.checkpoint_dir is None else CheckpointStore(
-            actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index))
+        directory = (None if cfg.checkpoint_dir is None
+                     else actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index))
+        self._store = None if directory is None else CheckpointStore(directory)
+        # Claimed at start; a paused instance whose successor claimed a newer epoch stops
+        # before it writes a checkpoint or commits offsets (holds across machines).
+        self._fence = None if directory is None else EpochFence(directory)
         self._checkpoints = Checkpointer(self._store, {
             "model_id": cfg.model_id, "actor": index, "num_actors": num_actors,
-            "topic": kafka.numbers_topic})
+            "topic": kafka.numbers_topic}, self._fence)
         self.replica: Replica | None = None
         self._source: PartitionSource | None = None
         self._dlq: DeadLetterWriter | None = None
@@ -119,8 +124,9 @@ class TrainerActor:
         if self._threads:
             return
         cfg, kafka = self.settings.trainer, self.settings.kafka
-        if self._store is not None:
-            self._store.acquire()
+        if self._fence is not None:
+            epoch = self._fence.claim()
+            log.info("actor %d claimed epoch %d of %s", self.index, epoch, self._fence.directory)
         self.replica = Replica(self._learner_factory(), backpressure=cfg.backpressure,
                                sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
                                window_records=cfg.window_records / self.num_actors)
@@ -182,13 +188,15 @@ class TrainerActor:
         if self._dlq is not None:
             self._dlq.flush(timeout_s=30)
             self._dlq = None
-        if self._store is not None:
-            self._store.release()
         return status
 
     def _guarded(self, loop: Callable[[], None]) -> None:
         try:
             loop()
+        except Fenced as exc:  # a newer instance runs: stop writing, and never restart over it
+            self.error = f"fenced: {exc}"
+            log.error("actor %d: %s", self.index, exc)
+            self._stop.set()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("actor %d: %s failed", self.index, loop.__name__)
@@ -296,6 +304,8 @@ class TrainerActor:
         offsets, self._checkpoints.pending_commit = self._checkpoints.pending_commit, None
         if not offsets or self._source is None:
             return
+        if self._fence is not None:
+            self._fence.check()  # Fenced ends the polling thread: a zombie never commits
         try:
             self._source.commit(offsets)
             if self._commit_warned:

@@ -6,18 +6,18 @@ place and the directory fsynced, so a crash leaves either the old or the new fil
 A torn or corrupt file fails its checksum and is skipped in favour of the previous one; when
 every kept file is corrupt, ``load_latest`` raises ``NoValidCheckpoint`` (never "no checkpoint":
 a first start and a lost history must not look alike).
-A lock file fences the directory: a second writer (a zombie of a killed trainer) waits.
+Which instance of an actor may write here is decided by its epoch fence (``fence.py``), which
+holds across machines; this module only reads and writes the files.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import logging
 import os
 import re
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,36 +96,6 @@ class CheckpointStore:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.directory = Path(directory)
         self.keep = keep
-        self._lock_fd: int | None = None
-
-    def acquire(self, timeout_s: float = 60.0) -> None:
-        """Take the directory's lock, waiting while another process (a zombie) holds it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout_s
-        warned = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise TimeoutError(
-                        f"{self.directory} is locked by another trainer for {timeout_s:g}s"
-                    ) from None
-                if not warned:
-                    log.warning("waiting for the lock of %s (a previous actor still running?)",
-                                self.directory)
-                    warned = True
-                time.sleep(0.2)
-        self._lock_fd = fd
-
-    def release(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def sequence_numbers(self) -> list[int]:
         if not self.directory.is_dir():
@@ -140,7 +110,12 @@ class CheckpointStore:
         """Write ``state`` atomically as the next checkpoint, then drop the oldest ones."""
         return self.save_bytes(encode(state), state, seq)
 
-    def save_bytes(self, data: bytes, state: dict[str, Any], seq: int | None = None) -> Checkpoint:
+    def save_bytes(
+        self, data: bytes, state: dict[str, Any], seq: int | None = None,
+        before_rename: Callable[[], None] | None = None,
+    ) -> Checkpoint:
+        """Write ``data`` as checkpoint ``seq``; ``before_rename`` (the epoch fence's check) runs
+        just before the file appears, and raising there leaves no file behind."""
         self.directory.mkdir(parents=True, exist_ok=True)
         existing = self.sequence_numbers()
         if seq is None:
@@ -151,6 +126,12 @@ class CheckpointStore:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        try:
+            if before_rename is not None:
+                before_rename()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         _fsync_dir(self.directory)
         for old in [s for s in self.sequence_numbers() if s < seq][: -(self.keep - 1) or None]:

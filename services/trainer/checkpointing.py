@@ -14,6 +14,7 @@ from typing import Any
 
 from services.common.dead_letters import DeadLetterWriter
 from services.trainer.checkpoint import CheckpointStore, encode
+from services.trainer.fence import EpochFence
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpointer"]
 
@@ -23,8 +24,10 @@ CHECKPOINT_FORMAT = 1
 class Checkpointer:
     """Writes ``identity`` + a snapshot to ``store``; remembers what the status reports."""
 
-    def __init__(self, store: CheckpointStore | None, identity: dict[str, Any]) -> None:
+    def __init__(self, store: CheckpointStore | None, identity: dict[str, Any],
+                 fence: EpochFence | None = None) -> None:
         self.store = store
+        self.fence = fence  # checked before the file appears: a zombie instance never writes
         self.identity = {"format": CHECKPOINT_FORMAT, **identity}
         self.seq = 0
         self.restored_seq: int | None = None
@@ -51,7 +54,8 @@ class Checkpointer:
         """Snapshot under ``lock``, flush dead letters, write the file; its sequence number."""
         self.last = started = time.monotonic()
         with lock:
-            state = {**self.identity, **snapshot(), "time": time.time()}
+            state = {**self.identity, **snapshot(), "time": time.time(),
+                     "epoch": self.fence.epoch if self.fence is not None else 0}
             data = encode(state)  # serialized under the lock: a consistent snapshot
             self.seq += 1
             seq = self.seq
@@ -59,7 +63,8 @@ class Checkpointer:
             if dlq is not None:
                 dlq.flush(timeout_s=60)
             if self.store is not None:
-                self.store.save_bytes(data, state, seq)
+                check = self.fence.check if self.fence is not None else None
+                self.store.save_bytes(data, state, seq, before_rename=check)
         except Exception:
             self.failures += 1
             raise

@@ -275,7 +275,6 @@ def test_restart_resumes_from_the_checkpoint_neither_skipping_nor_repeating(tmp_
     first.learn_records(consumer.poll(max_records=60))
     first.checkpoint()
     first.learn_records(consumer.poll(max_records=70))  # learned, never checkpointed: lost
-    first._store.release()  # the process died: the kernel drops its lock
 
     second, consumer2, _ = _actor(settings, data)
     _start_without_thread(second)
@@ -305,7 +304,6 @@ def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
     first.learn_records(consumer.poll(max_records=40))
     newest = first._store.path_of(first.checkpoint())
     newest.write_bytes(newest.read_bytes()[:100])
-    first._store.release()
 
     second, consumer2, _ = _actor(settings, data)
     _start_without_thread(second)
@@ -382,7 +380,6 @@ def test_a_checkpoint_past_the_end_of_a_recreated_topic_is_reported(
     _start_without_thread(first)
     _drain(first, consumer)
     first.checkpoint()
-    first._store.release()
     second, consumer2, _ = _actor(settings, _data(partitions=1, per_partition=10))  # fresh
     _start_without_thread(second)
     second._after_fetch()  # after the first fetch: its high watermark is the log's end
@@ -405,7 +402,6 @@ def test_a_restart_after_everything_was_consumed_is_not_reported(
     _start_without_thread(first)
     _drain(first, consumer)
     first.checkpoint()
-    first._store.release()
     consumer2 = ListOffsetsOffByOne(TOPIC, data)
     second, _, _ = _actor(settings, data, consumer=consumer2)
     _start_without_thread(second)
@@ -421,7 +417,6 @@ def _corrupt_every_checkpoint(tmp_path: Path, data: dict[int, list[bytes]], comm
     first.learn_records(consumer.poll(max_records=committed))
     first.checkpoint()
     first._commit_pending()
-    first._store.release()
     for path in first._store.directory.glob("ckpt-*.pt"):
         path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     return consumer.committed_offsets
@@ -471,7 +466,6 @@ def test_accept_loss_after_corrupt_checkpoints_counts_what_it_skips(
     assert status.records_skipped == 60
     assert "60 records of partitions [0] will never reach the model" in caplog.text
     actor.checkpoint()  # the count survives the next restart
-    actor._store.release()
     again, _, _ = _actor(_settings(tmp_path), data)
     _start_without_thread(again)
     assert again.status().records_skipped == 60
@@ -514,3 +508,32 @@ def test_aggregate_reports_the_stalest_data_and_the_oldest_status() -> None:
     assert est.max_actor_status_age_s == pytest.approx(295.0)
     assert est.dead_letters_by_reason == {"empty": 3, "out_of_range": 4}
     assert (est.records_skipped, est.dead_letters_truncated) == (3, 1)
+
+
+def test_a_paused_instance_is_fenced_once_its_successor_starts(tmp_path: Path) -> None:
+    """The zombie case, in one process: instance 1 of actor 0 stalls, Ray starts instance 2
+    (which claims a newer epoch and resumes from the checkpoint), then instance 1 wakes: it
+    must neither write a checkpoint nor commit offsets."""
+    from services.trainer.fence import Fenced
+
+    data = _data(partitions=1, per_partition=100)
+    settings = _settings(tmp_path)
+    zombie, consumer, _ = _actor(settings, data)
+    _start_without_thread(zombie)
+    zombie.learn_records(consumer.poll(max_records=40))
+    zombie.checkpoint()
+    directory = zombie._store.directory
+    files_before = sorted(p.name for p in directory.glob("ckpt-*.pt"))
+
+    successor, consumer2, _ = _actor(settings, data)
+    _start_without_thread(successor)
+    assert successor.status().samples_seen == 40
+
+    zombie.learn_records(consumer.poll(max_records=40))  # it wakes and goes on learning
+    with pytest.raises(Fenced):
+        zombie.checkpoint()
+    assert sorted(p.name for p in directory.glob("ckpt-*.pt")) == files_before
+    with pytest.raises(Fenced):
+        zombie._commit_pending()
+    assert consumer.commits == []  # the zombie's offsets never reach the group
+    successor.checkpoint()  # the successor writes on
