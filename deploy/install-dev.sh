@@ -3,6 +3,7 @@
 #   - a virtual environment (.venv, or $GUMBEL_VENV) with gumbel-stream[dev] installed editable
 #   - the pinned Apache Kafka broker jars from Maven Central (cached in ~/.cache/gumbel-stream)
 #   - Debian's prometheus (server + promtool) and kcat, when missing
+#   - Debian's chromium and chromium-driver (the live page's browser test), when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${GUMBEL_VENV:-.venv}
@@ -31,6 +32,8 @@ fi
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo -n"

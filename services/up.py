@@ -1,6 +1,7 @@
 """``gumbel-stream up``: broker, producer, trainer and monitor on one machine, one Ctrl-C to stop.
 
-Each service runs as its own ``gumbel-stream <service>`` child in its own process group, with
+The first line it prints is the address of the monitor's live page. Each service runs as its
+own ``gumbel-stream <service>`` child in its own process group, with
 its settings passed as ``GUMBEL_...`` environment variables. A progress line (a log line when
 not on a terminal) reads the producer's ``/metrics`` and the monitor's ``/estimate``. On
 SIGINT/SIGTERM the children stop in order (producer, trainer, monitor, broker); whatever they
@@ -25,14 +26,14 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, HttpUrl, SecretStr
 
 from services.brokers import RunningBroker, start_apache_kafka, start_tansu
 from services.common.settings import DriftStep, UpSettings
 from services.common.signals import stop_on_signals
 from services.process_tree import descendants, start_time
 
-__all__ = ["run", "service_env", "Child"]
+__all__ = ["run", "service_env", "page_address", "with_producer_truth", "Child"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,28 @@ def service_env(settings: UpSettings, service: str) -> dict[str, str]:
             if value is not None:
                 env[f"GUMBEL_{section.upper()}__{name.upper()}"] = value
     return env
+
+
+def _local_address(host: str, port: int) -> str:
+    """``host:port`` as this machine reaches it: a wildcard bind is reached on loopback."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def page_address(settings: UpSettings) -> str:
+    """The monitor's live page, as a browser on this machine opens it."""
+    return f"http://{_local_address(settings.monitor.host, settings.monitor.port)}/"
+
+
+def with_producer_truth(settings: UpSettings) -> UpSettings:
+    """Point the monitor at the producer's ``/metrics``, unless set: the page shows the truth."""
+    if settings.monitor.producer_metrics_url is not None:
+        return settings
+    producer = settings.producer
+    url = f"http://{_local_address(producer.metrics_host, producer.metrics_port)}/metrics"
+    monitor = settings.monitor.model_copy(update={"producer_metrics_url": HttpUrl(url)})
+    return settings.model_copy(update={"monitor": monitor})
 
 
 def _remember(seen: dict[int, int], children: dict[str, Child]) -> None:
@@ -223,6 +246,9 @@ def run(settings: UpSettings, log_level: str | None = None) -> int:
     broker: RunningBroker | None = None
     status = 0
     tty = sys.stderr.isatty()
+    settings = with_producer_truth(settings)
+    # The command's own output, first and on stdout: what a person opens while it starts.
+    print(f"gumbel-stream up: watch it learn at {page_address(settings)}", flush=True)
     with stop_on_signals(stop):
         try:
             broker = _start_broker(settings, workdir)

@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -338,6 +346,11 @@ class MonitorSettings(BaseModel):
     )
     http_idle_timeout_s: float = Field(
         30.0, gt=0, description="the HTTP server closes a connection idle this long"
+    )
+    producer_metrics_url: HttpUrl | None = Field(
+        None, description="the producer's `/metrics`, read every few seconds for the true "
+        "distribution that the live page at `/` shows next to the estimate (`up` sets it; "
+        "unset: the page shows no truth)",
     )
 
 

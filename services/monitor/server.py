@@ -1,4 +1,5 @@
-"""The monitor's HTTP server: ``/metrics``, ``/healthz`` and ``/estimate`` on one port."""
+"""The monitor's HTTP server: ``/metrics``, ``/healthz``, ``/estimate`` and the live page on one
+port."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from services.monitor.page import LivePage, static_file
 from services.monitor.state import LatestEstimates
 
 __all__ = ["MonitorServer", "start_server"]
@@ -33,10 +35,12 @@ class MonitorServer(ThreadingHTTPServer):
         registry: CollectorRegistry,
         state: LatestEstimates,
         idle_timeout_s: float = 30.0,
+        page: LivePage | None = None,
     ) -> None:
         self.registry = registry
         self.state = state
         self.idle_timeout_s = idle_timeout_s
+        self.page = page if page is not None else LivePage(state)
         super().__init__(address, _Handler)
 
 
@@ -50,10 +54,13 @@ class _Handler(BaseHTTPRequestHandler):
         # handle_one_request close the connection.
         self.connection.settimeout(self.server.idle_timeout_s)
 
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+    def _reply(self, status: int, body: bytes, content_type: str,
+               headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -69,9 +76,31 @@ class _Handler(BaseHTTPRequestHandler):
                         "text/plain; charset=utf-8")
         elif url.path == "/estimate":
             self._estimate(parse_qs(url.query).get("model_id", [None])[0])
+        elif url.path == "/live.json":
+            body = json.dumps(self.server.page.view()).encode() + b"\n"
+            self._reply(200, body, "application/json", {"Cache-Control": "no-store"})
+        elif url.path == "/" or url.path.startswith("/static/"):
+            self._static("index.html" if url.path == "/" else url.path[len("/static/"):])
         else:
-            self._reply(404, b"not found: try /metrics, /healthz or /estimate\n",
-                        "text/plain; charset=utf-8")
+            self._not_found()
+
+    def _not_found(self) -> None:
+        self._reply(404, b"not found: try /, /metrics, /healthz, /estimate or /live.json\n",
+                    "text/plain; charset=utf-8")
+
+    def _static(self, name: str) -> None:
+        found = static_file(name)
+        if found is None:
+            self._not_found()
+            return
+        body, content_type = found
+        # The page needs nothing from anywhere else, and the policy makes the browser hold it
+        # to that.
+        self._reply(200, body, content_type, {
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache",
+        })
 
     do_HEAD = do_GET  # noqa: N815
 
@@ -94,9 +123,10 @@ def start_server(
     registry: CollectorRegistry,
     state: LatestEstimates,
     idle_timeout_s: float = 30.0,
+    page: LivePage | None = None,
 ) -> MonitorServer:
     """Bind (OSError if the port is taken) and serve in a daemon thread; ``shutdown()`` stops."""
-    server = MonitorServer((host, port), registry, state, idle_timeout_s)
+    server = MonitorServer((host, port), registry, state, idle_timeout_s, page)
     thread = threading.Thread(target=server.serve_forever, name="monitor-http", daemon=True)
     thread.start()
     return server

@@ -1,4 +1,5 @@
-"""The monitor's composition root: settings → HTTP server, Kafka consumer → follow loop.
+"""The monitor's composition root: settings → HTTP server (and live page), Kafka consumer →
+follow loop.
 
 ``gumbel-stream monitor`` calls ``run(settings)``. The HTTP server starts first, so
 ``/healthz`` answers 503 with the reason while Kafka is not reachable yet.
@@ -23,8 +24,10 @@ from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
 from services.monitor.collector import EstimateCollector
 from services.monitor.follower import EstimateFollower
+from services.monitor.page import LivePage
 from services.monitor.server import start_server
 from services.monitor.state import LatestEstimates
+from services.monitor.truth import ProducerTruth
 
 __all__ = ["run"]
 
@@ -49,15 +52,21 @@ def run(
     stop = stop or threading.Event()
     registry.register(EstimateCollector(state))
     register_process_collectors(registry)
+    truth = None
+    if config.producer_metrics_url is not None:
+        truth = ProducerTruth(str(config.producer_metrics_url))
+    page = LivePage(state, truth=truth)
     try:
         server = start_server(config.host, config.port, registry, state,
-                              config.http_idle_timeout_s)
+                              config.http_idle_timeout_s, page)
     except OSError as exc:
         log.error("cannot serve on %s:%d (GUMBEL_MONITOR__PORT): %s",
                   config.host, config.port, exc)
         return 1
-    log.info("monitor on http://%s:%d (/metrics, /healthz, /estimate)",
+    log.info("monitor on http://%s:%d (live page /, /metrics, /healthz, /estimate)",
              config.host, server.server_port)
+    if truth is not None:
+        truth.start()
     own_consumer = consumer is None
     try:
         with stop_on_signals(stop):
@@ -73,6 +82,7 @@ def run(
             while not stop.is_set():
                 try:
                     follower.poll_once(timeout_ms=500)
+                    page.record()
                 except KafkaError as exc:  # the client reconnects by itself; keep serving
                     log.warning("polling %s failed: %s", kafka.estimates_topic, exc)
                     stop.wait(1.0)
@@ -80,5 +90,7 @@ def run(
     finally:
         if own_consumer and consumer is not None:
             consumer.close()
+        if truth is not None:
+            truth.stop()
         server.shutdown()
         server.server_close()

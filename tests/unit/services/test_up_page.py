@@ -1,0 +1,25 @@
+"""``up`` and the live page: the address it prints, and the truth it points the monitor at."""
+
+from __future__ import annotations
+
+from services.common.settings import UpSettings
+from services.up import page_address, service_env, with_producer_truth
+
+
+def test_the_page_address_is_on_loopback_for_a_wildcard_bind() -> None:
+    assert page_address(UpSettings(monitor={"port": 9200})) == "http://127.0.0.1:9200/"
+    assert page_address(UpSettings(monitor={"host": "::", "port": 1})) == "http://127.0.0.1:1/"
+    assert page_address(UpSettings(monitor={"host": "::1", "port": 1})) == "http://[::1]:1/"
+    assert page_address(UpSettings(monitor={"host": "10.0.0.5"})) == "http://10.0.0.5:9108/"
+
+
+def test_the_monitor_reads_the_truth_from_the_producer_of_up() -> None:
+    settings = with_producer_truth(UpSettings(producer={"metrics_port": 9300}))
+    env = service_env(settings, "monitor")
+    assert env["GUMBEL_MONITOR__PRODUCER_METRICS_URL"] == "http://127.0.0.1:9300/metrics"
+
+
+def test_a_truth_url_given_by_the_user_is_kept() -> None:
+    given = UpSettings(monitor={"producer_metrics_url": "http://elsewhere:1/metrics"})
+    assert str(with_producer_truth(given).monitor.producer_metrics_url) == (
+        "http://elsewhere:1/metrics")
