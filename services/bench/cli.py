@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from services.bench.results import BenchResult, format_table, machine_info
 
-__all__ = ["run_bench", "BENCHES"]
+__all__ = ["run_bench", "describe", "Bench", "BENCHES"]
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +83,64 @@ def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
     return run
 
 
-# name -> (runner, included when no names are given)
-BENCHES: dict[str, tuple[Callable[[bool], list[BenchResult]], bool]] = {
-    "ingest": (_kafka_bench("ingest"), True),
-    "produce": (_kafka_bench("produce"), True),
-    "learn": (_learn, True),
-    "scale": (_kafka_bench("scale"), True),
-    "drift": (_drift, True),
-    "quality": (_quality, True),
-    "gpu": (_gpu, True),
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark: its runner (``quick`` → results) and what it measures, for ``--help``."""
+
+    run: Callable[[bool], list[BenchResult]]
+    measures: str
+    by_default: bool = True  # run when no names are given
+
+
+BENCHES: dict[str, Bench] = {
+    "ingest": Bench(
+        _kafka_bench("ingest"),
+        "records/s one trainer actor learns from a Kafka topic, vs a bare consumer draining "
+        "it (ASCII, packed, and packed with backpressure=sample)",
+    ),
+    "produce": Bench(
+        _kafka_bench("produce"),
+        "records/s the producer service sends, vs a bare KafkaProducer.send loop with the same "
+        "client settings",
+    ),
+    "learn": Bench(
+        _learn,
+        "OnlineGAN samples/s on the CPU per batch size, vs a plain eager PyTorch loop of the "
+        "same GAN",
+    ),
+    "scale": Bench(
+        _kafka_bench("scale"), "records/s of two Ray trainer actors vs one, on 2 partitions"
+    ),
+    "drift": Bench(
+        _drift,
+        "how fast the estimate follows a switch in the stream (and its error while the truth "
+        "moves), vs forgetting counters",
+    ),
+    "quality": Bench(
+        _quality,
+        "the default learner's total variation to the truth, vs the exact counting estimator "
+        "on the same samples",
+    ),
+    "gpu": Bench(
+        _gpu,
+        "CUDA only (else skipped): the fused Gumbel-softmax vs F.gumbel_softmax, the "
+        "CUDA-graph GAN step vs the eager one",
+    ),
 }
+
+
+def describe() -> str:
+    """The benchmark names and what each measures, for ``gumbel-stream bench --help``."""
+    width = max(len(name) for name in BENCHES)
+    lines = textwrap.wrap("benchmarks, each value next to a baseline measured in the same run "
+                          "(ratio = value / baseline: higher is better):", 78)
+    for name, bench in BENCHES.items():
+        lines.append(textwrap.fill(bench.measures, 78, initial_indent=f"  {name:<{width}}  ",
+                                   subsequent_indent=" " * (width + 4)))
+    lines.append(textwrap.fill("ingest, produce and scale start Apache Kafka from the pinned "
+                               "jars (Java 17 and Maven); docs/performance.md has the figures "
+                               "and the commands that made them", 78))
+    return "\n".join(lines)
 
 
 def run_bench(names: Sequence[str], as_json: bool = False, quick: bool = False) -> int:
@@ -101,11 +151,11 @@ def run_bench(names: Sequence[str], as_json: bool = False, quick: bool = False) 
             file=sys.stderr,
         )
         return 2
-    selected = list(names) or [n for n, (_, default) in BENCHES.items() if default]
+    selected = list(names) or [n for n, bench in BENCHES.items() if bench.by_default]
     results: list[BenchResult] = []
     for name in selected:
         log.info("bench %s: running%s", name, " (quick)" if quick else "")
-        results.extend(BENCHES[name][0](quick))
+        results.extend(BENCHES[name].run(quick))
     if as_json:
         print(json.dumps({"machine": machine_info(), "results": [r.to_dict() for r in results]}))
     else:

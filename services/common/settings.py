@@ -34,6 +34,7 @@ __all__ = [
     "TrainerServiceSettings",
     "MonitorServiceSettings",
     "UpSettings",
+    "LogSettings",
     "parse_probabilities",
 ]
 
@@ -220,7 +221,9 @@ class ProducerSettings(BaseModel):
     )
     metrics_host: str = Field("0.0.0.0", description="address of the producer's `/metrics`")
     metrics_port: int = Field(
-        9107, ge=0, le=65535, description="port of the producer's `/metrics`"
+        9107, ge=0, le=65535,
+        description="port of the producer's `/metrics` (in `up`, `--producer-port`: there "
+        "`--port` is the monitor's)",
     )
     linger_s: float = Field(
         0.0, ge=0,
@@ -392,4 +395,27 @@ class UpSettings(BaseSettings):
         "embedded",
         description="`up` only: embedded Tansu, Apache Kafka from jars, or "
         "`--bootstrap-servers`",
+    )
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class LogSettings(BaseSettings):
+    """How every command logs: ``--log-level``/``GUMBEL_LOG_LEVEL``, ``GUMBEL_LOG_FORMAT``."""
+
+    model_config = SettingsConfigDict(env_prefix="GUMBEL_", extra="ignore", validate_default=True)
+
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+    ] = Field("INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+        "text",
+        description="`text`: a line for people; `json`: one JSON object per line (`time`, "
+        "`level`, `logger`, `message`, `exception`) for Loki or ELK",
     )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from services import cli, docs_gen
 from services.common import settings
+from services.common.settings_text import env_name
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "kafka": settings.KafkaSettings,
@@ -55,13 +56,21 @@ def test_every_setting_has_a_row(section: str, field: str) -> None:
     assert f"GUMBEL_{section.upper()}__{field.upper()}" in _table_rows()
 
 
-@pytest.mark.parametrize(
-    "flag", cli.KAFKA_FLAGS + cli.PRODUCER_FLAGS + cli.TRAINER_FLAGS + cli.MONITOR_FLAGS,
-    ids=lambda f: f.name,
+ALL_FLAGS = sorted(
+    {flag for command in cli.SERVICES.values() for flag in command.flags} | set(cli.LOG_FLAGS),
+    key=lambda f: (f.section, f.field, f.name),
 )
-def test_every_flag_is_on_its_settings_row(flag: cli.Flag) -> None:
-    row = _table_rows()[f"GUMBEL_{flag.section.upper()}__{flag.field.upper()}"]
-    assert f"`{flag.name}`" in row
+
+
+@pytest.mark.parametrize("flag", ALL_FLAGS, ids=lambda f: f"{f.name}-{f.section}")
+def test_every_flag_and_alias_is_on_its_settings_row(flag: cli.Flag) -> None:
+    row = _table_rows()[env_name(flag.section, flag.field)]
+    for name in (flag.name, *flag.aliases):
+        assert f"`{name}`" in row
+
+
+def test_the_log_settings_have_rows() -> None:
+    assert {"GUMBEL_LOG_LEVEL", "GUMBEL_LOG_FORMAT", "GUMBEL_BROKER"} <= set(_table_rows())
 
 
 def test_a_setting_without_description_is_refused() -> None:
@@ -72,8 +81,8 @@ def test_a_setting_without_description_is_refused() -> None:
     class Root(BaseModel):
         section: Section = Field(default_factory=Section)
 
-    with pytest.raises(ValueError, match=r"section\.bare of Section has no description"):
-        docs_gen.settings_table(Root, flags=[])
+    with pytest.raises(ValueError, match=r"section\.bare of Root has no description"):
+        docs_gen.settings_table([Root], flags=[])
 
 
 def test_check_fails_on_a_stale_file_and_regenerating_fixes_it(tmp_path: Path) -> None:
