@@ -138,7 +138,7 @@ def run(
             server, _ = start_http_server(config.metrics_port, config.metrics_host, registry)
         except OSError as exc:
             log.error(
-                "cannot serve /metrics on %s:%d (GUMBEL_PRODUCER__METRICS_PORT): %s",
+                "cannot serve /metrics on %s:%d (--port, GUMBEL_PRODUCER__METRICS_PORT): %s",
                 config.metrics_host, config.metrics_port, exc,
             )
             return 1
