@@ -1,23 +1,30 @@
 """The trainer on a real two-node Ray cluster on this machine: each node its own `ray start`
 (its own raylet, object store and workers), token authentication on as Ray 2.60 heads have
 it. The actors spread over both nodes (asserted from their node ids) and learn every record
-once (issue 13 §1)."""
+once (issue 13 §1); a lost driver restarted resumes from the checkpoints (§2). Node faults:
+test_ray_cluster_faults.py."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from services.brokers import free_port
-from services.common.schemas import Estimate
 from services.up import service_env
+from tests.integration.ray_cluster import (
+    RAY,
+    ProgressWatch,
+    RayCluster,
+    latest_estimate,
+    learned_at_least,
+    start_driver,
+    stop_driver,
+)
 from tests.integration.trainer_helpers import (
     counts_of,
     estimate_counts,
@@ -29,40 +36,16 @@ from tests.integration.trainer_helpers import (
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _ray(*args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run([RAY, *args], check=True, capture_output=True, timeout=120,
-                   env={**os.environ, "RAY_AUTH_MODE": "token", **(env or {})})
-
 
 @pytest.fixture(scope="module")
 def two_node_cluster() -> Iterator[str]:
-    """A head and a worker node, one CPU each; the head's address."""
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    _ray("start", "--head", "--port", str(port), "--num-cpus", "1", "--disable-usage-stats",
-         "--include-dashboard", "false")
+    """A head (2 CPUs) and a worker node (1 CPU); the head's address."""
+    cluster = RayCluster(head_cpus=2)
     try:
-        _ray("start", "--address", address, "--num-cpus", "1", "--disable-usage-stats")
-        yield address
+        cluster.add_worker(num_cpus=1)
+        yield cluster.address
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
-
-
-def _latest_estimate(settings) -> Estimate | None:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                             enable_auto_commit=False)
-    tp = TopicPartition(settings.kafka.estimates_topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    latest = None
-    for _ in range(5):
-        for batch in consumer.poll(timeout_ms=300).values():
-            latest = Estimate.from_bytes(batch[-1].value)
-    consumer.close()
-    return latest
+        cluster.stop()
 
 
 @pytest.mark.skipif(not Path(RAY).exists(), reason="no ray CLI next to this Python")
@@ -72,28 +55,54 @@ def test_actors_spread_over_two_nodes_and_learn_every_record_once(
     settings = make_settings(kafka_broker.bootstrap_servers, tmp_path / "ckpt")
     values = stream(3000, seed=7)
     produce(settings, values)
-    env = {**os.environ, **service_env(settings, "trainer"),  # type: ignore[arg-type]
-           "RAY_ADDRESS": two_node_cluster, "RAY_AUTH_MODE": "token"}
     log_path = tmp_path / "trainer.log"
-    with open(log_path, "wb") as log:
-        trainer = subprocess.Popen([sys.executable, "-m", "services.cli", "trainer"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    trainer = start_driver(settings, two_node_cluster, log_path)
     try:
-        def learned_all() -> bool:
-            estimate = _latest_estimate(settings)
-            return estimate is not None and estimate.samples_seen >= len(values)
-
-        eventually(learned_all, 180, "every record learned on the cluster")
-        trainer.send_signal(signal.SIGTERM)
-        assert trainer.wait(90) == 0, log_path.read_text()[-3000:]
+        eventually(lambda: learned_at_least(settings, len(values)), 180,
+                   "every record learned on the cluster")
     finally:
-        if trainer.poll() is None:
-            trainer.kill()
-    final = _latest_estimate(settings)
+        stop_driver(trainer, log_path)
+    final = latest_estimate(settings)
     assert final is not None
     assert final.nodes == 2, f"actors on {final.nodes} node(s)\n{log_path.read_text()[-2000:]}"
     assert final.samples_seen == len(values)
     assert estimate_counts(final) == counts_of(values)
+
+
+def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
+    kafka_broker, two_node_cluster: str, tmp_path: Path
+) -> None:
+    """Issue 13 §2, driver lost: SIGKILL the `gumbel-stream trainer` driver while the cluster
+    stays up; Ray ends the actors it owned, and a new driver resumes from their checkpoints
+    (its actors claim newer epochs: an old actor still winding down cannot write)."""
+    settings = make_settings(kafka_broker.bootstrap_servers, tmp_path / "ckpt",
+                             checkpoint_interval_s=1.0)
+    values = stream(4000, seed=8)
+    produce(settings, values[:2000])
+    first = start_driver(settings, two_node_cluster, tmp_path / "trainer-1.log")
+    try:
+        eventually(lambda: learned_at_least(settings, 2000), 180, "the first 2,000 learned")
+        time.sleep(2.0)  # a checkpoint or two
+    finally:
+        first.kill()  # the driver only: the cluster, its raylets and workers stay up
+        first.wait(30)
+    produce(settings, values[2000:], start=2000)
+    log_path = tmp_path / "trainer-2.log"
+    second = start_driver(settings, two_node_cluster, log_path)
+    watch = ProgressWatch()
+    try:
+        eventually(lambda: watch.sample(settings, len(values)), 240,
+                   "every record learned after the restart")
+        time.sleep(1.5)  # a duplicate would show up as more
+    finally:
+        stop_driver(second, log_path)
+    final = latest_estimate(settings)
+    assert final is not None
+    assert "restored checkpoint" in log_path.read_text()
+    assert final.samples_seen == len(values)
+    assert estimate_counts(final) == counts_of(values)
+    print(f"\nDRIVER LOST: produced {len(values):,}, learned {final.samples_seen:,}, lost 0, "
+          f"duplicated 0, stall {watch.longest_stall:.1f} s (includes the new driver's start)")
 
 
 def test_joining_a_token_cluster_without_the_token_is_one_clear_line(
