@@ -48,12 +48,12 @@
     const series = hasTruth ? ["estimate", "truth", "baseline"] : ["estimate", "baseline"];
     let max = 0;
     for (const c of categories) for (const s of series) max = Math.max(max, c[s] || 0);
-    max = Math.max(0.05, Math.ceil(max * 10) / 10);
+    const step = niceStep(Math.max(0.01, max / 4));
+    max = step * Math.max(1, Math.ceil((max * 1.08) / step));
     const y = (p) => top + (H - top - bottom) * (1 - p / max);
-    for (let i = 0; i <= 4; i++) {
-      const p = (max * i) / 4;
+    for (let p = 0; p <= max + step / 2; p += step) {
       node("line", { x1: left, x2: W - right, y1: y(p), y2: y(p), class: "grid" }, svg);
-      label(svg, left - 6, y(p) + 4, p.toFixed(2), { "text-anchor": "end" });
+      label(svg, left - 6, y(p) + 4, String(+p.toFixed(3)), { "text-anchor": "end" });
     }
     const slot = (W - left - right) / categories.length;
     const bar = Math.min(36, (slot * 0.8) / series.length);
@@ -68,7 +68,7 @@
         }, svg);
         const tip = node("title", {}, r);
         tip.textContent = "category " + c.category + ", " + s + ": " + probability(c[s]);
-        if (showValues && p > 0) {
+        if (showValues) {
           label(svg, x0 + j * bar + bar / 2, y(p) - 3, p.toFixed(2),
             { "text-anchor": "middle", class: "value" });
         }
@@ -122,11 +122,11 @@
       if (log) s = t >= 0.01 ? String(+t.toFixed(2)) : t.toExponential(0);
       label(svg, left - 6, y(t) + 4, s, { "text-anchor": "end" });
     }
-    const minutes = span / 60;
-    const step = minutes > 4 ? 2 : minutes > 1.5 ? 0.5 : 0.25;
-    for (let m = 0; m <= minutes + 1e-9; m += step) {
-      label(svg, x(now - m * 60), H - 6, m === 0 ? "now" : "−" + m + " min",
-        { "text-anchor": m === 0 ? "end" : "middle" });
+    const step = [5, 10, 15, 30, 60, 120, 300].find((s) => span / s <= 5) || 600;
+    for (let ago = 0; ago <= span + 1e-6; ago += step) {
+      if (x(now - ago) < left + 20) break;  // no label under the axis' own numbers
+      const s = ago === 0 ? "now" : "−" + (step < 60 ? ago + " s" : ago / 60 + " min");
+      label(svg, x(now - ago), H - 6, s, { "text-anchor": ago === 0 ? "end" : "middle" });
     }
     for (const l of lines) {
       const d = points.filter((p) => p[l.key] != null && (!log || p[l.key] > 0))

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 
+from services.brokers import free_port
+from services.common.settings import MonitorServiceSettings
 from services.monitor.collector import EstimateCollector
 from services.monitor.page import MAX_SHOWN_CATEGORIES, LivePage
 from services.monitor.server import MonitorServer, start_server
+from services.monitor.service import run
 from services.monitor.state import LatestEstimates
 from services.monitor.truth import ProducerTruth
-from tests.unit.services.monitor_fakes import make_estimate
+from services.producer.metrics import ProducerMetrics
+from tests.unit.services.monitor_fakes import FakeConsumer, make_estimate
 
 
 class Clock:
@@ -159,3 +165,37 @@ def test_bad_requests_are_answered_and_the_server_goes_on(served) -> None:
     head = requests.head(f"{url}/", timeout=5)
     assert head.status_code == 200 and head.content == b""
     assert requests.get(f"{url}/live.json", timeout=5).status_code == 200
+
+
+def test_the_monitor_service_serves_the_page_with_the_producers_truth() -> None:
+    producer_registry = CollectorRegistry()
+    ProducerMetrics(producer_registry).set_distribution([0.25, 0.25, 0.5])
+    producer_port, port = free_port(), free_port()
+    producer, _ = start_http_server(producer_port, "127.0.0.1", registry=producer_registry)
+    consumer = FakeConsumer("estimates", {0: [make_estimate(samples_seen=77).to_bytes()]})
+    settings = MonitorServiceSettings(monitor={
+        "host": "127.0.0.1", "port": port,
+        "producer_metrics_url": f"http://127.0.0.1:{producer_port}/metrics"})
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(settings,), kwargs={
+        "consumer": consumer, "registry": CollectorRegistry(), "stop": stop})
+    thread.start()
+    try:
+        view: dict = {}
+        deadline = time.monotonic() + 10
+        while not (view.get("history") and view["estimate"]["tv_truth"] is not None):
+            assert time.monotonic() < deadline, view
+            time.sleep(0.1)
+            try:
+                view = requests.get(f"http://127.0.0.1:{port}/live.json", timeout=2).json()
+            except requests.ConnectionError:
+                pass
+        assert view["estimate"]["samples_learned"] == 77
+        assert view["history"][0]["learned"] == 77
+        assert view["estimate"]["tv_truth"] == pytest.approx(0.05)
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=2).ok
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        producer.shutdown()
+    assert not thread.is_alive()
