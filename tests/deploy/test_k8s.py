@@ -87,11 +87,30 @@ def test_raycluster_has_a_head_and_a_gpu_worker_group() -> None:
     assert container["image"].endswith("-cuda")
 
 
-def test_rayjob_runs_the_trainer_on_the_raycluster() -> None:
+def test_the_trainer_driver_is_a_deployment_kubernetes_restarts_on_a_node_of_the_cluster(
+) -> None:
+    """The driver joins the RayCluster as a 0-CPU node (a driver must run on a node of its
+    cluster), then runs the trainer; one replica, never two at once. The integration test
+    test_ray_cluster.py -k lost_driver runs this very command."""
     (cluster,) = by_kind("RayCluster")
-    (job,) = by_kind("RayJob")
-    assert job["spec"]["entrypoint"] == "gumbel-stream trainer"
-    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+    assert by_kind("RayJob") == []
+    (driver,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "trainer"]
+    assert driver["spec"]["replicas"] == 1
+    assert driver["spec"]["strategy"] == {"type": "Recreate"}
+    pod = driver["spec"]["template"]["spec"]
+    assert pod.get("restartPolicy", "Always") == "Always"
+    (container,) = pod["containers"]
+    (command,) = container["args"]
+    assert container["command"] == ["sh", "-c"]
+    assert command.startswith('ray start --address="$RAY_ADDRESS" --num-cpus=0 --num-gpus=0')
+    assert command.endswith("&& exec gumbel-stream trainer")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["RAY_ADDRESS"] == f"{cluster['metadata']['name']}-head-svc:6379"
+    head = next(pod_specs(cluster))[1]["containers"][0]
+    (head_port,) = [p["containerPort"] for p in head["ports"] if p["name"] == "gcs-server"]
+    assert env["RAY_ADDRESS"].endswith(f":{head_port}")
+    sources = {s["configMapRef"]["name"] for s in container["envFrom"]}
+    assert sources == {"gumbel-kafka", "gumbel-trainer"}
 
 
 def test_trainer_actors_fit_on_the_gpu_workers() -> None:

@@ -35,11 +35,14 @@ class RayCluster:
     """A head node (``head_cpus``) and worker nodes added with ``add_worker``."""
 
     def __init__(self, head_cpus: int = 2) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.port, client_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"  # the GCS: for processes on a node
+        # Ray Client: for a driver on no node (as the Kubernetes trainer Deployment runs it)
+        self.client_address = f"ray://127.0.0.1:{client_port}"
         self.workers: list[subprocess.Popen[bytes]] = []
         subprocess.run(
             [RAY, "start", "--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
+             "--ray-client-server-port", str(client_port),
              "--disable-usage-stats", "--include-dashboard", "false",
              "--system-config", FAST_HEALTH_CHECKS],
             check=True, capture_output=True, timeout=120, env=_ray_env())
@@ -101,6 +104,67 @@ class RayCluster:
             self.signal_node(worker, signal.SIGKILL)
             worker.wait(30)
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+K8S_TRAINER = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "trainer.yaml"
+
+
+def k8s_driver_command() -> str:
+    """The shell command of the Kubernetes trainer Deployment's container."""
+    import yaml
+
+    (container,) = yaml.safe_load(K8S_TRAINER.read_text())["spec"]["template"]["spec"][
+        "containers"]
+    assert container["command"] == ["sh", "-c"]
+    (command,) = container["args"]
+    return str(command)
+
+
+def _session_members(sid: int) -> set[int]:
+    members = set()
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes() if entry.isdigit() else b""
+        except OSError:
+            continue
+        if stat and int(stat[stat.rfind(b")") + 2 :].split()[3]) == sid:
+            members.add(int(entry))
+    return members
+
+
+class DriverPod:
+    """The trainer Deployment's container as processes: its command (a 0-CPU Ray node, then
+    `exec gumbel-stream trainer`) in a session of its own; killing the pod kills them all."""
+
+    def __init__(self, settings: TrainerServiceSettings, address: str, log_path: Path) -> None:
+        env = {**os.environ, **service_env(settings, "trainer"),  # type: ignore[arg-type]
+               "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(["sh", "-c", k8s_driver_command()], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def pids(self) -> set[int]:
+        members = _session_members(self.process.pid)
+        return members.union(*(descendants(pid) for pid in members))
+
+    def kill(self) -> None:
+        """The pod dies at once (OOM kill, node lost): every process of it, SIGKILL."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        """Kubernetes deletes the pod: SIGTERM to the trainer (exit 0), then the rest."""
+        try:
+            stop_driver(self.process, self.log_path)
+        finally:
+            self.kill()
 
 
 def start_driver(settings: TrainerServiceSettings, address: str, log_path: Path

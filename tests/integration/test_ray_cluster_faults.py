@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from services.brokers import free_port
 from services.trainer.checkpoint import decode
 from services.trainer.fence import EpochFence
+from tests.e2e.conftest import GUMBEL_STREAM, Children, Prometheus, wait_until
 from tests.integration.ray_cluster import (
     RAY,
     ProgressWatch,
@@ -108,13 +110,32 @@ def _run_with_fault(cluster: RayCluster, settings, tmp_path: Path, fault) -> tup
 def test_a_lost_node_s_actor_comes_back_on_the_survivor_from_its_checkpoint(
     kafka_broker, cluster: RayCluster, tmp_path: Path
 ) -> None:
+    """With the monitor and a real Prometheus scraping it every second: the restarted actor
+    resumes from its checkpoint (the published count may step back), the counters never."""
     settings = make_settings(kafka_broker.bootstrap_servers, tmp_path / "ckpt",
                              checkpoint_interval_s=1.0)
-    final, stall = _run_with_fault(
-        cluster, settings, tmp_path, lambda worker: cluster.signal_node(worker, signal.SIGKILL))
+    (tmp_path / "metrics").mkdir()
+    children = Children(tmp_path / "metrics")
+    try:
+        monitor_port = free_port()
+        prometheus = Prometheus(children, {"monitor": monitor_port})
+        children.start("monitor", [
+            GUMBEL_STREAM, "monitor", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+            "--host", "127.0.0.1", "--port", str(monitor_port),
+        ], env={"GUMBEL_KAFKA__ESTIMATES_TOPIC": settings.kafka.estimates_topic})
+        final, stall = _run_with_fault(
+            cluster, settings, tmp_path,
+            lambda worker: cluster.signal_node(worker, signal.SIGKILL))
+        wait_until(lambda: prometheus.scalar("gumbel_samples_learned_total") == TOTAL, 60,
+                   "Prometheus seeing every record learned", children.report)
+        for counter in ("gumbel_samples_learned_total", "gumbel_dead_letters_total"):
+            resets = prometheus.scalar(f"resets({counter}[10m])")
+            assert resets == 0, f"{counter} went back {resets} times\n{children.report()}"
+    finally:
+        children.stop_all()
     assert final.nodes == 1  # both actors on the head now
     print(f"\nNODE LOST: produced {TOTAL:,}, learned {final.samples_seen:,}, lost 0, "
-          f"duplicated 0, stall {stall:.1f} s")
+          f"duplicated 0, stall {stall:.1f} s, Prometheus counter resets 0")
 
 
 def test_a_paused_node_s_actor_is_replaced_and_the_woken_zombie_never_writes(
