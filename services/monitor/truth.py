@@ -96,7 +96,10 @@ class ProducerTruth:
             truth, error = None, f"{type(exc).__name__}: {exc}"
         with self._lock:
             if error is not None and self._error is None:
-                log.warning("cannot read the truth from %s: %s", self.url, error)
+                # Before the first read this is the usual start order (the producer comes up
+                # after the monitor); after it, the producer went away.
+                level = logging.INFO if self._truth is None else logging.WARNING
+                log.log(level, "cannot read the truth from %s: %s", self.url, error)
             self._error = error
             if truth is not None:
                 self._truth = truth
