@@ -271,7 +271,9 @@ def bench_ingest(
 # -- scale ---------------------------------------------------------------------------------
 
 
-def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int) -> float:
+def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int
+                     ) -> tuple[float, int]:
+    """Records/s of ``num_actors`` Ray actors learning ``n`` records; how many nodes ran them."""
     import ray
 
     from services.trainer.service import remote_actor_class
@@ -288,10 +290,11 @@ def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int) 
             n,
             timeout_s=600,
         )
+        nodes = len({s.node_id for s in ray.get([a.status.remote() for a in actors])})
         ray.get([a.stop.remote(final_checkpoint=False) for a in actors])
         for a in actors:
             ray.kill(a)
-    return rate
+    return rate, nodes
 
 
 def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
@@ -301,8 +304,8 @@ def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
     fill_topic(kafka, topic, n, partitions=2)
     started = init_ray(None)
     try:
-        one = _ray_actors_rate(kafka, topic, n, 1)
-        two = _ray_actors_rate(kafka, topic, n, 2)
+        one, _ = _ray_actors_rate(kafka, topic, n, 1)
+        two, nodes = _ray_actors_rate(kafka, topic, n, 2)
     finally:
         if started:
             import ray
@@ -314,5 +317,6 @@ def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
         one,
         "records/s",
         "gumbel-stream bench scale",
-        f"{n:,} records, 2 partitions: 2 Ray actors vs 1 on this machine",
+        f"{n:,} records, 2 partitions: 2 Ray actors (on {nodes} Ray node{'s' * (nodes > 1)}) "
+        f"vs 1; RAY_ADDRESS joins a cluster",
     )

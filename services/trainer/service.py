@@ -53,7 +53,9 @@ def init_ray(address: str | None, auth_token: str | None = None) -> bool:
         os.environ["RAY_AUTH_TOKEN"] = auth_token
     try:
         ray.init(
-            address=address,
+            # Without an address Ray would join any cluster already started on this machine
+            # (`ray start`) and we would say "started locally": "local" always starts our own.
+            address=address or "local",
             include_dashboard=False,
             logging_level=logging.WARNING,
             configure_logging=False,

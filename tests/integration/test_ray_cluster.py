@@ -127,3 +127,18 @@ def test_joining_a_token_cluster_without_the_token_is_one_clear_line(
     assert "Traceback" not in done.stderr
     [line] = [x for x in done.stderr.splitlines() if x.startswith("gumbel-stream:")]
     assert "--ray-address" in line and "GUMBEL_TRAINER__RAY_AUTH_TOKEN" in line
+
+
+def test_without_an_address_the_trainer_starts_its_own_ray_not_a_running_cluster(
+    cluster: RayCluster,
+) -> None:
+    """Ray's `ray.init()` without an address joins a cluster already started on the machine;
+    the trainer said "started locally" while it ran its actors on someone else's cluster."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    code = ("from services.trainer.service import init_ray; import ray; init_ray(None); "
+            "print('GCS', ray.get_runtime_context().gcs_address)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (gcs,) = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("GCS ")]
+    assert gcs.rsplit(":", 1)[1] != str(cluster.port), f"joined the running cluster at {gcs}"
