@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,11 +40,40 @@ class BrokerError(RuntimeError):
     """A broker could not be started or did not become ready."""
 
 
+# Ports handed out by free_port in this process: never the same one twice.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host`` (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free right now on ``host``, for a child process to bind later.
+
+    Taken between 20000 and the kernel's ephemeral range (32768 by default), where nothing
+    picks ports on its own: a port the OS picked (port 0) can be taken by the next program
+    that binds port 0 before our child binds it, and Ray binds dozens (its workers use
+    10002-19999, its raylet and object manager the ephemeral range). CI lost a producer's
+    metrics port to Ray that way.
+    """
+    low, high = 20000, _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(low, high) if high - low > 100 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _handed_out.add(port)
+        return port
+    raise BrokerError(f"no free TCP port on {host} between {low} and {high}")
 
 
 def java_available() -> bool:
@@ -156,12 +186,13 @@ def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
 
 
 def _server_properties(
-    log_dir: Path, port: int, controller_port: int, extra: dict[str, str] | None
+    log_dir: Path, port: int, controller_port: int, extra: dict[str, str] | None,
+    node_id: int = 1, voters: str | None = None,
 ) -> str:
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -215,8 +246,16 @@ def start_apache_kafka(
     heap: str = "512m",
     timeout: float = 90.0,
     sasl_users: dict[str, str] | None = None,
+    node_id: int = 1,
+    voters: str | None = None,
+    cluster_id: str | None = None,
+    wait: bool = True,
 ) -> RunningBroker:
     """Start Apache Kafka (KRaft, single node) on loopback, its log dir inside ``workdir``.
+
+    ``node_id``, ``voters`` (``id@host:controller_port,...``) and a shared ``cluster_id`` make
+    it one node of a cluster (``start_apache_kafka_cluster``); ``wait=False`` returns before
+    it answers (a node of a cluster cannot answer before a majority of its voters runs).
 
     Calling it again with the same ``workdir`` and ports restarts the broker on the same data,
     which is how the fault tests restart a hard-killed broker. With ``sasl_users`` the client
@@ -233,7 +272,7 @@ def start_apache_kafka(
     if sasl_users:
         extra.update(sasl_properties(port, controller_port, sasl_users))
     config = workdir / "server.properties"
-    config.write_text(_server_properties(log_dir, port, controller_port, extra))
+    config.write_text(_server_properties(log_dir, port, controller_port, extra, node_id, voters))
     classpath = f"{jars}/*"
     java = [
         "java",
@@ -245,7 +284,7 @@ def start_apache_kafka(
         classpath,
     ]
     if not (log_dir / "meta.properties").exists():
-        cluster_id = uuid.uuid4().hex[:22]
+        cluster_id = cluster_id or uuid.uuid4().hex[:22]
         scram = []
         for user, password in (sasl_users or {}).items():
             scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
@@ -286,6 +325,9 @@ def start_apache_kafka(
             "controller_port": controller_port,
             "extra_properties": extra_properties,
             "heap": heap,
+            "node_id": node_id,
+            "voters": voters,
+            "cluster_id": cluster_id,
         },
     )
     broker.restart_args["sasl_users"] = sasl_users
@@ -297,8 +339,9 @@ def start_apache_kafka(
             "sasl_plain_username": user,
             "sasl_plain_password": password,
         }
-    _wait_until_ready(broker, timeout)
-    log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
+    if wait:
+        _wait_until_ready(broker, timeout)
+        log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
     return broker
 
 
@@ -307,6 +350,71 @@ def restart_apache_kafka(broker: RunningBroker, timeout: float = 90.0) -> Runnin
     if broker.alive():
         raise BrokerError("the broker is still running; stop or kill it first")
     return start_apache_kafka(broker.workdir, timeout=timeout, **broker.restart_args)  # type: ignore[arg-type]
+
+
+@dataclass
+class KafkaCluster:
+    """Apache Kafka nodes (each broker and KRaft controller) forming one cluster."""
+
+    nodes: list[RunningBroker]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> RunningBroker:
+        return self.nodes[node_id - 1]
+
+    def restart(self, node_id: int, timeout: float = 120.0) -> RunningBroker:
+        """Start a killed node again on its data (and wait until it answers)."""
+        self.nodes[node_id - 1] = restart_apache_kafka(self.node(node_id), timeout)
+        return self.nodes[node_id - 1]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> KafkaCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_apache_kafka_cluster(workdir: Path, size: int = 3, heap: str = "384m",
+                               timeout: float = 180.0) -> KafkaCluster:
+    """``size`` Apache Kafka nodes on loopback, each a broker and a KRaft controller with its
+    own log directory (``workdir/node-<id>``); internal topics (``__consumer_offsets``,
+    transactions) replicated ``min(size, 3)`` times with ``min.insync.replicas`` one less."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports, start=1))
+    replicas = min(size, 3)
+    extra = {
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(max(1, replicas - 1)),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(max(1, replicas - 1)),
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(max(1, replicas - 1)),
+    }
+    cluster_id = uuid.uuid4().hex[:22]
+    nodes = [
+        start_apache_kafka(workdir / f"node-{i}", port=port, controller_port=controller,
+                           extra_properties=extra, heap=heap, node_id=i, voters=voters,
+                           cluster_id=cluster_id, wait=False)
+        for i, (port, controller) in enumerate(ports, start=1)
+    ]
+    cluster = KafkaCluster(nodes)
+    try:
+        for node in nodes:
+            _wait_until_ready(node, timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    log.info("Apache Kafka %s cluster of %d ready at %s", kafka_version(), size,
+             cluster.bootstrap_servers)
+    return cluster
 
 
 def tansu_binary() -> Path:
