@@ -152,7 +152,13 @@ class KafkaSettings(BaseModel):
     )
     num_partitions: int = Field(4, ge=1, description="partitions of the numbers topic if created")
     replication_factor: int = Field(
-        1, ge=1, description="replication factor of topics it creates"
+        1, ge=1, le=32767, description="replication factor of topics it creates (at most the "
+        "brokers in the cluster: checked at start)"
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, le=32767, description="min.insync.replicas of topics it creates (none: the "
+        "broker's default); with acks=all a write needs this many replicas, so keep it below "
+        "replication_factor to survive a lost broker",
     )
     create_topics: bool = Field(True, description="create the three topics at start if missing")
     connect_timeout_s: float = Field(
@@ -182,6 +188,16 @@ class KafkaSettings(BaseModel):
             ]
             if missing:
                 raise ValueError(f"{self.security_protocol} needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and (
+                self.min_insync_replicas > self.replication_factor):
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) is more than "
+                f"replication_factor ({self.replication_factor}): no write with acks=all "
+                "could succeed")
         return self
 
     def client_config(self) -> dict[str, Any]:
@@ -283,10 +299,15 @@ class TrainerSettings(BaseModel):
     step_size: int = Field(
         256, ge=1,
         description="records per GAN step across the trainer, the quality table's batch: each "
-        "of N actors steps every `step_size / N` of its records, so the averaged model takes as "
+        "of N actors steps every `step_size / N` of its records, so the N replicas take as "
         "many steps per record as one learner",
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait of one Kafka poll")
+    partition_refresh_s: float = Field(
+        30.0, gt=0, le=86_400,
+        description="how often each actor looks for partitions added to the numbers topic "
+        "while it runs (and learns those it owns, from their beginning)",
+    )
     backpressure: Literal["learn_all", "sample"] = Field(
         "learn_all",
         description="when the stream outruns the GAN: `learn_all` learns every record (the lag "
@@ -299,7 +320,9 @@ class TrainerSettings(BaseModel):
     publish_interval_s: float = Field(
         2.0, gt=0, description="seconds between published estimates"
     )
-    average_interval_s: float = Field(1.0, gt=0, description="how often replicas are averaged")
+    average_interval_s: float = Field(
+        1.0, gt=0, description="how often the replicas are given one temperature schedule "
+        "(that of the replica that re-heated last)")
     checkpoint_dir: Path | None = Field(
         Path("checkpoints"), description="where checkpoints (model + offsets) go"
     )

@@ -7,7 +7,7 @@ the dead-letter topic and hands batches to the learning thread through a bounded
 and offsets together under one lock and writes the checkpoints, so a checkpoint holds the
 state and the offsets of the records *learned*, never of records merely polled; the polling
 thread commits the checkpoint's offsets to the group afterwards. ``status``,
-``get_weights``/``set_weights``, ``checkpoint`` and ``stop`` answer while it learns.
+``sync_schedule``, ``checkpoint`` and ``stop`` answer while it learns.
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ class TrainerActor:
         self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
         client = f"{cfg.model_id}-{index}"
         self._consumer_factory = consumer_factory or (lambda: make_consumer(
-            kafka, group_id=cfg.group_id, client_id=f"gumbel-trainer-{client}"))
+            kafka, group_id=cfg.group_id, client_id=f"gumbel-trainer-{client}",
+            # metadata as fresh as the partition check, so added partitions are seen
+            metadata_max_age_ms=int(cfg.partition_refresh_s * 1000)))
         self._producer_factory = producer_factory or (
             lambda: make_producer(kafka, client_id=f"gumbel-dlq-{client}"))
-        # N replicas that each see 1/N of the stream step N times as often, so their average
-        # acts like one learner's step on step_size records (data parallelism).
+        # N replicas that each see 1/N of the stream step N times as often, so their mixture
+        # (each learns its own partitions) takes as many steps as one learner on the stream.
         self._learner_factory = learner_factory or (lambda: learner_api.build_learner(
             cfg.num_categories, cfg.estimator, cfg.seed + index, self.device,
             max(1, cfg.step_size // num_actors)))
@@ -106,7 +108,6 @@ class TrainerActor:
         self._mismatch = MismatchWarning(index, cfg.num_categories)
         self.meter = LearningMeter()
         self.error: str | None = None
-        self._sent_weights: dict[str, Any] | None = None  # read by the coordinator to average
         if autostart:
             self.start()
 
@@ -209,7 +210,11 @@ class TrainerActor:
     def _poll_loop(self) -> None:
         cfg = self.settings.trainer
         assert self._source is not None
+        next_partition_check = time.monotonic() + cfg.partition_refresh_s
         while not self._stop.is_set():
+            if time.monotonic() >= next_partition_check:
+                self._pick_up_new_partitions()
+                next_partition_check = time.monotonic() + cfg.partition_refresh_s
             self._commit_pending()
             batch = self._source.poll(cfg.poll_timeout_ms, cfg.max_batch)
             self._after_fetch()
@@ -222,6 +227,21 @@ class TrainerActor:
                     break
                 except queue.Full:  # the learner is behind: lag grows, visible in the status
                     continue
+
+    def _pick_up_new_partitions(self) -> None:
+        """Partitions added to the topic while running (``kafka-topics.sh --alter``): learn
+        those this actor owns; they count in the lag from the next fetch on."""
+        assert self._source is not None
+        try:
+            every = self._source.topic_partitions()
+        except Exception as exc:  # metadata unavailable for now: look again next time
+            log.warning("actor %d: cannot list the partitions of %s: %s", self.index,
+                        self._source.topic, exc)
+            return
+        new = self._source.add(owned_partitions(every, self.index, self.num_actors))
+        if new:
+            log.info("actor %d: partitions %s were added to %s; learning them", self.index,
+                     new, self._source.topic)
 
     def _learn_loop(self) -> None:
         cfg = self.settings.trainer
@@ -334,24 +354,11 @@ class TrainerActor:
 
     # -- what the coordinator asks --------------------------------------------------------------
 
-    def get_weights(self) -> dict[str, Any]:
+    def sync_schedule(self, schedule_steps: int) -> None:
+        """Take the common temperature schedule (that of the replica that re-heated last)."""
         assert self.replica is not None
         with self._lock:
-            self._sent_weights = learner_api.get_weights(self.replica.learner)
-            return self._sent_weights
-
-    def set_weights(self, weights: dict[str, Any], schedule_steps: int | None = None) -> None:
-        """Take the replicas' average, keeping the steps taken since ``get_weights``; with
-        ``schedule_steps``, the common temperature schedule (the last re-heat's)."""
-        assert self.replica is not None
-        with self._lock:
-            if self._sent_weights is not None:
-                current = learner_api.get_weights(self.replica.learner)
-                weights = learner_api.apply_average(current, self._sent_weights, weights)
-                self._sent_weights = None
-            learner_api.set_weights(self.replica.learner, weights)
-            if schedule_steps is not None:
-                learner_api.sync_schedule(self.replica.learner, schedule_steps)
+            learner_api.sync_schedule(self.replica.learner, schedule_steps)
 
     def pid(self) -> int:
         return os.getpid()

@@ -1,8 +1,10 @@
-"""The driver's side of training: average the replicas, build and publish the ``Estimate``.
+"""The driver's side of training: gather the replicas' statuses, build and publish the
+``Estimate``.
 
-Replicas average their weights every ``average_interval_s`` so the published estimate
-reflects all partitions. Exact quantities (counting baselines, samples, dead letters) are
-summed, never averaged. An actor that is restarting is skipped and its last status is used.
+The published estimate is the mixture of the replicas' estimates, each weighted by its
+actor's share of the stream (``mixture.py``); every ``average_interval_s`` the replicas are
+given one temperature schedule. Exact quantities (counting baselines, samples, dead letters)
+are summed. An actor that is restarting is skipped and its last status is used.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from services.common.schemas import (
     ActorMetrics,
     Estimate,
 )
-from services.trainer.learner import average_weights
+from services.trainer.mixture import mixture
 from services.trainer.status import ActorStatus
 
 __all__ = ["actor_metrics", "aggregate", "Coordinator"]
@@ -113,8 +115,11 @@ def aggregate(
     backpressure: str = "learn_all",
     restarts: Mapping[int, int] | None = None,
     window_records: int = 0,
+    shares: Mapping[int, float] | None = None,
 ) -> Estimate:
-    """One ``Estimate`` from the actors' statuses: the mean estimate, the summed counts.
+    """One ``Estimate`` from the actors' statuses: the mixture of their estimates, each
+    weighted by its actor's share of the records (``shares``, actor index -> share; by default
+    each actor's share of ``samples_seen``), and the summed counts.
 
     ``restarts`` (actor index → restarts seen by the driver) goes into each actor's metrics.
     """
@@ -122,16 +127,15 @@ def aggregate(
     counts = [0] * k
     offsets: dict[str, int] = {}
     by_reason: dict[str, int] = {}
-    estimates = []
     for status in statuses:
         for c, n in enumerate(status.baseline_counts):
             counts[c] += int(n)
         offsets.update(status.offsets)
-        if len(status.estimate) == k:
-            estimates.append(status.estimate)
         for reason, n in status.dead_letters_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + int(n)
-    mean_estimate = [sum(col) / len(estimates) for col in zip(*estimates, strict=True)]
+    if shares is None:
+        shares = {s.index: float(max(0, s.samples_seen)) for s in statuses}
+    estimate = mixture({s.index: s.estimate for s in statuses}, shares, k)
     windows = [s.window_counts for s in statuses if len(s.window_counts) == k]
     window = [sum(col) for col in zip(*windows, strict=True)] if windows else None
     seen = sum(s.samples_seen for s in statuses)
@@ -148,7 +152,7 @@ def aggregate(
         samples_seen=seen,
         dead_letters=sum(s.dead_letters for s in statuses),
         num_categories=k,
-        probabilities=_normalized(mean_estimate or [1.0] * k, k),
+        probabilities=_normalized(estimate or [1.0] * k, k),
         baseline_probabilities=_normalized(counts, k),
         temperature=common_temperature(statuses),
         generator_loss=_finite_mean([s.generator_loss for s in statuses], 0.0),
@@ -222,20 +226,14 @@ class Coordinator:
                           cause)
         return answers
 
-    def average(self) -> int:
-        """Average the weights of the replicas that answer and set them back; how many."""
-        weights = self._gather("get_weights")
-        if len(weights) < 2:
-            return len(weights)
-        mean = ray.put(average_weights(list(weights.values())))
+    def sync_schedules(self) -> int:
+        """Give every replica the temperature schedule of the one that re-heated last, so
+        they share one temperature; how many were told. Parameters are not averaged: each
+        replica learns its own partitions, and the estimate is their mixture (mixture.py)."""
         steps = common_schedule_steps(list(self.last_status.values()))
-        refs = [self.actors[i].set_weights.remote(mean, steps) for i in weights]
-        for ref in refs:
-            try:
-                ray.get(ref, timeout=self.call_timeout_s)
-            except _UNAVAILABLE:
-                pass
-        return len(weights)
+        if steps is None or len(self.actors) < 2:
+            return 0
+        return len(self._gather("sync_schedule", steps))
 
     def _remember(self, answers: dict[int, ActorStatus]) -> None:
         """Keep the newest status of each actor; a new pid means Ray restarted it."""
@@ -250,8 +248,9 @@ class Coordinator:
         return [self.last_status[i] for i in sorted(self.last_status)]
 
     def estimate(self, statuses: Sequence[ActorStatus] | None = None) -> Estimate:
+        statuses = self.statuses() if statuses is None else statuses
         estimate = aggregate(
-            self.statuses() if statuses is None else statuses,
+            statuses,
             model_id=self.model_id,
             num_categories=self.num_categories,
             estimator=self.estimator,

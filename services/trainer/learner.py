@@ -1,20 +1,12 @@
-"""The trainer's one adapter to ``gumbel_core``: build a learner, move and average its weights.
-
-Weights are the learnable tensors that replicas average; the counting baseline, the step
-counters and the random state are not weights (they are exact per replica and are summed).
-"""
+"""The trainer's one adapter to ``gumbel_core``: build a learner, read its counts and its
+temperature schedule, and give it the replicas' common schedule."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
     "build_learner",
-    "get_weights",
-    "set_weights",
-    "average_weights",
-    "apply_average",
     "baseline_counts",
     "samples_seen",
     "step_losses",
@@ -42,35 +34,6 @@ def build_learner(
         num_categories=num_categories, estimator=estimator, seed=seed, device=device,
         samples_per_step=samples_per_step,
     )
-
-
-def get_weights(learner: Any) -> dict[str, Any]:
-    """The learner's averaged tensors (a nested dict), on the CPU, to ship between actors."""
-    return learner.get_weights()
-
-
-def set_weights(learner: Any, weights: dict[str, Any]) -> None:
-    learner.set_weights(weights)
-
-
-def apply_average(current: Any, sent: Any, average: Any) -> Any:
-    """``current + (average - sent)``, leaf by leaf: see :func:`gumbel_core.apply_average`.
-
-    A replica's weights were read (``sent``) before the coordinator computed ``average``; the
-    steps it took since then are kept, and only the averaging's correction is applied.
-    """
-    from gumbel_core import apply_average as apply
-
-    return apply(current, sent, average)
-
-
-def average_weights(replicas: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The element-wise mean of the replicas' weights (same names and shapes in each)."""
-    from gumbel_core import average_weights as average
-
-    if not replicas:
-        raise ValueError("average_weights needs at least one replica")
-    return average(list(replicas))
 
 
 def baseline_counts(learner: Any) -> list[int]:

@@ -175,7 +175,7 @@ class Trainer:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_average:
-                self.coordinator.average()
+                self.coordinator.sync_schedules()
                 next_average = now + cfg.average_interval_s
             if now >= next_publish:
                 estimate = self.coordinator.publish()
@@ -197,7 +197,6 @@ class Trainer:
         """Stop the actors (final checkpoints), publish the final estimate, flush."""
         final = None
         if self.coordinator is not None:
-            self.coordinator.average()
             statuses = self.coordinator.stop()
             if statuses:
                 final = self.coordinator.publish(statuses)

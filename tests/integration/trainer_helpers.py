@@ -25,7 +25,8 @@ NUM_PARTITIONS = 4
 
 
 def make_settings(
-    bootstrap: str, checkpoint_dir: Path | None, partitions: int = NUM_PARTITIONS, **trainer: Any
+    bootstrap: str, checkpoint_dir: Path | None, partitions: int = NUM_PARTITIONS,
+    kafka_options: dict[str, Any] | None = None, **trainer: Any
 ) -> TrainerServiceSettings:
     """Settings on topics of their own, with short intervals so tests run quickly."""
     suffix = uuid.uuid4().hex[:8]
@@ -39,7 +40,7 @@ def make_settings(
     kafka = {
         "bootstrap_servers": bootstrap, "numbers_topic": f"numbers-{suffix}",
         "estimates_topic": f"estimates-{suffix}", "dlq_topic": f"numbers-{suffix}.dlq",
-        "num_partitions": partitions, "connect_timeout_s": 30,
+        "num_partitions": partitions, "connect_timeout_s": 30, **(kafka_options or {}),
     }
     settings = TrainerServiceSettings(kafka=kafka, trainer=options)
     ensure_topics(settings.kafka)

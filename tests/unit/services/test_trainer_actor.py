@@ -16,7 +16,7 @@ from services.common.settings import TrainerServiceSettings
 from services.trainer.actor import TrainerActor, owned_partitions
 from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.coordinator import aggregate
-from services.trainer.learner import average_weights, baseline_counts
+from services.trainer.learner import baseline_counts
 from services.trainer.status import ActorStatus
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -157,12 +157,6 @@ class FakeLearner:
         self.temperature = float(state["temperature"])
         self.generator.set_state(state["rng"])
 
-    def get_weights(self) -> dict[str, torch.Tensor]:
-        return {"logits": self.logits.clone()}
-
-    def set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        self.logits = weights["logits"].clone()
-
 
 # -- tests --------------------------------------------------------------------------------------
 
@@ -191,14 +185,15 @@ def _counts(values: list[bytes | None]) -> list[int]:
     return counts
 
 
-def _actor(settings, data, index=0, num_actors=1, consumer=None, producer=None):
+def _actor(settings, data, index=0, num_actors=1, consumer=None, producer=None,
+           learner_factory=None):
     consumer = consumer or FakeConsumer(TOPIC, data)
     producer = producer or FakeProducer()
     actor = TrainerActor(
         settings, index, num_actors,
         consumer_factory=lambda: consumer,
         producer_factory=lambda: producer,
-        learner_factory=lambda: FakeLearner(5),
+        learner_factory=learner_factory or (lambda: FakeLearner(5)),
     )
     return actor, consumer, producer
 
@@ -312,23 +307,20 @@ def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
     assert list(second.status().baseline_counts) == _counts(data[0])
 
 
-def test_weights_round_trip_through_get_and_set(tmp_path: Path) -> None:
-    actor, consumer, _ = _actor(_settings(tmp_path), _data(partitions=1))
+def test_sync_schedule_gives_a_real_learner_the_common_temperature(tmp_path: Path) -> None:
+    """The coordinator gives every replica the schedule of the one that re-heated last."""
+    from gumbel_core import OnlineGAN
+
+    settings = _settings(tmp_path)
+    actor, consumer, _ = _actor(settings, _data(partitions=1),
+                                learner_factory=lambda: OnlineGAN(num_categories=5, seed=1))
     _start_without_thread(actor)
     _drain(actor, consumer)
-    weights = actor.get_weights()
-    actor.set_weights({"logits": torch.zeros(5)})
-    assert torch.allclose(torch.tensor(actor.status().estimate),
-                          torch.full((5,), 0.2))
-    actor.set_weights(weights)
-    assert torch.equal(actor.get_weights()["logits"], weights["logits"])
-
-
-def test_average_weights_is_the_elementwise_mean() -> None:
-    mean = average_weights([{"w": torch.tensor([1.0, 3.0])}, {"w": torch.tensor([3.0, 5.0])}])
-    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0]))
-    with pytest.raises(ValueError, match="at least one"):
-        average_weights([])
+    cold = actor.status()
+    assert cold.schedule_steps > 0
+    actor.sync_schedule(0)  # a replica that just re-heated: back to the start of the schedule
+    hot = actor.status()
+    assert hot.schedule_steps == 0 and hot.temperature > cold.temperature
 
 
 def test_a_real_learner_checkpoints_and_restores_bit_identically(tmp_path: Path) -> None:
@@ -346,7 +338,7 @@ def test_a_real_learner_checkpoints_and_restores_bit_identically(tmp_path: Path)
     assert baseline_counts(second) == [0, 1, 1, 3, 3]
 
 
-def test_aggregate_sums_counts_and_averages_estimates() -> None:
+def test_aggregate_sums_counts_and_mixes_estimates_by_records() -> None:
     statuses = [
         ActorStatus(0, baseline_counts=(1, 3), estimate=(0.2, 0.8), samples_seen=4, steps=1,
                     dead_letters=1, offsets={"0": 4}, temperature=0.5, generator_loss=1.0,
@@ -357,7 +349,7 @@ def test_aggregate_sums_counts_and_averages_estimates() -> None:
     ]
     est = aggregate(statuses, model_id="m", num_categories=2, estimator="st", timestamp=1.0)
     assert est.baseline_probabilities == [0.5, 0.5]
-    assert est.probabilities == pytest.approx([0.3, 0.7])
+    assert est.probabilities == pytest.approx([0.3, 0.7])  # 4 records each: equal weights
     assert (est.samples_seen, est.dead_letters, est.step, est.actors) == (8, 1, 3, 2)
     assert est.offsets == {"0": 4, "1": 5}
     assert est.temperature == 0.7  # the schedule that re-heated last, not a blend
