@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from services.common.errors import StartupError
 from services.common.settings import KafkaSettings
 
 __all__ = [
@@ -159,13 +160,16 @@ def ensure_topics(settings: KafkaSettings) -> None:
     """Create the numbers, estimates and dead-letter topics if they do not exist yet."""
     if not settings.create_topics:
         return
+    configs = ({} if settings.min_insync_replicas is None
+               else {"min.insync.replicas": str(settings.min_insync_replicas)})
     wanted = [
-        NewTopic(settings.numbers_topic, settings.num_partitions, settings.replication_factor),
-        NewTopic(settings.estimates_topic, 1, settings.replication_factor),
-        NewTopic(settings.dlq_topic, 1, settings.replication_factor),
+        NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
+        for name, partitions in ((settings.numbers_topic, settings.num_partitions),
+                                 (settings.estimates_topic, 1), (settings.dlq_topic, 1))
     ]
     admin = make_admin(settings)
     try:
+        check_replication(settings, len(admin.describe_cluster()["brokers"]))
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:
@@ -176,6 +180,16 @@ def ensure_topics(settings: KafkaSettings) -> None:
                 pass  # another service created them first
     finally:
         admin.close()
+
+
+def check_replication(settings: KafkaSettings, brokers: int) -> None:
+    """Replication settings the cluster can honour, else ``StartupError`` naming the setting
+    (Kafka would refuse the topics with a bare INVALID_REPLICATION_FACTOR)."""
+    if settings.replication_factor > brokers:
+        raise StartupError(
+            f"invalid setting kafka.replication_factor (GUMBEL_KAFKA__REPLICATION_FACTOR): "
+            f"{settings.replication_factor}, but the cluster at {settings.bootstrap_servers} "
+            f"has {brokers} broker{'s' * (brokers != 1)}")
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:

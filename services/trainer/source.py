@@ -107,6 +107,25 @@ class PartitionSource:
                 self._consumer.seek_to_beginning(tp)
         return known
 
+    def add(self, partitions: Iterable[int]) -> list[int]:
+        """Start reading ``partitions`` too (added to the topic while running): the group's
+        committed offset, else the beginning; the partitions read so far keep their
+        positions (records already polled are not polled again). The new ones."""
+        new = [p for p in partitions if p not in self.partitions]
+        if not new:
+            return []
+        positions = {p: self._consumer.position(self._tp(p)) for p in self.partitions}
+        self.assign([*self.partitions, *new])
+        for partition, position in positions.items():
+            self._consumer.seek(self._tp(partition), position)
+        for partition in new:
+            committed = self.committed(partition)
+            if committed is not None:
+                self._consumer.seek(self._tp(partition), committed)
+            else:
+                self._consumer.seek_to_beginning(self._tp(partition))
+        return new
+
     def committed(self, partition: int) -> int | None:
         try:
             committed = self._consumer.committed(self._tp(partition))
