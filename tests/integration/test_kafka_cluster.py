@@ -42,8 +42,8 @@ def _leader(settings, partition: int) -> int:
         (topic,) = admin.describe_topics([settings.kafka.numbers_topic])
     finally:
         admin.close()
-    (meta,) = [p for p in topic["partitions"] if p["partition"] == partition]
-    return int(meta["leader"])
+    (meta,) = [p for p in topic["partitions"] if p["partition_index"] == partition]
+    return int(meta["leader_id"])
 
 
 def test_topics_and_the_offsets_topic_are_replicated(kafka_cluster, ray_local, tmp_path) -> None:
@@ -69,9 +69,10 @@ def test_topics_and_the_offsets_topic_are_replicated(kafka_cluster, ray_local, t
         admin.close()
     for topic in topics:
         assert topic["partitions"], topic
-        assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic["topic"]
-    text = str(configs)
-    assert "min.insync.replicas" in text and "'2'" in text or "\"2\"" in text or ", 2," in text
+        assert {len(p["replica_nodes"]) for p in topic["partitions"]} == {3}, topic["topic"]
+        assert {len(p["isr_nodes"]) for p in topic["partitions"]} == {3}, topic["topic"]
+    (config,) = configs["topic"].values()
+    assert config["min.insync.replicas"]["value"] == "2"
 
 
 def test_the_leader_of_a_partition_killed_mid_stream(kafka_cluster, ray_local, tmp_path) -> None:
