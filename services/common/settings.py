@@ -281,8 +281,10 @@ class TrainerSettings(BaseModel):
     model_id: str = Field(
         "default", min_length=1, description="key of the published estimates"
     )
-    group_id: str = Field(
-        "gumbel-trainer", description="Kafka consumer group (offset commits)"
+    group_id: str | None = Field(
+        None, min_length=1,
+        description="Kafka consumer group (offset commits); unset: `gumbel-trainer-<model_id>`, "
+        "so trainers of different models never share one (before: `gumbel-trainer`)",
     )
     max_batch: int = Field(4096, ge=1, description="most records one Kafka poll returns")
     window_records: int = Field(
@@ -348,6 +350,13 @@ class TrainerSettings(BaseModel):
         "anywhere",
     )
 
+    @model_validator(mode="after")
+    def _group_of_the_model(self) -> TrainerSettings:
+        # Filled in here, so every reader (the actors, the lag reader) sees one str.
+        if self.group_id is None:
+            self.group_id = f"gumbel-trainer-{self.model_id}"
+        return self
+
 
 class MonitorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -369,6 +378,11 @@ class MonitorSettings(BaseModel):
     max_categories: int = Field(
         65_536, ge=2, le=65_536,
         description="an estimate with more categories is counted invalid",
+    )
+    max_models: int = Field(
+        100, ge=1, le=10_000,
+        description="models shown at once (each is a `model_id` label value): an estimate of "
+        "a new model past this many is counted invalid until one is forgotten",
     )
     http_idle_timeout_s: float = Field(
         30.0, gt=0, description="the HTTP server closes a connection idle this long"
