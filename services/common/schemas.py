@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import from_json
 
 __all__ = [
     "BACKPRESSURE_POLICIES",
     "DEAD_LETTER_REASONS",
+    "ESTIMATE_CONTENT_TYPE",
+    "ESTIMATE_HEADERS",
     "MAX_ACTORS",
     "MAX_CATEGORIES",
     "MAX_COUNT",
@@ -17,9 +21,16 @@ __all__ = [
     "ActorMetrics",
     "Count",
     "Estimate",
+    "estimate_json_schema",
 ]
 
 SCHEMA_VERSION = 1
+# Headers of every message on the estimates topic: what the value is, without parsing it.
+ESTIMATE_CONTENT_TYPE = "application/json"
+ESTIMATE_HEADERS: list[tuple[str, bytes]] = [
+    ("content-type", ESTIMATE_CONTENT_TYPE.encode()),
+    ("schema-version", str(SCHEMA_VERSION).encode()),
+]
 
 # Kafka offsets are signed 64-bit, and so is every counter a consumer may store: a larger
 # integer is not a count but a fault (and 10**400 would not even convert to a float).
@@ -171,5 +182,54 @@ class Estimate(BaseModel):
         return self.model_dump_json().encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Estimate:
-        return cls.model_validate_json(data)
+    def from_bytes(cls, data: bytes, *, ignore_unknown: bool = False) -> Estimate:
+        """Parse a message; with ``ignore_unknown`` a field this version does not know is
+        dropped (a newer sender's addition) instead of failing, as a consumer should.
+
+        Every known field is validated the same either way: only ``extra_forbidden`` errors
+        are forgiven, and the rest of the message is validated again without those fields.
+        """
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if not ignore_unknown or not unknown:
+                raise
+        value = from_json(data)
+        for loc in unknown:
+            _delete(value, loc)
+        # Back to JSON, so the known fields are validated in the same (JSON) mode as above.
+        return cls.model_validate_json(json.dumps(value))
+
+
+def _delete(value: Any, loc: tuple[str | int, ...]) -> None:
+    """Remove the item at ``loc`` (a pydantic error location) from parsed JSON."""
+    *parents, last = loc
+    for key in parents:
+        value = value[key]
+    del value[last]
+
+
+def _open(schema: Any) -> Any:
+    """``schema`` without ``additionalProperties: false``: a reader of it accepts new fields."""
+    if isinstance(schema, dict):
+        return {k: _open(v) for k, v in schema.items()
+                if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [_open(v) for v in schema]
+    return schema
+
+
+def estimate_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``Estimate`` as published in docs/estimate.schema.json.
+
+    Generated from the model. It is open (no ``additionalProperties: false``) where the
+    model forbids extras: the model checks what this trainer sends, the schema tells a
+    consumer what it may read, and a later schema_version 1 sender may add fields.
+    """
+    schema = _open(Estimate.model_json_schema())
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/gumbel-stream/gumbel-stream/blob/main/docs/estimate.schema.json",
+        **schema,
+    }

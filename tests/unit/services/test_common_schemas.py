@@ -186,3 +186,41 @@ def test_a_partition_is_a_decimal_number(key: str) -> None:
 
 def test_unknown_actor_fields_are_rejected() -> None:
     assert not _is_valid(_with_actor(surprise=1))
+
+
+def test_an_unknown_field_is_refused_by_default_and_ignored_by_a_consumer() -> None:
+    values = json.loads(make_estimate(actor_metrics=[{"index": 0}]).to_bytes())
+    values["added_later"] = {"any": [1, 2]}
+    values["actor_metrics"][0]["also_added"] = 3
+    data = json.dumps(values).encode()
+    assert not _is_valid(data)
+    read = Estimate.from_bytes(data, ignore_unknown=True)
+    assert read == make_estimate(actor_metrics=[{"index": 0}], timestamp=values["timestamp"])
+    assert read.to_bytes() == make_estimate(actor_metrics=[{"index": 0}],
+                                            timestamp=values["timestamp"]).to_bytes()
+
+
+@pytest.mark.parametrize("bad", [{"step": -1}, {"probabilities": [0.5, 0.5, 0.5]},
+                                 {"temperature": 0}, {"model_id": None}])
+def test_ignoring_unknown_fields_still_validates_the_known_ones(bad: dict[str, Any]) -> None:
+    data = _as_json(added_later=1, **bad)
+    with pytest.raises(ValidationError):
+        Estimate.from_bytes(data, ignore_unknown=True)
+
+
+def test_the_headers_name_the_content_type_and_schema_version() -> None:
+    from services.common.schemas import ESTIMATE_HEADERS, SCHEMA_VERSION
+
+    assert dict(ESTIMATE_HEADERS) == {"content-type": b"application/json",
+                                      "schema-version": str(SCHEMA_VERSION).encode()}
+
+
+def test_the_json_schema_accepts_what_the_model_sends_and_fields_added_later() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from services.common.schemas import estimate_json_schema
+
+    schema = estimate_json_schema()
+    values = json.loads(make_estimate(actor_metrics=[{"index": 1}]).to_bytes())
+    jsonschema.validate({**values, "added_later": 1}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**values, "step": -1}, schema)

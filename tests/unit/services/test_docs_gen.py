@@ -88,8 +88,17 @@ def test_a_setting_without_description_is_refused() -> None:
 def test_check_fails_on_a_stale_file_and_regenerating_fixes_it(tmp_path: Path) -> None:
     stale = tmp_path / "services.md"
     stale.write_text(f"# Settings\n\n{docs_gen.BEGIN}\n| old |\n{docs_gen.END}\n\nafter\n")
-    assert docs_gen.main(["--check", "--path", str(stale)]) == 1
-    assert docs_gen.main(["--path", str(stale)]) == 0
-    assert docs_gen.main(["--check", "--path", str(stale)]) == 0
+    schema = tmp_path / "estimate.schema.json"  # missing: stale too
+    paths = ["--path", str(stale), "--schema", str(schema)]
+    assert docs_gen.main(["--check", *paths]) == 1
+    assert docs_gen.main(paths) == 0
+    assert docs_gen.main(["--check", *paths]) == 0
+    assert schema.read_text() == docs_gen.SCHEMA.read_text()
     assert stale.read_text().endswith(f"{docs_gen.END}\n\nafter\n")
     assert "`GUMBEL_TRAINER__NUM_ACTORS` | `--num-actors` | `2` |" in stale.read_text()
+
+
+def test_committed_estimate_schema_is_the_generated_one() -> None:
+    """docs/estimate.schema.json changes with the Estimate model, or this fails."""
+    assert docs_gen.SCHEMA.read_text() == docs_gen.schema_text(), (
+        "run: python -m services.docs_gen")
