@@ -18,7 +18,7 @@ from ray.exceptions import RayActorError
 
 from services.common.errors import StartupError
 from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
-from services.common.schemas import Estimate
+from services.common.schemas import ESTIMATE_HEADERS, Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
 from services.trainer.actor import TrainerActor
@@ -138,6 +138,7 @@ class Trainer:
             self.settings.kafka.estimates_topic,
             key=estimate.model_id.encode("utf-8"),
             value=estimate.to_bytes(),
+            headers=ESTIMATE_HEADERS,
         )
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
