@@ -1,12 +1,13 @@
-"""A Prometheus collector that renders the latest Estimate as the monitor's metrics.
+"""A Prometheus collector that renders each model's latest Estimate as the monitor's metrics.
 
-The metrics and their meaning are listed in docs/services.md#metrics.
+Every series of a model carries its ``model_id`` label. The metrics and their meaning are
+listed in docs/services.md#metrics.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,7 +19,7 @@ from services.common.schemas import (
     ActorMetrics,
     Estimate,
 )
-from services.monitor.state import ActorCounters, Counters, LatestEstimates
+from services.monitor.state import ActorCounters, Counters, Latest, LatestEstimates
 
 __all__ = ["EstimateCollector", "total_variation"]
 
@@ -60,11 +61,31 @@ _ACTOR_COUNTERS: tuple[tuple[str, str, Callable[[ActorCounters], int]], ...] = (
 )
 
 
+def _merged(families: Iterable[Metric]) -> Iterator[Metric]:
+    """One family per name, with the samples of every family of that name, in first order."""
+    by_name: dict[str, Metric] = {}
+    for family in families:
+        if family.name in by_name:
+            by_name[family.name].samples.extend(family.samples)
+        else:
+            by_name[family.name] = family
+    return iter(by_name.values())
+
+
+def _labelled(model_id: str, families: Iterable[Metric]) -> Iterator[Metric]:
+    """``families`` with ``model_id`` added to every sample: done here, so none can miss it."""
+    for family in families:
+        family.samples = [s._replace(labels={"model_id": model_id, **s.labels})
+                          for s in family.samples]
+        yield family
+
+
 class EstimateCollector(Collector):
     """Reads ``LatestEstimates`` at scrape time, so no stale label set can linger.
 
-    Before the first estimate only ``gumbel_build_info`` and the monitor's own counters
-    are exposed: a missing series, not a made-up zero.
+    Every model kept is shown, each series under its ``model_id``; a forgotten model leaves
+    no series behind. Before the first estimate only ``gumbel_build_info`` and the monitor's
+    own counters are exposed: a missing series, not a made-up zero.
     """
 
     def __init__(self, state: LatestEstimates) -> None:
@@ -87,7 +108,7 @@ class EstimateCollector(Collector):
         yield build
         yield CounterMetricFamily(
             "gumbel_monitor_estimates_received",
-            "Valid estimates the monitor received (of the followed model).",
+            "Valid estimates the monitor received (of the followed model(s)).",
             value=self._state.received,
         )
         yield CounterMetricFamily(
@@ -95,9 +116,13 @@ class EstimateCollector(Collector):
             "Messages on the estimates topic that are not a valid Estimate.",
             value=self._state.invalid,
         )
-        latest = self._state.latest()
-        if latest is None:
-            return
+        yield from _merged(
+            family
+            for model_id, latest in self._state.models().items()
+            for family in _labelled(model_id, self._model_metrics(latest))
+        )
+
+    def _model_metrics(self, latest: Latest) -> Iterator[Metric]:
         yield from self._estimate_metrics(latest.estimate)
         yield from self._counter_metrics(latest.counters)
         if latest.estimate.actor_metrics:  # a trainer that does not send them: no made-up zeros

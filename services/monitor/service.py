@@ -48,6 +48,7 @@ def run(
     state = state or LatestEstimates(
         config.model_id, config.stale_after_s, max_clock_skew_s=config.max_clock_skew_s,
         forget_after_s=config.forget_after_s, max_categories=config.max_categories,
+        max_models=config.max_models,
     )
     stop = stop or threading.Event()
     registry.register(EstimateCollector(state))

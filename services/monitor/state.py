@@ -131,13 +131,16 @@ class Latest:
 
 
 class LatestEstimates:
-    """Keeps the newest Estimate of each model; ``current`` is the one the metrics show.
+    """Keeps the newest Estimate of each model (of ``model_id`` only, when one is given).
 
-    ``current`` is the most recently received estimate, of ``model_id`` only when one is
-    given. Malformed messages are counted and logged, never raised, and so are valid ones
-    the monitor cannot show: more than ``max_categories`` categories, or a timestamp more than
-    ``max_clock_skew_s`` in the monitor's future (it would look fresh for that long). A model
-    not heard of for ``forget_after_s`` is forgotten, so memory stays bounded. Safe across
+    The metrics show every model kept, each under its ``model_id`` label; ``current`` is the
+    most recently received estimate (``/healthz`` and the live page's default). Malformed
+    messages are counted and logged, never raised, and so are valid ones the monitor cannot
+    show: more than ``max_categories`` categories, a timestamp more than ``max_clock_skew_s``
+    in the monitor's future (it would look fresh for that long), or a new model while
+    ``max_models`` are kept. A model not heard of for ``forget_after_s`` is forgotten. Those
+    bounds are the one policy that keeps memory and the scrape bounded whatever arrives on
+    the topic. Fields a newer trainer added are ignored, not counted invalid. Safe across
     threads: the consumer offers, the HTTP handlers read.
     """
 
@@ -150,8 +153,10 @@ class LatestEstimates:
         max_clock_skew_s: float = 300.0,
         forget_after_s: float = 3600.0,
         max_categories: int = MAX_CATEGORIES,
+        max_models: int = 100,
     ) -> None:
         self.model_id = model_id
+        self.max_models = max_models
         self.stale_after_s = stale_after_s
         self.max_clock_skew_s = max_clock_skew_s
         self.forget_after_s = forget_after_s
@@ -177,14 +182,18 @@ class LatestEstimates:
         return None if latest is None else latest.estimate
 
     def by_model(self) -> dict[str, Estimate]:
+        return {model_id: kept.estimate for model_id, kept in self.models().items()}
+
+    def models(self) -> dict[str, Latest]:
+        """Every model kept, by model id (sorted), the forgotten ones dropped first."""
         with self._lock:
             self._forget_silent(self._clock())
-            return {model_id: kept.estimate for model_id, kept in self._models.items()}
+            return dict(sorted(self._models.items()))
 
     def offer(self, value: bytes | None, where: str = "") -> Estimate | None:
         """Parse one message value; keep it if valid and followed. Returns the Estimate kept."""
         try:
-            estimate = Estimate.from_bytes(value or b"")
+            estimate = Estimate.from_bytes(value or b"", ignore_unknown=True)
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:
             first_error = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             self._reject(first_error, value, where)
@@ -201,10 +210,18 @@ class LatestEstimates:
         with self._lock:
             self._forget_silent(now)
             previous = self._models.get(estimate.model_id)
-            counters = previous.counters if previous is not None else Counters()
-            self._models[estimate.model_id] = Latest(estimate, counters.raised_to(estimate), now)
-            self._current = estimate.model_id
-            self.received += 1
+            full = previous is None and len(self._models) >= self.max_models
+            if not full:
+                counters = previous.counters if previous is not None else Counters()
+                self._models[estimate.model_id] = Latest(estimate, counters.raised_to(estimate),
+                                                         now)
+                self._current = estimate.model_id
+                self.received += 1
+        if full:
+            self._reject(f"model {estimate.model_id!r} would be one more than max_models="
+                         f"{self.max_models} (one is forgotten after forget_after_s="
+                         f"{self.forget_after_s:g} of silence)", value, where)
+            return None
         return estimate
 
     def _cannot_show(self, estimate: Estimate, now: float) -> str | None:

@@ -28,8 +28,18 @@ DOCUMENTED_METRICS = {  # docs/services.md#metrics, with the type each must have
 }
 
 
+class _DefaultModelRegistry(CollectorRegistry):
+    """Reads a model's series as those of model ``default`` unless the labels name another:
+    the tests of one model stay about their metric, not about the label every series has."""
+
+    def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        if not name.startswith(("gumbel_monitor_", "gumbel_build_info")):
+            labels = {"model_id": "default", **(labels or {})}
+        return super().get_sample_value(name, labels)
+
+
 def _registry(state: LatestEstimates) -> CollectorRegistry:
-    registry = CollectorRegistry()
+    registry = _DefaultModelRegistry()
     registry.register(EstimateCollector(state))
     return registry
 
@@ -40,8 +50,8 @@ def test_exposes_every_documented_metric_with_its_type() -> None:
     text = generate_latest(_registry(state)).decode()
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert {name: types.get(name) for name in DOCUMENTED_METRICS} == DOCUMENTED_METRICS
-    assert "gumbel_samples_learned_total 5000.0" in text
-    assert "gumbel_dead_letters_total 3.0" in text
+    assert 'gumbel_samples_learned_total{model_id="default"} 5000.0' in text
+    assert 'gumbel_dead_letters_total{model_id="default"} 3.0' in text
 
 
 def test_values_come_from_the_latest_estimate() -> None:
@@ -253,7 +263,7 @@ def test_a_partition_reported_twice_is_one_series() -> None:
         {"index": 0, "lag_by_partition": {"0": 5}}, {"index": 1, "lag_by_partition": {"0": 9}},
     )).to_bytes())
     text = generate_latest(registry).decode()  # a duplicate sample would fail the scrape
-    assert text.count('gumbel_partition_lag_records{partition="0"}') == 1
+    assert text.count('gumbel_partition_lag_records{model_id="default",partition="0"}') == 1
     assert registry.get_sample_value("gumbel_partition_lag_records", {"partition": "0"}) == 9
 
 
@@ -312,3 +322,76 @@ def test_total_variation_is_against_the_window_when_the_trainer_sends_one() -> N
     state.offer(make_estimate(drift_detections=1).to_bytes())  # a restore: never falls
     assert value("gumbel_drift_detections_total") == 2
     assert value("gumbel_window_baseline_probability", {"category": "2"}) is None
+
+
+# --- several models (issue 15 §2) -----------------------------------------------------------
+
+
+def _samples(registry: CollectorRegistry) -> list:
+    text = generate_latest(registry).decode()
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def test_two_models_are_shown_side_by_side_each_under_its_model_id() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(model_id="a", temperature=0.5, samples_seen=10,
+                              actor_metrics=TWO_ACTORS).to_bytes())
+    state.offer(make_estimate(model_id="b", temperature=0.9, samples_seen=20,
+                              num_categories=2, probabilities=[0.5, 0.5],
+                              baseline_probabilities=[0.5, 0.5]).to_bytes())
+    value = registry.get_sample_value
+    assert value("gumbel_temperature", {"model_id": "a"}) == 0.5
+    assert value("gumbel_temperature", {"model_id": "b"}) == 0.9
+    assert value("gumbel_samples_learned_total", {"model_id": "a"}) == 10
+    assert value("gumbel_samples_learned_total", {"model_id": "b"}) == 20
+    assert value("gumbel_estimated_probability", {"model_id": "a", "category": "2"}) == 0.5
+    assert value("gumbel_estimated_probability", {"model_id": "b", "category": "2"}) is None
+    assert value("gumbel_actor_lag_records", {"model_id": "a", "actor": "1"}) == 7
+    assert value("gumbel_actor_lag_records", {"model_id": "b", "actor": "1"}) is None
+    for sample in _samples(registry):  # every series of a model says which
+        monitor_own = sample.name.startswith(("gumbel_monitor_", "gumbel_build_info",
+                                              "process_", "python_"))
+        assert monitor_own or sample.labels.get("model_id") in {"a", "b"}, sample
+
+
+def test_a_forgotten_model_leaves_no_series() -> None:
+    now = [1000.0]
+    state = LatestEstimates(forget_after_s=60, clock=lambda: now[0])
+    registry = _registry(state)
+    state.offer(make_estimate(model_id="old", timestamp=1000.0).to_bytes())
+    now[0] = 1050.0
+    state.offer(make_estimate(model_id="new", timestamp=1050.0).to_bytes())
+    now[0] = 1070.0
+    assert registry.get_sample_value("gumbel_temperature", {"model_id": "old"}) is None
+    assert registry.get_sample_value("gumbel_temperature", {"model_id": "new"}) == 0.7
+    assert not [s for s in _samples(registry) if s.labels.get("model_id") == "old"]
+
+
+def test_models_past_max_models_are_counted_invalid_until_one_is_forgotten() -> None:
+    now = [1000.0]
+    state = LatestEstimates(max_models=2, forget_after_s=60, clock=lambda: now[0])
+    registry = _registry(state)
+    for model_id in ("a", "b", "c"):
+        state.offer(make_estimate(model_id=model_id, timestamp=now[0]).to_bytes())
+    assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 1
+    assert {s.labels["model_id"] for s in _samples(registry)
+            if s.name == "gumbel_temperature"} == {"a", "b"}
+    state.offer(make_estimate(model_id="a", timestamp=now[0]).to_bytes())  # a known one: kept
+    assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 1
+    now[0] = 1061.0  # a and b silent for longer than forget_after_s
+    state.offer(make_estimate(model_id="c", timestamp=now[0]).to_bytes())
+    assert registry.get_sample_value("gumbel_temperature", {"model_id": "c"}) == 0.7
+
+
+def test_an_estimate_with_fields_this_monitor_does_not_know_is_shown() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    values = json.loads(make_estimate(actor_metrics=_actors({"index": 0})).to_bytes())
+    values["category_names"] = ["a", "b", "c"]
+    values["actor_metrics"][0]["gpu_memory_bytes"] = 123
+    state.offer(json.dumps(values).encode())
+    assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 0
+    assert registry.get_sample_value("gumbel_temperature") == 0.7
+    state.offer(json.dumps({**values, "temperature": -1.0}).encode())  # known fields: checked
+    assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 1
