@@ -33,15 +33,23 @@ class History:
 
     def add(self, point: Point) -> None:
         with self._lock:
-            if self._points and point.at <= self._points[-1].at:
+            last = self._last_at(point.model_id)
+            if last is not None and point.at <= last:
                 return  # the same estimate again (or a clock step back): keep the order
             self._points.append(point)
             while self._points and point.at - self._points[0].at > self.window_s:
                 self._points.popleft()
 
-    def last_at(self) -> float | None:
+    def _last_at(self, model_id: str | None) -> float | None:
+        for p in reversed(self._points):
+            if model_id is None or p.model_id == model_id:
+                return p.at
+        return None
+
+    def last_at(self, model_id: str | None = None) -> float | None:
+        """When the newest point (of ``model_id``, when given) arrived."""
         with self._lock:
-            return self._points[-1].at if self._points else None
+            return self._last_at(model_id)
 
     def of_model(self, model_id: str, now: float) -> list[Point]:
         """The points of ``model_id`` within the window before ``now``."""

@@ -14,7 +14,7 @@ from typing import Any
 from services.common.schemas import Estimate
 from services.monitor.collector import total_variation
 from services.monitor.history import History, Point
-from services.monitor.state import LatestEstimates
+from services.monitor.state import Latest, LatestEstimates
 from services.monitor.truth import ProducerTruth, Truth
 
 __all__ = ["LivePage", "static_file"]
@@ -81,10 +81,13 @@ class LivePage:
         return self.truth.latest() if self.truth is not None else (None, None)
 
     def record(self) -> None:
-        """Add the latest estimate to the history, once (call after each poll of the topic)."""
-        latest = self.state.latest()
-        if latest is None or latest.heard_at == self.history.last_at():
-            return
+        """Add each model's latest estimate to the history, once (call after each poll)."""
+        models = self.state.models()
+        for latest in sorted(models.values(), key=lambda kept: kept.heard_at):
+            if latest.heard_at != self.history.last_at(latest.estimate.model_id):
+                self._record(latest)
+
+    def _record(self, latest: Latest) -> None:
         estimate = latest.estimate
         truth = _truth_for(estimate, self._truth()[0])
         self.history.add(Point(
@@ -97,8 +100,12 @@ class LivePage:
                                                                 list(truth)),
         ))
 
-    def view(self) -> dict[str, Any]:
-        """The JSON the page renders: plain numbers and strings, no markup."""
+    def view(self, model_id: str | None = None) -> dict[str, Any]:
+        """The JSON the page renders: plain numbers and strings, no markup.
+
+        It shows one model: ``model_id``, or the one heard of last. ``models`` lists every
+        model the monitor keeps, so the page can offer the others.
+        """
         now = self._clock()
         health = self.state.health()
         truth, truth_error = self._truth()
@@ -115,8 +122,9 @@ class LivePage:
             "estimate": None,
             "categories": [],
             "history": [],
+            "models": list(self.state.models()),
         }
-        latest = self.state.latest()
+        latest = self.state.latest(model_id)
         if latest is None:
             return body
         estimate, counters = latest.estimate, latest.counters

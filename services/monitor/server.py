@@ -1,5 +1,5 @@
-"""The monitor's HTTP server: ``/metrics``, ``/healthz``, ``/estimate`` and the live page on one
-port."""
+"""The monitor's HTTP server: ``/metrics``, ``/healthz``, ``/estimate(s)`` and the live page on
+one port."""
 
 from __future__ import annotations
 
@@ -76,8 +76,13 @@ class _Handler(BaseHTTPRequestHandler):
                         "text/plain; charset=utf-8")
         elif url.path == "/estimate":
             self._estimate(parse_qs(url.query).get("model_id", [None])[0])
+        elif url.path == "/estimates":
+            body = json.dumps({"models": {model_id: json.loads(e.to_bytes()) for model_id, e
+                                          in self.server.state.by_model().items()}})
+            self._reply(200, body.encode() + b"\n", "application/json")
         elif url.path == "/live.json":
-            body = json.dumps(self.server.page.view()).encode() + b"\n"
+            model_id = parse_qs(url.query).get("model", [None])[0]
+            body = json.dumps(self.server.page.view(model_id)).encode() + b"\n"
             self._reply(200, body, "application/json", {"Cache-Control": "no-store"})
         elif url.path == "/" or url.path.startswith("/static/"):
             self._static("index.html" if url.path == "/" else url.path[len("/static/"):])
@@ -85,8 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found()
 
     def _not_found(self) -> None:
-        self._reply(404, b"not found: try /, /metrics, /healthz, /estimate or /live.json\n",
-                    "text/plain; charset=utf-8")
+        self._reply(404, b"not found: try /, /metrics, /healthz, /estimate, /estimates or "
+                         b"/live.json\n", "text/plain; charset=utf-8")
 
     def _static(self, name: str) -> None:
         found = static_file(name)
@@ -108,8 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         estimate = state.current if model_id is None else state.by_model().get(model_id)
         if estimate is None:
-            body = json.dumps({"error": "no estimate received yet"}).encode() + b"\n"
-            self._reply(404, body, "application/json")
+            error = ("no estimate received yet" if model_id is None
+                     else f"no estimate of model {model_id!r}")
+            body = json.dumps({"error": error, "models": list(state.by_model())}).encode()
+            self._reply(404, body + b"\n", "application/json")
         else:
             self._reply(200, estimate.to_bytes(), "application/json")
 

@@ -82,6 +82,10 @@ def monitor(bootstrap: str, topic: str, stale_after_s: float = 60) -> Iterator[s
 
 
 def metric(url: str, line_start: str) -> str | None:
+    """A sample's value; a model's series (not the monitor's own) of model ``default``."""
+    if not line_start.startswith("gumbel_monitor_"):
+        name, _, labels = line_start.rstrip("}").partition("{")
+        line_start = f'{name}{{{labels + "," if labels else ""}model_id="default"}}'
     for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
         if line.startswith(line_start + " "):
             return line.split(" ", 1)[1]

@@ -5,6 +5,9 @@
   const SVG = "http://www.w3.org/2000/svg";
   const POLL_MS = 1000;
   const $ = (id) => document.getElementById(id);
+  // One model at a time: ?model=<id>, or the one the monitor heard of last.
+  const MODEL = new URLSearchParams(window.location.search).get("model");
+  const LIVE_URL = "/live.json" + (MODEL ? "?model=" + encodeURIComponent(MODEL) : "");
 
   function node(tag, attrs, parent) {
     const e = document.createElementNS(SVG, tag);
@@ -145,15 +148,32 @@
     return last.at > first.at ? (last.learned - first.learned) / (last.at - first.at) : null;
   }
 
+  // Links to every model the monitor keeps, when there is more than one.
+  function drawModels(models, shown) {
+    const nav = $("models");
+    while (nav.firstChild) nav.removeChild(nav.firstChild);
+    if (models.length < 2) return;
+    nav.appendChild(document.createTextNode("models:"));
+    for (const id of models) {
+      const a = document.createElement("a");
+      a.href = "?model=" + encodeURIComponent(id);
+      a.textContent = id;
+      if (id === shown) a.className = "shown";
+      nav.appendChild(a);
+    }
+  }
+
   function render(view) {
     const e = view.estimate;
+    drawModels(view.models || [], e ? e.model_id : MODEL);
     const truth = view.truth_source;
     if (!e) setStatus("wait", "waiting for an estimate");
     else if (view.health.ok) setStatus("ok", "live");
     else setStatus("wait", "stale");
     $("status").title = view.health.reason;
     setText("model", e ? "model " + e.model_id + " · " + e.actors + " actor" +
-      (e.actors === 1 ? "" : "s") + " · step " + integer(e.step) : "");
+      (e.actors === 1 ? "" : "s") + " · step " + integer(e.step)
+      : (MODEL ? "no estimate of model " + MODEL : ""));
     setText("learned", e ? integer(e.samples_learned) : "–");
     const r = rate(view.history);
     setText("rate", r != null ? "≈ " + integer(r) + " records/s" : " ");
@@ -189,7 +209,7 @@
 
   async function tick() {
     try {
-      const reply = await fetch("/live.json", { cache: "no-store" });
+      const reply = await fetch(LIVE_URL, { cache: "no-store" });
       if (!reply.ok) throw new Error("HTTP " + reply.status);
       render(await reply.json());
     } catch (err) {

@@ -60,7 +60,7 @@ def test_run_serves_what_the_consumer_brings_and_stops_on_request() -> None:
                 pass
             time.sleep(0.05)
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        assert "gumbel_samples_learned_total 5000.0" in metrics
+        assert 'gumbel_samples_learned_total{model_id="default"} 5000.0' in metrics
         assert "process_resident_memory_bytes" in metrics  # the standard collectors too
         assert "python_gc_collections_total" in metrics
     finally:

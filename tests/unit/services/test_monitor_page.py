@@ -108,6 +108,25 @@ def test_history_gets_one_point_per_estimate_received() -> None:
     assert history[-1]["tv_truth"] == pytest.approx(0.05)
 
 
+def test_the_page_shows_the_model_asked_for_or_the_last_heard_of() -> None:
+    clock = Clock()
+    page = page_with(clock)
+    for model_id, learned in [("a", 100), ("b", 200), ("a", 300), ("b", 400)]:
+        clock.now += 1
+        page.state.offer(make_estimate(model_id=model_id, timestamp=clock.now,
+                                       samples_seen=learned).to_bytes())
+        if model_id == "b":
+            page.record()  # a poll that brought both models: one point each
+    assert page.view()["models"] == ["a", "b"]
+    assert page.view()["estimate"]["model_id"] == "b"
+    chosen = page.view("a")
+    assert chosen["estimate"]["model_id"] == "a"
+    assert [p["learned"] for p in chosen["history"]] == [100, 300]
+    assert [p["learned"] for p in page.view("b")["history"]] == [200, 400]
+    unknown = page.view("nope")
+    assert unknown["estimate"] is None and unknown["models"] == ["a", "b"]
+
+
 @pytest.fixture()
 def served() -> Iterator[tuple[str, LatestEstimates]]:
     state = LatestEstimates(stale_after_s=60)
@@ -143,6 +162,11 @@ def test_live_json_follows_the_estimates(served) -> None:
     after = requests.get(f"{url}/live.json", timeout=5).json()
     assert after["estimate"]["samples_learned"] == 1234
     assert [c["truth"] for c in after["categories"]] == [0.25, 0.25, 0.5]
+    state.offer(make_estimate(model_id="other", samples_seen=99).to_bytes())
+    assert requests.get(f"{url}/live.json", timeout=5).json()["estimate"]["model_id"] == "other"
+    chosen = requests.get(f"{url}/live.json", params={"model": "default"}, timeout=5).json()
+    assert chosen["estimate"]["samples_learned"] == 1234
+    assert chosen["models"] == ["default", "other"]
 
 
 @pytest.mark.parametrize("path", [

@@ -50,7 +50,7 @@ def test_metrics_in_the_text_format(served) -> None:
     reply = requests.get(f"{url}/metrics", timeout=5)
     assert reply.status_code == 200
     assert reply.headers["Content-Type"].startswith("text/plain")
-    assert 'gumbel_estimated_probability{category="2"} 0.5' in reply.text
+    assert 'gumbel_estimated_probability{category="2",model_id="default"} 0.5' in reply.text
 
 
 def test_estimate_returns_the_latest_json(served) -> None:
@@ -61,6 +61,18 @@ def test_estimate_returns_the_latest_json(served) -> None:
     assert Estimate.model_validate(requests.get(f"{url}/estimate", timeout=5).json()).step == 5
     reply = requests.get(f"{url}/estimate", params={"model_id": "a"}, timeout=5)
     assert reply.json()["step"] == 4
+    missing = requests.get(f"{url}/estimate", params={"model_id": "c"}, timeout=5)
+    assert missing.status_code == 404 and missing.json()["models"] == ["a", "b"]
+
+
+def test_estimates_lists_every_model(served) -> None:
+    url, state = served
+    assert requests.get(f"{url}/estimates", timeout=5).json() == {"models": {}}
+    state.offer(make_estimate(model_id="b", step=5).to_bytes())
+    state.offer(make_estimate(model_id="a", step=4).to_bytes())
+    models = requests.get(f"{url}/estimates", timeout=5).json()["models"]
+    assert list(models) == ["a", "b"]
+    assert {m: Estimate.model_validate(e).step for m, e in models.items()} == {"a": 4, "b": 5}
 
 
 def test_unknown_path_is_404(served) -> None:
