@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
         assert name in by_metric, name
     exprs = [e for _, e in dashboard_exprs()]
     assert "sum(rate(gumbel_produced_total[1m]))" in exprs
-    assert "sum(rate(gumbel_samples_learned_total[1m]))" in exprs
+    assert 'sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}[1m]))' \
+        in exprs
 
 
 def test_every_metric_a_panel_queries_is_one_the_services_export() -> None:
@@ -99,8 +101,10 @@ def test_the_tv_against_truth_stat(dashboard: dict) -> None:
     assert panel["type"] == "stat"
     (target,) = panel["targets"]
     assert target["expr"] == (
-        "0.5 * sum(abs(max by (category) (gumbel_estimated_probability)"
-        " - on (category) max by (category) (gumbel_true_probability)))")
+        "0.5 * sum by (model_id) (abs(max by (model_id, category) "
+        '(gumbel_estimated_probability{model_id=~"$model_id"}) - on (category) group_left '
+        "max by (category) (gumbel_true_probability)))")
+    assert target["legendFormat"] == "{{model_id}}"  # one value per model shown
     assert panel["gridPos"]["y"] <= 1  # the first thing one sees
 
 
@@ -117,7 +121,8 @@ def test_truth_and_estimate_are_side_by_side_per_category(dashboard: dict) -> No
                     if [t["expr"] for t in p["targets"]] == [metric]]
         return panel
 
-    truth, estimate = only("gumbel_true_probability"), only("gumbel_estimated_probability")
+    truth = only("gumbel_true_probability")
+    estimate = only('gumbel_estimated_probability{model_id=~"$model_id"}')
     assert truth["gridPos"]["y"] == estimate["gridPos"]["y"]
     assert truth["gridPos"]["x"] + truth["gridPos"]["w"] <= estimate["gridPos"]["x"]
     for panel in (truth, estimate):
@@ -160,3 +165,39 @@ def test_metric_name_extraction() -> None:
     assert promql_metric_names("time() - max(gumbel_c)") == {"gumbel_c"}
     assert promql_metric_names("sum(rate(gumbel_d_total[1m])) > 0 unless x") == {
         "gumbel_d_total", "x"}
+
+
+# --- several models (issue 15 §2) -----------------------------------------------------------
+# The producer's and the processes' own series carry no model_id; every other one does.
+_NOT_PER_MODEL = {"gumbel_true_probability", "gumbel_produced_total",
+                  "process_resident_memory_bytes", "process_cpu_seconds_total"}
+
+
+def test_the_model_variable_lists_the_models_the_monitor_shows(dashboard: dict) -> None:
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "model_id"]
+    assert variable["type"] == "query"
+    assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert variable["query"]["query"] == (
+        "label_values(gumbel_last_estimate_timestamp_seconds, model_id)")
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+    assert variable["current"]["value"] == ["$__all"]
+
+
+def test_every_query_of_a_models_metric_filters_by_the_variable() -> None:
+    matcher = '{model_id=~"$model_id"}'
+    for title, expr in dashboard_exprs():
+        for name in promql_metric_names(expr) - _NOT_PER_MODEL:
+            selectors = re.findall(rf"\b{name}(\{{[^}}]*\}})?", expr)
+            assert selectors and all(s == matcher for s in selectors), (title, name, expr)
+
+
+def test_panels_of_several_models_name_the_model(dashboard: dict) -> None:
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            if "$model_id" in target["expr"]:
+                assert "{{model_id}}" in target["legendFormat"], panel["title"]
+                # Never aggregated across models (the producer's truth has no model to keep).
+                across = re.search(r"\b(sum|max|min|avg)\b(?! by \(model_id)"
+                                   r"(?! by \(category\) \(gumbel_true_probability\))",
+                                   target["expr"])
+                assert not across, (panel["title"], target["expr"])
