@@ -322,9 +322,6 @@ class TrainerSettings(BaseModel):
     publish_interval_s: float = Field(
         2.0, gt=0, description="seconds between published estimates"
     )
-    average_interval_s: float = Field(
-        1.0, gt=0, description="how often the replicas are given one temperature schedule "
-        "(that of the replica that re-heated last)")
     checkpoint_dir: Path | None = Field(
         Path("checkpoints"), description="where checkpoints (model + offsets) go"
     )

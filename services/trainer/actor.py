@@ -7,7 +7,7 @@ the dead-letter topic and hands batches to the learning thread through a bounded
 and offsets together under one lock and writes the checkpoints, so a checkpoint holds the
 state and the offsets of the records *learned*, never of records merely polled; the polling
 thread commits the checkpoint's offsets to the group afterwards. ``status``,
-``sync_schedule``, ``checkpoint`` and ``stop`` answer while it learns.
+``checkpoint`` and ``stop`` answer while it learns.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class TrainerActor:
         if self._fence is not None:
             epoch = self._fence.claim()
             log.info("actor %d claimed epoch %d of %s", self.index, epoch, self._fence.directory)
-        self.replica = Replica(self._learner_factory(), backpressure=cfg.backpressure,
+        self.replica = Replica(self._learner_factory, backpressure=cfg.backpressure,
                                sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
                                window_records=cfg.window_records / self.num_actors)
         restored, history_lost = load_checkpoint(self._store, cfg.on_corrupt_checkpoint,
@@ -137,7 +137,7 @@ class TrainerActor:
             self._apply_checkpoint(restored.state)
             self._checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
             log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
-                     restored.path, self.replica.learner.samples_seen, self.replica.offsets)
+                     restored.path, self.replica.samples_seen, self.replica.offsets)
         self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
                                        cfg.num_categories)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
@@ -353,12 +353,6 @@ class TrainerActor:
         return restored.seq if restored is not None else None
 
     # -- what the coordinator asks --------------------------------------------------------------
-
-    def sync_schedule(self, schedule_steps: int) -> None:
-        """Take the common temperature schedule (that of the replica that re-heated last)."""
-        assert self.replica is not None
-        with self._lock:
-            learner_api.sync_schedule(self.replica.learner, schedule_steps)
 
     def pid(self) -> int:
         return os.getpid()

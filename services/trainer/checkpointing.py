@@ -18,7 +18,8 @@ from services.trainer.fence import EpochFence
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpointer"]
 
-CHECKPOINT_FORMAT = 1
+# 2: a learner per partition ("learners"); 1 (still read): one learner ("learner")
+CHECKPOINT_FORMAT = 2
 
 
 class Checkpointer:

@@ -2,9 +2,9 @@
 ``Estimate``.
 
 The published estimate is the mixture of the replicas' estimates, each weighted by its
-actor's share of the stream (``mixture.py``); every ``average_interval_s`` the replicas are
-given one temperature schedule. Exact quantities (counting baselines, samples, dead letters)
-are summed. An actor that is restarting is skipped and its last status is used.
+actor's share of the records (``mixture.py``). Exact quantities (counting baselines,
+samples, dead letters) are summed. An actor that is restarting is skipped and its last
+status is used.
 """
 
 from __future__ import annotations
@@ -87,22 +87,13 @@ def actor_metrics(status: ActorStatus, restarts: int = 0) -> ActorMetrics:
     )
 
 
-def common_schedule_steps(statuses: Sequence[ActorStatus]) -> int | None:
-    """The temperature schedule the replicas share: the one that re-heated last (fewest
-    steps since its start or re-heat); None before any status."""
-    return min((s.schedule_steps for s in statuses), default=None)
-
-
-def common_temperature(statuses: Sequence[ActorStatus]) -> float:
-    """The published temperature: that of the replica whose schedule re-heated last.
-
-    The coordinator gives every replica that schedule when it averages, so this is the one
-    temperature they share, not a blend of unrelated re-heats.
-    """
-    finite = [s for s in statuses if math.isfinite(s.temperature) and s.temperature > 0]
-    if not finite:
-        return 1.0
-    return min(finite, key=lambda s: s.schedule_steps).temperature
+def mean_temperature(statuses: Sequence[ActorStatus]) -> float:
+    """The published temperature: the replicas' temperatures weighted by their records (each
+    partition's learner anneals and re-heats on its own: partitions may differ)."""
+    finite = {s.index: [s.temperature] for s in statuses
+              if math.isfinite(s.temperature) and s.temperature > 0}
+    (temperature,) = mixture(finite, {s.index: float(s.samples_seen) for s in statuses}, 1) or [1.0]
+    return temperature
 
 
 def aggregate(
@@ -154,7 +145,7 @@ def aggregate(
         num_categories=k,
         probabilities=_normalized(estimate or [1.0] * k, k),
         baseline_probabilities=_normalized(counts, k),
-        temperature=common_temperature(statuses),
+        temperature=mean_temperature(statuses),
         generator_loss=_finite_mean([s.generator_loss for s in statuses], 0.0),
         discriminator_loss=_finite_mean([s.discriminator_loss for s in statuses], 0.0),
         estimator=estimator,
@@ -225,15 +216,6 @@ class Coordinator:
                 log.error("actor %d raised in %s: %s: %s", i, method, type(cause).__name__,
                           cause)
         return answers
-
-    def sync_schedules(self) -> int:
-        """Give every replica the temperature schedule of the one that re-heated last, so
-        they share one temperature; how many were told. Parameters are not averaged: each
-        replica learns its own partitions, and the estimate is their mixture (mixture.py)."""
-        steps = common_schedule_steps(list(self.last_status.values()))
-        if steps is None or len(self.actors) < 2:
-            return 0
-        return len(self._gather("sync_schedule", steps))
 
     def _remember(self, answers: dict[int, ActorStatus]) -> None:
         """Keep the newest status of each actor; a new pid means Ray restarted it."""

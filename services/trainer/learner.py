@@ -11,7 +11,6 @@ __all__ = [
     "samples_seen",
     "step_losses",
     "schedule_steps",
-    "sync_schedule",
 ]
 
 
@@ -59,14 +58,3 @@ def schedule_steps(learner: Any) -> int:
     return int(schedule.steps) if schedule is not None else 0
 
 
-def sync_schedule(learner: Any, steps: int) -> None:
-    """Move the temperature schedule back to ``steps`` if it is further along.
-
-    The coordinator gives every replica the schedule of the one that re-heated last, so the
-    replicas share one temperature and the published one is defined.
-    """
-    schedule = getattr(learner, "schedule", None)
-    if schedule is not None and steps < schedule.steps:
-        state = schedule.state_dict()
-        state["steps"] = int(steps)
-        schedule.load_state_dict(state)

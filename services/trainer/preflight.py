@@ -62,8 +62,10 @@ def check_checkpoints_match(cfg: TrainerSettings) -> None:
                 "or set trainer.on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) "
                 "to relearn or accept_loss"
             ) from None
-        if latest is not None:
-            _compare(cfg, latest.state.get("learner", {}).get("config", {}), latest.path)
+        if latest is not None:  # format 2: a learner per partition; format 1: one learner
+            learners = latest.state.get("learners") or {"all": latest.state.get("learner", {})}
+            for learner in learners.values():
+                _compare(cfg, learner.get("config", {}), latest.path)
 
 
 def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> None:

@@ -1,6 +1,7 @@
-"""One trainer replica without I/O: a learner and the offsets and counts of what it learned.
+"""One trainer replica without I/O: a learner per partition, and the offsets and counts of
+what it learned.
 
-The learner's state and the offsets change together in ``learn`` (the caller holds the lock),
+The learners' state and the offsets change together in ``learn`` (the caller holds the lock),
 and ``state_dict`` holds both, so a checkpoint of it resumes exactly after the last record
 learned: nothing skipped, nothing learned twice.
 """
@@ -8,6 +9,7 @@ learned: nothing skipped, nothing learned twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch
 from gumbel_core import CountingEstimator
 from services.trainer import learner as learner_api
 from services.trainer.backpressure import split
+from services.trainer.mixture import mixture
 from services.trainer.ports import Learner
 from services.trainer.source import PolledBatch
 from services.trainer.status import ActorStatus
@@ -23,19 +26,31 @@ from services.trainer.status import ActorStatus
 __all__ = ["Replica"]
 
 
+# Checkpoints of format 1 hold one learner for all of an actor's partitions; it is kept under
+# this key and goes on learning every partition that has no learner of its own.
+ALL_PARTITIONS = -1
+
+
 class Replica:
-    """``learner`` fed batch by batch, with the next offset of each partition it learned."""
+    """One learner per partition, fed batch by batch, with the next offset of each partition.
+
+    Each partition has a learner of its own because partitions differ (a topic keyed by
+    category holds some categories in each) and a poll returns mostly one partition: a single
+    learner would follow each partition's burst. The replica's estimate is the mixture of its
+    learners' estimates weighted by their records, as the coordinator mixes the replicas'.
+    """
 
     def __init__(
-        self, learner: Learner, *, backpressure: str = "learn_all",
+        self, learner_factory: Callable[[], Learner], *, backpressure: str = "learn_all",
         sample_per_poll: int = 4096, seed: int = 0, window_records: float | None = None,
     ) -> None:
-        self.learner = learner
+        self._learner_factory = learner_factory
+        self.learners: dict[int, Learner] = {}  # partition -> its learner
+        self._k = int(learner_factory().baseline.counts.numel())
         # Recent counts (a forgetting counter): the yardstick of a learner that follows drift.
         self.window: CountingEstimator | None = None
         if window_records is not None:
-            k = int(learner.baseline.counts.numel())
-            self.window = CountingEstimator(k, memory=max(2.0, window_records))
+            self.window = CountingEstimator(self._k, memory=max(2.0, window_records))
         self.backpressure = backpressure
         self.sample_per_poll = sample_per_poll
         # Which values `sample` backpressure learns from; the counts stay exact whatever it picks.
@@ -45,8 +60,23 @@ class Replica:
         self.dead_letters_by_reason: dict[str, int] = {}
         self.records_skipped = 0  # records knowingly never learned (on_corrupt_checkpoint)
         self.gan_learned = 0  # values the GAN learned from (all of them under learn_all)
-        self.steps = 0
         self.losses = (math.nan, math.nan)  # (generator, discriminator) of the last step
+
+    def learner_of(self, partition: int) -> Learner:
+        if ALL_PARTITIONS in self.learners:  # restored from a one-learner checkpoint
+            return self.learners[ALL_PARTITIONS]
+        if partition not in self.learners:
+            self.learners[partition] = self._learner_factory()
+        return self.learners[partition]
+
+    @property
+    def samples_seen(self) -> int:
+        return sum(int(learner.samples_seen) for learner in self.learners.values())
+
+    @property
+    def steps(self) -> int:
+        """GAN steps of all the learners."""
+        return sum(int(getattr(learner, "step", 0)) for learner in self.learners.values())
 
     def learn(self, batch: PolledBatch) -> int:
         """Learn the batch's good values, count its bad records; how many values were good."""
@@ -56,61 +86,78 @@ class Replica:
         self.dead_letters += len(batch.decoded.bad)
         if batch.decoded.count and self.window is not None:
             self.window.learn_many(batch.decoded.values)
-        if batch.decoded.count:
-            learn, count_only = split(batch.decoded.values, self.backpressure,
-                                      self.sample_per_poll, self._sample_rng)
+        by_partition = batch.by_partition or (
+            {ALL_PARTITIONS: batch.decoded.values} if batch.decoded.count else {})
+        for partition, values in by_partition.items():
+            learner = self.learner_of(partition)
+            learn, count_only = split(values, self.backpressure, self.sample_per_poll,
+                                      self._sample_rng)
             if count_only.numel():
-                self.learner.count_many(count_only)
-            stats = self.learner.learn_many(learn)
+                learner.count_many(count_only)
+            stats = learner.learn_many(learn)
             self.gan_learned += int(learn.numel())
             self.losses = (float(getattr(stats, "generator_loss", math.nan)),
                            float(getattr(stats, "discriminator_loss", math.nan)))
-            self.steps = int(stats.step)  # GAN steps (one per samples_per_step values)
         self.offsets.update(batch.next_offsets)
         return batch.decoded.count
 
     def state_dict(self) -> dict[str, Any]:
-        """The learner and the offsets and counts that go with it (a checkpoint's payload)."""
+        """The learners and the offsets and counts that go with them (a checkpoint's payload)."""
         return {
             "offsets": {int(p): int(o) for p, o in self.offsets.items()},
             "dead_letters": int(self.dead_letters),
             "dead_letters_by_reason": dict(self.dead_letters_by_reason),
             "records_skipped": int(self.records_skipped),
             "gan_learned": int(self.gan_learned),
-            "steps": int(self.steps),
-            "learner": self.learner.state_dict(),
+            "learners": {int(p): learner.state_dict() for p, learner in self.learners.items()},
             **({"window": self.window.state_dict()} if self.window is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.learner.load_state_dict(state["learner"])
+        self.learners = {}
+        # Format 1: one learner for every partition of the actor (kept as such).
+        saved = state.get("learners") or {ALL_PARTITIONS: state["learner"]}
+        for partition, learner_state in saved.items():
+            learner = self._learner_factory()
+            learner.load_state_dict(learner_state)
+            self.learners[int(partition)] = learner
         self.offsets = {int(p): int(o) for p, o in state["offsets"].items()}
         self.dead_letters = int(state["dead_letters"])
         self.dead_letters_by_reason = {
             str(k): int(v) for k, v in state.get("dead_letters_by_reason", {}).items()
         }
         self.records_skipped = int(state.get("records_skipped", 0))
-        self.gan_learned = int(state.get("gan_learned", self.learner.samples_seen))
-        self.steps = int(state["steps"])
+        self.gan_learned = int(state.get("gan_learned", self.samples_seen))
         if self.window is not None and "window" in state:
             self.window.load_state_dict(state["window"])
 
     def status(self, base: ActorStatus) -> ActorStatus:
         """``base`` (the actor's runtime facts) with this replica's model and counts."""
-        counts = self.learner.baseline.counts
+        learners = list(self.learners.values())
+        counts = [0] * self._k
+        for learner in learners:
+            for c, n in enumerate(learner_api.baseline_counts(learner)):
+                counts[c] += n
+        weights = {i: float(learner.samples_seen) for i, learner in enumerate(learners)}
+        estimate = mixture({i: learner.estimate().detach().cpu().tolist()
+                            for i, learner in enumerate(learners)}, weights, self._k)
+        (temperature,) = mixture({i: [float(learner.temperature)]
+                                  for i, learner in enumerate(learners)}, weights, 1) or [1.0]
         return replace(
             base,
             offsets={str(p): o for p, o in sorted(self.offsets.items())},
-            samples_seen=int(self.learner.samples_seen),
+            samples_seen=self.samples_seen,
             gan_learned=self.gan_learned,
-            baseline_counts=tuple(int(round(float(c))) for c in counts.tolist()),
-            estimate=tuple(self.learner.estimate().detach().cpu().tolist()),
-            temperature=float(self.learner.temperature),
+            baseline_counts=tuple(counts),
+            estimate=tuple(estimate) if estimate is not None else tuple([1.0 / self._k] * self._k),
+            temperature=temperature,
             generator_loss=self.losses[0],
             discriminator_loss=self.losses[1],
             steps=self.steps,
-            drift_detections=int(getattr(self.learner, "drift_detections", 0)),
-            schedule_steps=learner_api.schedule_steps(self.learner),
+            drift_detections=sum(int(getattr(learner, "drift_detections", 0))
+                                 for learner in learners),
+            schedule_steps=min((learner_api.schedule_steps(learner) for learner in learners),
+                               default=0),
             window_counts=(tuple(self.window.counts.tolist()) if self.window is not None
                            else ()),
             dead_letters=self.dead_letters,

@@ -166,25 +166,17 @@ class Trainer:
                  sorted(self.coordinator.pids().values()))
 
     def run(self, stop: threading.Event) -> None:
-        """Average, publish and log on their intervals until ``stop`` is set."""
+        """Publish (and log) on their intervals until ``stop`` is set."""
         assert self.coordinator is not None, "start() first"
         cfg = self.settings.trainer
-        now = time.monotonic()
-        next_average = now + cfg.average_interval_s
-        next_publish = now + cfg.publish_interval_s
-        next_log = now + LOG_INTERVAL_S
+        next_log = time.monotonic() + LOG_INTERVAL_S
         while not stop.is_set():
-            now = time.monotonic()
-            if now >= next_average:
-                self.coordinator.sync_schedules()
-                next_average = now + cfg.average_interval_s
-            if now >= next_publish:
-                estimate = self.coordinator.publish()
-                next_publish = now + cfg.publish_interval_s
-                if now >= next_log:
-                    self._log_progress(estimate)
-                    next_log = now + LOG_INTERVAL_S
-            stop.wait(max(0.05, min(next_average, next_publish) - time.monotonic()))
+            started = time.monotonic()
+            estimate = self.coordinator.publish()
+            if started >= next_log:
+                self._log_progress(estimate)
+                next_log = started + LOG_INTERVAL_S
+            stop.wait(max(0.05, started + cfg.publish_interval_s - time.monotonic()))
 
     def _log_progress(self, estimate: Estimate) -> None:
         probs = ",".join(f"{p:.3f}" for p in estimate.probabilities)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -28,46 +29,52 @@ log = logging.getLogger(__name__)
 class PolledBatch:
     """One poll's records, decoded, with where each partition continues."""
 
-    decoded: DecodedBatch
+    decoded: DecodedBatch  # every partition's good values (in poll order) and bad records
     next_offsets: dict[int, int]  # partition -> offset after the last record polled
     records: int  # records polled (good and bad)
     newest_time: float  # the newest record's timestamp, unix s (0 when unknown)
     polled_at: float  # time.monotonic() of the poll: poll-to-learn latency
+    # partition -> its good values: each partition has a learner of its own (replica.py)
+    by_partition: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def decode_poll(
     records: Mapping[Any, list[Any]], num_categories: int, polled_at: float | None = None
 ) -> PolledBatch | None:
     """A ``consumer.poll()`` result as a ``PolledBatch`` (None when it holds no record)."""
-    values: list[Any] = []
-    headers: list[Any] = []
-    partitions: list[int] = []
-    offsets: list[int] = []
+    by_partition: dict[int, torch.Tensor] = {}
+    bad: list[Any] = []
     next_offsets: dict[int, int] = {}
+    count = 0
     newest = 0
     for tp, batch in records.items():
         if not batch:
             continue
         # Comprehensions, not a loop of appends: this runs once per record at Kafka's speed.
-        values.extend([record.value for record in batch])
-        headers.extend([record.headers for record in batch])
-        offsets.extend([record.offset for record in batch])
-        partitions.extend([tp.partition] * len(batch))
+        part = decode_values([record.value for record in batch], [tp.partition] * len(batch),
+                             [record.offset for record in batch], num_categories,
+                             [record.headers for record in batch])
+        if part.count:
+            by_partition[tp.partition] = part.values
+        bad.extend(part.bad)
+        count += len(batch)
         next_offsets[tp.partition] = batch[-1].offset + 1
         last = batch[-1].timestamp
         if isinstance(last, int) and last > newest:
             newest = last
-    if not values:
+    if not count:
         return None
-    decoded = decode_values(values, partitions, offsets, num_categories, headers)
+    values = (torch.cat(list(by_partition.values())) if by_partition
+              else torch.empty(0, dtype=torch.int64))
+    decoded = DecodedBatch(values, bad)
     if decoded.bad:  # rare: only bad records need their key and timestamp, for the DLQ
         by_origin = {(tp.partition, r.offset): r for tp, b in records.items() for r in b}
         bad = [replace(b, key=by_origin[(b.partition, b.offset)].key,
                        timestamp=by_origin[(b.partition, b.offset)].timestamp)
                for b in decoded.bad]
         decoded = DecodedBatch(decoded.values, bad)
-    return PolledBatch(decoded, next_offsets, len(values), newest / 1000.0,
-                       time.monotonic() if polled_at is None else polled_at)
+    return PolledBatch(decoded, next_offsets, count, newest / 1000.0,
+                       time.monotonic() if polled_at is None else polled_at, by_partition)
 
 
 class PartitionSource:

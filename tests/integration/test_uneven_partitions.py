@@ -1,9 +1,8 @@
 """The estimate does not depend on how records fall into partitions (issue 14 §1): a stream
 keyed by category (each partition holds some categories only) and a 90:10 split of volume,
 each learned by 2 and by 4 actors on real Kafka (4 partitions). The published estimate is
-within TV 0.01 of the summed counting baseline after 300,000 records, except keyed with 2
-actors (each owning two partitions of different content): a known defect, marked below.
-Figures before and after: docs/architecture.md."""
+within TV 0.01 of the summed counting baseline after 300,000 records. Figures before and
+after: docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -52,17 +51,8 @@ def _tv(p: list[float], q: list[float]) -> float:
     return 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True))
 
 
-# Known defect: an actor that owns several partitions of different content learns them in
-# bursts (a poll is mostly one partition), and its learner follows each burst (drift
-# response): TV 0.55 with the mixture, 0.35 with the parameter averaging before. The fix is
-# one learner per partition (a partition's state, which also lets partitions move between
-# actors); not built yet.
-KNOWN_DEFECT = pytest.mark.xfail(strict=True, reason="one learner per actor follows the "
-                                 "bursts of its differing partitions (per-partition learners)")
-
-
 @pytest.mark.parametrize(("split", "num_actors"), [
-    pytest.param("keyed", 2, marks=KNOWN_DEFECT), ("keyed", 4), ("90:10", 2), ("90:10", 4)])
+    ("keyed", 2), ("keyed", 4), ("90:10", 2), ("90:10", 4)])
 def test_the_estimate_is_the_stream_s_whatever_the_partitions_hold(
     kafka_broker, ray_local, tmp_path, split: str, num_actors: int
 ) -> None:

@@ -33,7 +33,7 @@ def make_settings(
     options: dict[str, Any] = {
         "num_actors": 2, "num_categories": K, "model_id": f"test-{suffix}",
         "group_id": f"trainer-{suffix}", "max_batch": 256, "poll_timeout_ms": 100,
-        "publish_interval_s": 0.5, "average_interval_s": 0.5, "checkpoint_interval_s": 0.5,
+        "publish_interval_s": 0.5, "checkpoint_interval_s": 0.5,
         "checkpoint_dir": checkpoint_dir,
     }
     options.update(trainer)

@@ -96,7 +96,7 @@ class FakeProducer:
         self.flushes = 0
 
     def send(self, topic: str, value: bytes | None = b"", key: bytes | None = None,
-             headers: list | None = None) -> FakeFuture:
+             headers: list | None = None, timestamp_ms: int | None = None) -> FakeFuture:
         self.sent.append((topic, value, headers or []))
         self.pending += 1
         return FakeFuture()
@@ -307,20 +307,37 @@ def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
     assert list(second.status().baseline_counts) == _counts(data[0])
 
 
-def test_sync_schedule_gives_a_real_learner_the_common_temperature(tmp_path: Path) -> None:
-    """The coordinator gives every replica the schedule of the one that re-heated last."""
-    from gumbel_core import OnlineGAN
-
-    settings = _settings(tmp_path)
-    actor, consumer, _ = _actor(settings, _data(partitions=1),
-                                learner_factory=lambda: OnlineGAN(num_categories=5, seed=1))
+def test_each_partition_has_its_own_learner_and_the_estimate_mixes_them(tmp_path: Path
+                                                                          ) -> None:
+    """Partitions that differ (keyed by category): one learner each, mixed by records. One
+    learner for both would report whichever partition it read last."""
+    data = {0: [b"0"] * 30, 1: [b"4"] * 10}
+    actor, consumer, _ = _actor(_settings(tmp_path), data)
     _start_without_thread(actor)
     _drain(actor, consumer)
-    cold = actor.status()
-    assert cold.schedule_steps > 0
-    actor.sync_schedule(0)  # a replica that just re-heated: back to the start of the schedule
-    hot = actor.status()
-    assert hot.schedule_steps == 0 and hot.temperature > cold.temperature
+    assert sorted(actor.replica.learners) == [0, 1]
+    assert [int(n) for n in actor.replica.learners[0].baseline.counts] == [30, 0, 0, 0, 0]
+    status = actor.status()
+    assert status.samples_seen == 40 and list(status.baseline_counts) == [30, 0, 0, 0, 10]
+    fake = [actor.replica.learners[p].estimate().tolist() for p in (0, 1)]
+    assert list(status.estimate) == pytest.approx(
+        [0.75 * a + 0.25 * b for a, b in zip(*fake, strict=True)])
+
+
+def test_a_checkpoint_of_format_1_keeps_its_one_learner_for_every_partition(tmp_path: Path
+                                                                           ) -> None:
+    from services.trainer.replica import ALL_PARTITIONS
+
+    data = _data(partitions=2, per_partition=20)
+    actor, consumer, _ = _actor(_settings(tmp_path), data)
+    _start_without_thread(actor)
+    learner = FakeLearner(5)
+    old = {"offsets": {0: 0, 1: 0}, "dead_letters": 0, "steps": 0,
+           "learner": learner.state_dict()}  # what format 1 wrote
+    actor.replica.load_state_dict(old)
+    _drain(actor, consumer)
+    assert list(actor.replica.learners) == [ALL_PARTITIONS]
+    assert actor.status().samples_seen == 40
 
 
 def test_a_real_learner_checkpoints_and_restores_bit_identically(tmp_path: Path) -> None:
@@ -352,7 +369,7 @@ def test_aggregate_sums_counts_and_mixes_estimates_by_records() -> None:
     assert est.probabilities == pytest.approx([0.3, 0.7])  # 4 records each: equal weights
     assert (est.samples_seen, est.dead_letters, est.step, est.actors) == (8, 1, 3, 2)
     assert est.offsets == {"0": 4, "1": 5}
-    assert est.temperature == 0.7  # the schedule that re-heated last, not a blend
+    assert est.temperature == pytest.approx(0.6)  # weighted by records, as the estimate
     assert est.window_baseline_probabilities == [0.5, 0.5] and est.window_records == 0
     assert est.drift_detections == 3
     assert est.discriminator_loss == 0.0  # no finite value yet
