@@ -7,6 +7,7 @@ on a machine without Docker or a JVM: fine for a demo, never the production path
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -87,11 +88,14 @@ def kafka_version() -> str:
 
 
 def kafka_jars_dir() -> Path:
-    """The folder of Kafka broker jars, fetched from Maven Central on first use (cached)."""
+    """The folder of Kafka broker jars (and the admin tools' classes), fetched from Maven
+    Central on first use and again when deploy/kafka/pom.xml changes (cached)."""
     configured = os.environ.get("GUMBEL_KAFKA_JARS")
     default = Path.home() / ".cache" / "gumbel-stream" / f"kafka-{kafka_version()}"
     dest = Path(configured) if configured else default
-    if (dest / ".complete").exists():
+    stamp = hashlib.sha1((KAFKA_DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()
+    complete = dest / ".complete"
+    if complete.exists() and complete.read_text().strip() == stamp:
         return dest
     script = KAFKA_DEPLOY_DIR / "fetch-jars.sh"
     log.info("fetching Apache Kafka %s jars into %s", kafka_version(), dest)

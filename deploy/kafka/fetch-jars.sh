@@ -6,12 +6,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
 dest=${1:-${GUMBEL_KAFKA_JARS:-$HOME/.cache/gumbel-stream/kafka-$version}}
-if [ -f "$dest/.complete" ]; then
+# .complete holds the SHA-1 of the pom it was fetched for: a changed pom fetches what it adds.
+stamp=$(sha1sum "$here/pom.xml" | cut -c1-40)
+if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$stamp" ]; then
   echo "$dest"
   exit 0
 fi
 command -v mvn >/dev/null || { echo "fetch-jars: Maven (mvn) is needed to fetch the Kafka jars" >&2; exit 1; }
 mkdir -p "$dest"
 mvn -q -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest" >&2
-touch "$dest/.complete"
+echo "$stamp" > "$dest/.complete"
 echo "$dest"

@@ -1,9 +1,13 @@
 """Write malformed ``numbers`` records to the dead-letter topic, whatever their size.
 
-A dead letter keeps the original value, key and headers (a packed record's
-``gumbel-format`` survives, so it can be decoded again), and adds where it came from and why:
-``error``, ``source_topic``, ``source_partition``, ``source_offset``, ``source_timestamp``,
-and the same facts under Kafka Connect's ``__connect.errors.*`` names.
+A dead letter keeps the original value, key, headers (a packed record's ``gumbel-format``
+survives, so it can be decoded again) and timestamp (the dead letter's own Kafka timestamp, as
+Kafka Connect's dead-letter queue keeps it), and adds where it came from and why: ``error``,
+``source_topic``, ``source_partition``, ``source_offset``, ``source_timestamp``, and Kafka
+Connect's ``__connect.errors.*`` headers: ``topic``, ``partition``, ``offset``, ``stage``
+(``VALUE_CONVERTER``: decoding the value failed), ``class.name`` (the decoder),
+``exception.class.name`` (the reason kind, one of ``DEAD_LETTER_REASONS``) and
+``exception.message``.
 
 A record the dead-letter topic cannot take must still never stop the trainer: a value larger
 than ``max_value_bytes`` is written truncated (header ``gumbel-dlq-truncated`` with the
@@ -51,6 +55,11 @@ _RECORD_REJECTED = (
 )
 
 
+# Kafka Connect's stage and class of the failing step: our value decoder.
+CONNECT_STAGE = "VALUE_CONVERTER"
+DECODER_CLASS = "services.common.codec.decode_values"
+
+
 def dead_letter_headers(record: BadRecord, source_topic: str) -> KafkaHeaders:
     """Where the record came from and why it was set aside (ours and Kafka Connect's names)."""
     headers: KafkaHeaders = [
@@ -61,6 +70,8 @@ def dead_letter_headers(record: BadRecord, source_topic: str) -> KafkaHeaders:
         ("__connect.errors.topic", source_topic.encode("utf-8")),
         ("__connect.errors.partition", str(record.partition).encode("ascii")),
         ("__connect.errors.offset", str(record.offset).encode("ascii")),
+        ("__connect.errors.stage", CONNECT_STAGE.encode("ascii")),
+        ("__connect.errors.class.name", DECODER_CLASS.encode("ascii")),
         ("__connect.errors.exception.class.name", record.reason.encode("utf-8")),
         ("__connect.errors.exception.message", record.error.encode("utf-8")),
     ]
@@ -152,7 +163,8 @@ class DeadLetterWriter:
             original = []
         try:
             future = self._producer.send(
-                self._topic, value=value, key=key, headers=original + headers
+                self._topic, value=value, key=key, headers=original + headers,
+                timestamp_ms=record.timestamp,
             )
         except MessageSizeTooLargeError:  # kafka-python checks max_request_size in send()
             self._send_bare(record)
@@ -167,7 +179,8 @@ class DeadLetterWriter:
         if _size(record.value) <= self._max_value_bytes:  # else counted when truncated
             self.truncated += 1
         try:
-            future = self._producer.send(self._topic, value=None, headers=headers)
+            future = self._producer.send(self._topic, value=None, headers=headers,
+                                         timestamp_ms=record.timestamp)
         except KafkaError as exc:
             self._lost(record, exc)
             return

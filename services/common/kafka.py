@@ -23,6 +23,8 @@ __all__ = [
     "BrokerUnavailable",
     "wait_for_broker",
     "ensure_topics",
+    "ESTIMATES_TOPIC_CONFIG",
+    "topic_config",
     "prepare_broker",
     "make_admin",
     "make_producer",
@@ -156,16 +158,32 @@ def prepare_broker(settings: KafkaSettings) -> None:
     ensure_topics(settings)
 
 
+# `estimates` holds the latest value per key (the model id): compacted, so every model's
+# latest estimate stays however old it is, while each estimate is kept at least a day (the
+# history a replay or a late dashboard reads) before compaction may drop it. Hourly segments
+# let compaction reach records past that lag (the active segment is never compacted).
+# docker-compose.yml's kafka-init and docs/deploy.md create it with the same configs.
+ESTIMATES_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": str(24 * 3600 * 1000),
+    "segment.ms": str(3600 * 1000),
+}
+
+
 def ensure_topics(settings: KafkaSettings) -> None:
-    """Create the numbers, estimates and dead-letter topics if they do not exist yet."""
+    """Create the numbers, estimates (compacted) and dead-letter topics if they do not exist
+    yet; warn when an existing estimates topic is not compacted."""
     if not settings.create_topics:
         return
     configs = ({} if settings.min_insync_replicas is None
                else {"min.insync.replicas": str(settings.min_insync_replicas)})
     wanted = [
-        NewTopic(name, partitions, settings.replication_factor, topic_configs=configs)
-        for name, partitions in ((settings.numbers_topic, settings.num_partitions),
-                                 (settings.estimates_topic, 1), (settings.dlq_topic, 1))
+        NewTopic(name, partitions, settings.replication_factor,
+                 topic_configs={**configs, **extra})
+        for name, partitions, extra in (
+            (settings.numbers_topic, settings.num_partitions, {}),
+            (settings.estimates_topic, 1, ESTIMATES_TOPIC_CONFIG),
+            (settings.dlq_topic, 1, {}))
     ]
     admin = make_admin(settings)
     try:
@@ -178,8 +196,36 @@ def ensure_topics(settings: KafkaSettings) -> None:
                 log.info("created topics %s", ", ".join(t.name for t in missing))
             except TopicAlreadyExistsError:
                 pass  # another service created them first
+        if settings.estimates_topic in existing:
+            _check_estimates_compacted(admin, settings.estimates_topic)
     finally:
         admin.close()
+
+
+def topic_config(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
+    """Every config of ``topic`` as the broker resolves it (defaults included)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                    config_filter="all")
+    entries = answer["topic"][topic]
+    return {name: entry.get("value") for name, entry in entries.items()}
+
+
+def _check_estimates_compacted(admin: KafkaAdminClient, topic: str) -> None:
+    """An estimates topic made before it was compacted keeps working; say how to fix it."""
+    try:
+        policy = topic_config(admin, topic).get("cleanup.policy") or ""
+    except Exception as exc:  # a broker or ACL that refuses DescribeConfigs: not worth failing
+        log.debug("cannot read the configs of %s: %s", topic, exc)
+        return
+    if "compact" not in policy.split(","):
+        log.warning(
+            "topic %s has cleanup.policy=%s: old estimates, the latest of each model included, "
+            "are deleted by retention; make it a latest-value-per-key topic with "
+            "kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config %s",
+            topic, policy, topic,
+            ",".join(f"{k}={v}" for k, v in ESTIMATES_TOPIC_CONFIG.items()))
 
 
 def check_replication(settings: KafkaSettings, brokers: int) -> None:
@@ -193,9 +239,14 @@ def check_replication(settings: KafkaSettings, brokers: int) -> None:
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
-    """An idempotent producer with acks=all: a broker restart loses and duplicates nothing."""
+    """An idempotent producer with acks=all: a broker restart loses and duplicates nothing.
+
+    Batches are compressed with ``settings.compression_type`` (the broker stores them as sent).
+    """
+    codec = settings.compression_type
     config: dict[str, Any] = {
         **settings.client_config(),
+        "compression_type": None if codec == "none" else codec,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,

@@ -35,12 +35,12 @@ class Producer:
         self.reject_next: BaseException | None = None
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list | None = None) -> Future:
+             headers: list | None = None, timestamp_ms: int | None = None) -> Future:
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers or [])
         if size > self.max_request_size:
             raise MessageSizeTooLargeError(f"{size} bytes")
         self.sent.append({"topic": topic, "value": value, "key": key,
-                          "headers": list(headers or [])})
+                          "headers": list(headers or []), "timestamp_ms": timestamp_ms})
         future = Future()
         self.futures.append(future)
         return future
@@ -71,6 +71,17 @@ def test_value_key_and_headers_are_kept_and_origin_added() -> None:
     assert mine["source_timestamp"] == b"1234"
     assert mine["__connect.errors.topic"] == b"numbers"
     assert mine["__connect.errors.exception.class.name"] == b"not_integer"
+    assert mine["__connect.errors.exception.message"].startswith(b"not_integer: ")
+    assert mine["__connect.errors.stage"] == b"VALUE_CONVERTER"
+    assert sent["timestamp_ms"] == 1234  # the original's, as Kafka Connect keeps it
+
+
+def test_a_record_without_a_timestamp_gets_the_producers() -> None:
+    producer = Producer()
+    DeadLetterWriter(producer, "dlq").write([_bad(b"x")])
+    [sent] = producer.sent
+    assert sent["timestamp_ms"] is None
+    assert "source_timestamp" not in dict(sent["headers"])
 
 
 def test_a_null_value_stays_null() -> None:
