@@ -56,8 +56,6 @@ def codec_available(codec: str) -> bool:
     return bool(getattr(kafka_codec, f"has_{codec}")())
 
 
-
-
 def parse_probabilities(value: Any) -> list[float]:
     """``"0,0,0.1,0.3,0.6"`` or a sequence of numbers → a list of floats that sums to 1."""
     if isinstance(value, str):

@@ -26,13 +26,18 @@ from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
-from services.trainer.checkpoint import CheckpointStore
+from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.checkpointing import Checkpointer
 from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
 from services.trainer.fence import EpochFence, Fenced
 from services.trainer.meter import LearningMeter
 from services.trainer.replica import Replica
-from services.trainer.resume import load_checkpoint, offsets_after_lost_history
+from services.trainer.resume import (
+    load_checkpoint,
+    offsets_after_lost_history,
+    partition_states,
+    unrecorded_history,
+)
 from services.trainer.source import PartitionSource, PolledBatch, decode_poll
 from services.trainer.status import ActorStatus
 
@@ -145,6 +150,8 @@ class TrainerActor:
         self._dlq.truncated = self._restored_truncated
         self._source.assign(owned_partitions(self._source.topic_partitions(), self.index,
                                              self.num_actors))
+        if self._store is not None and not history_lost and not self.replica.one_learner:
+            self._move_partitions()
         if history_lost:
             resume, skipped = offsets_after_lost_history(self._source, cfg.on_corrupt_checkpoint,
                                                          self.index)
@@ -159,6 +166,43 @@ class TrainerActor:
         self._checkpoints.last = time.monotonic()
         if background:
             self._start_threads()
+
+    def _move_partitions(self) -> None:
+        """Partitions follow their learners when the number of actors changed: let go of those
+        another actor owns now, adopt the newest state of those it owns from any actor's
+        checkpoint; a partition no checkpoint holds but the group committed past its start
+        is a lost history (``on_corrupt_checkpoint`` decides, loudly)."""
+        assert self._store is not None and self.replica is not None and self._source is not None
+        owned = list(self._source.partitions)
+        let_go = self.replica.keep_only(owned)
+        if let_go:
+            log.info("actor %d: partitions %s belong to other actors now", self.index, let_go)
+        states = partition_states(self._store.directory.parent, skip=self._store.directory)
+        for partition in owned:
+            state, ours = states.get(partition), self.replica.offsets.get(partition)
+            if state is not None and (ours is None or state.offset > ours):
+                self.replica.adopt(partition, state.learner, state.offset)
+                log.info("actor %d: partition %d moves in from %s at offset %d", self.index,
+                         partition, state.path, state.offset)
+        owners = partition_states(self._store.directory.parent, skip=self._store.directory,
+                                  released=False)
+        self.replica.forget_released({p: s.offset for p, s in owners.items()})
+        lost = unrecorded_history(self._source, [p for p in owned
+                                                 if p not in self.replica.offsets])
+        if not lost:
+            return
+        policy = self.settings.trainer.on_corrupt_checkpoint
+        if policy == "fail":
+            raise CheckpointError(
+                f"actor {self.index}: no checkpoint holds partitions {sorted(lost)}, but the "
+                f"group {self.settings.trainer.group_id!r} committed offsets {lost} for them: "
+                "the records before those would never reach the model. Set "
+                "on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn "
+                "(from the earliest offsets) or accept_loss (from the committed ones)")
+        resume, skipped = offsets_after_lost_history(self._source, policy, self.index,
+                                                     partitions=sorted(lost))
+        self.replica.offsets.update(resume)
+        self.replica.records_skipped += skipped
 
     def _start_threads(self) -> None:
         self._stop.clear()
@@ -298,9 +342,9 @@ class TrainerActor:
     def _apply_checkpoint(self, state: dict[str, Any]) -> None:
         assert self.replica is not None
         if state.get("num_actors") != self.num_actors:
-            log.warning("actor %d: checkpoint was written with %s actors, now %d; partitions "
-                        "not in the checkpoint resume from the group's committed offset",
-                        self.index, state.get("num_actors"), self.num_actors)
+            log.info("actor %d: checkpoint was written with %s actors, now %d: partitions "
+                     "move with their learners", self.index, state.get("num_actors"),
+                     self.num_actors)
         self.replica.load_state_dict(state)
         self._restored_truncated = int(state.get("dead_letters_truncated", 0))
 

@@ -56,6 +56,9 @@ class Replica:
         # Which values `sample` backpressure learns from; the counts stay exact whatever it picks.
         self._sample_rng = torch.Generator().manual_seed(seed)
         self.offsets: dict[int, int] = {}  # partition -> next offset to learn from
+        # Partitions let go when the actors were rescaled, kept (not counted) in every
+        # checkpoint until their new owner has adopted them: (offset, learner state).
+        self.released: dict[int, tuple[int, dict[str, Any]]] = {}
         self.dead_letters = 0
         self.dead_letters_by_reason: dict[str, int] = {}
         self.records_skipped = 0  # records knowingly never learned (on_corrupt_checkpoint)
@@ -68,6 +71,37 @@ class Replica:
         if partition not in self.learners:
             self.learners[partition] = self._learner_factory()
         return self.learners[partition]
+
+    @property
+    def one_learner(self) -> bool:
+        """Restored from a format-1 checkpoint: one learner for all partitions."""
+        return ALL_PARTITIONS in self.learners
+
+    def adopt(self, partition: int, learner_state: dict[str, Any], offset: int) -> None:
+        """Take over ``partition``'s learner from another actor's checkpoint (rescaling)."""
+        learner = self._learner_factory()
+        learner.load_state_dict(learner_state)
+        self.learners[partition] = learner
+        self.offsets[partition] = offset
+
+    def keep_only(self, partitions: list[int]) -> list[int]:
+        """Let go of the partitions this actor no longer owns (another actor adopts them);
+        which were let go."""
+        gone = [p for p in set(self.learners) | set(self.offsets)
+                if p != ALL_PARTITIONS and p not in partitions]
+        for partition in gone:
+            learner = self.learners.pop(partition, None)
+            offset = self.offsets.pop(partition, None)
+            if learner is not None and offset is not None:
+                self.released[partition] = (offset, learner.state_dict())
+        return sorted(gone)
+
+    def forget_released(self, adopted: dict[int, int]) -> None:
+        """Drop released partitions that their new owners hold (``adopted``: partition ->
+        offset in an owner's checkpoint) at or past the released offset."""
+        for partition, offset in adopted.items():
+            if partition in self.released and offset >= self.released[partition][0]:
+                del self.released[partition]
 
     @property
     def samples_seen(self) -> int:
@@ -110,6 +144,8 @@ class Replica:
             "records_skipped": int(self.records_skipped),
             "gan_learned": int(self.gan_learned),
             "learners": {int(p): learner.state_dict() for p, learner in self.learners.items()},
+            "released": {int(p): {"offset": int(o), "learner": state}
+                         for p, (o, state) in self.released.items()},
             **({"window": self.window.state_dict()} if self.window is not None else {}),
         }
 
@@ -122,6 +158,8 @@ class Replica:
             learner.load_state_dict(learner_state)
             self.learners[int(partition)] = learner
         self.offsets = {int(p): int(o) for p, o in state["offsets"].items()}
+        self.released = {int(p): (int(r["offset"]), r["learner"])
+                         for p, r in state.get("released", {}).items()}
         self.dead_letters = int(state["dead_letters"])
         self.dead_letters_by_reason = {
             str(k): int(v) for k, v in state.get("dead_letters_by_reason", {}).items()

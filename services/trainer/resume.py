@@ -10,6 +10,9 @@ records that can no longer reach the model are counted, never dropped in silence
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from services.trainer.checkpoint import (
     Checkpoint,
@@ -19,7 +22,8 @@ from services.trainer.checkpoint import (
 )
 from services.trainer.source import PartitionSource
 
-__all__ = ["load_checkpoint", "offsets_after_lost_history"]
+__all__ = ["PartitionState", "load_checkpoint", "offsets_after_lost_history",
+           "partition_states", "unrecorded_history"]
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +48,81 @@ def load_checkpoint(
 
 
 def offsets_after_lost_history(
-    source: PartitionSource, policy: str, index: int
+    source: PartitionSource, policy: str, index: int, partitions: list[int] | None = None
 ) -> tuple[dict[int, int], int]:
-    """(where each partition resumes, how many records are skipped) after corrupt checkpoints."""
+    """(where each partition resumes, how many records are skipped) after corrupt checkpoints
+    (or, with ``partitions``, for those partitions whose checkpoint is missing)."""
     starts = source.beginning_offsets()
     resume: dict[int, int] = {}
     skipped = 0
-    for partition in source.partitions:
+    for partition in source.partitions if partitions is None else partitions:
         start = starts.get(partition, 0)
         committed = source.committed(partition) if policy == "accept_loss" else None
         resume[partition] = max(start, committed) if committed is not None else start
         skipped += resume[partition]  # offsets below it were deleted, or are skipped now
-    log.error("actor %d: every checkpoint was corrupt; %s: %d records of partitions %s will "
-              "never reach the model (records_skipped)", index,
+    log.error("actor %d: %s; %s: %d records of partitions %s will never reach the model "
+              "(records_skipped)", index,
+              "every checkpoint was corrupt" if partitions is None
+              else "no checkpoint holds these partitions, the group committed past their start",
               "relearning from the earliest offsets the topic holds" if policy == "relearn"
               else "accepting the loss, resuming at the group's committed offsets",
-              skipped, source.partitions)
+              skipped, sorted(resume))
     return resume, skipped
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition's learner as a checkpoint holds it, and where it resumes."""
+
+    offset: int
+    learner: dict[str, Any]
+    path: Path
+
+
+def partition_states(model_dir: Path, skip: Path | None = None, released: bool = True
+                     ) -> dict[int, PartitionState]:
+    """The newest state of every partition in the model's actor directories (but ``skip``):
+    partitions their actors learn, and (``released``) those they let go and keep until
+    adopted.
+
+    A partition moves between actors when their number changes; its learner travels with it
+    (format 2 checkpoints hold one per partition). Offsets only grow along a partition's
+    history, so of several copies the one with the highest offset is the newest.
+    """
+    found: dict[int, PartitionState] = {}
+    if not model_dir.is_dir():
+        return found
+    for directory in sorted(p for p in model_dir.iterdir() if p.name.startswith("actor-")):
+        if skip is not None and directory == skip:
+            continue
+        try:
+            latest = CheckpointStore(directory).load_latest()
+        except CheckpointError as exc:
+            log.warning("not looking for moved partitions in %s: %s", directory, exc)
+            continue
+        if latest is None:
+            continue
+        offsets = {int(p): int(o) for p, o in latest.state.get("offsets", {}).items()}
+        copies = [(int(p), offsets.get(int(p)), learner)
+                  for p, learner in (latest.state.get("learners") or {}).items()]
+        if released:
+            copies += [(int(p), int(r["offset"]), r["learner"])
+                       for p, r in latest.state.get("released", {}).items()]
+        for partition, offset, learner in copies:
+            if partition < 0 or offset is None:
+                continue
+            if partition not in found or offset > found[partition].offset:
+                found[partition] = PartitionState(offset, learner, latest.path)
+    return found
+
+
+def unrecorded_history(source: PartitionSource, partitions: list[int]) -> dict[int, int]:
+    """Of ``partitions`` (no checkpoint holds them), those the group has committed past the
+    topic's beginning: records before the committed offset would never reach the model."""
+    starts = source.beginning_offsets()
+    lost: dict[int, int] = {}
+    for partition in partitions:
+        committed = source.committed(partition)
+        if committed is not None and committed > starts.get(partition, 0):
+            lost[partition] = committed
+    return lost

@@ -187,7 +187,9 @@ class Trainer:
             log.error("actor %d failed: %s (Ray restarts it)", i, message)
 
     def stop(self) -> Estimate | None:
-        """Stop the actors (final checkpoints), publish the final estimate, flush."""
+        """Stop the actors (final checkpoints), publish the final estimate, flush, and end the
+        actors' processes (their CPUs go back to the cluster at once, not when the driver
+        exits: a trainer started again in the same process needs them)."""
         final = None
         if self.coordinator is not None:
             statuses = self.coordinator.stop()
@@ -195,6 +197,10 @@ class Trainer:
                 final = self.coordinator.publish(statuses)
                 log.info("final estimate: %d records learned, %d dead letters, offsets %s",
                          final.samples_seen, final.dead_letters, final.offsets)
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
         if self._producer is not None:
             self._producer.flush(timeout=30)
             self._producer.close(timeout=10)

@@ -279,16 +279,70 @@ def test_restart_resumes_from_the_checkpoint_neither_skipping_nor_repeating(tmp_
     assert second.status().offsets == {"0": 100, "1": 100}
 
 
-def test_without_a_checkpoint_the_committed_offset_is_used(tmp_path: Path) -> None:
+def test_without_a_checkpoint_store_the_committed_offset_is_used() -> None:
     data = _data(partitions=1)
     consumer = FakeConsumer(TOPIC, data)
     consumer.committed_offsets[0] = 30
-    actor, _, _ = _actor(_settings(tmp_path), data, consumer=consumer)
+    actor, _, _ = _actor(_settings(None), data, consumer=consumer)
     _start_without_thread(actor)
     _drain(actor, consumer)
     assert actor.status().samples_seen == 20
 
 
+def test_a_missing_checkpoint_with_committed_offsets_is_loud(tmp_path: Path) -> None:
+    """Records before the group's committed offset would never reach an empty model."""
+    from services.trainer.checkpoint import CheckpointError
+
+    data = _data(partitions=1)
+    consumer = FakeConsumer(TOPIC, data)
+    consumer.committed_offsets[0] = 30
+    actor, _, _ = _actor(_settings(tmp_path), data, consumer=consumer)
+    with pytest.raises(CheckpointError, match=r"no checkpoint holds partitions \[0\].*"
+                       r"GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT"):
+        _start_without_thread(actor)
+
+    accepting, consumer2, _ = _actor(_settings(tmp_path / "b", on_corrupt_checkpoint="accept_loss"),
+                                     data, consumer=FakeConsumer(TOPIC, data))
+    consumer2.committed_offsets[0] = 30
+    _start_without_thread(accepting)
+    _drain(accepting, consumer2)
+    assert accepting.status().samples_seen == 20 and accepting.status().records_skipped == 30
+
+
+def _run_actors(tmp_path: Path, data: dict[int, list[bytes]], num_actors: int,
+                committed: dict[int, int]) -> list[Any]:
+    """``num_actors`` actors on the same checkpoint directory, one after the other (the worst
+    order: an actor that lets a partition go checkpoints before its new owner starts): start,
+    drain, checkpoint; their final statuses. ``committed``: the group's offsets, updated."""
+    statuses = []
+    for index in range(num_actors):
+        consumer = FakeConsumer(TOPIC, data)
+        consumer.committed_offsets.update(committed)
+        actor, consumer, _ = _actor(_settings(tmp_path), data, index=index,
+                                    num_actors=num_actors, consumer=consumer)
+        _start_without_thread(actor)
+        _drain(actor, consumer)
+        actor.checkpoint()
+        statuses.append(actor.status())
+        committed.update(actor.offsets)
+    return statuses
+
+
+def test_rescaling_moves_each_partition_with_its_learner(tmp_path: Path) -> None:
+    """2 -> 3 -> 1 actors over 4 partitions: every partition is learned by exactly one actor
+    at a time, its learner moving with it; counts exact after each transition."""
+    data = _data(partitions=4, per_partition=30)
+    seen: dict[int, list[bytes]] = {p: [] for p in data}
+    committed: dict[int, int] = {}  # a partition learned from scratch would fail loudly
+    for num_actors, grow in ((2, 10), (3, 10), (1, 10)):
+        for p in data:
+            seen[p] = data[p][: len(seen[p]) + grow]
+        statuses = _run_actors(tmp_path, seen, num_actors, committed)
+        owners = [sorted(int(p) for p in s.offsets) for s in statuses]
+        assert sorted(p for o in owners for p in o) == [0, 1, 2, 3], owners
+        totals = [sum(col) for col in zip(*(s.baseline_counts for s in statuses), strict=True)]
+        assert totals == _counts([v for p in seen for v in seen[p]]), num_actors
+        assert sum(s.samples_seen for s in statuses) == sum(len(v) for v in seen.values())
 def test_a_torn_checkpoint_is_ignored_on_restart(tmp_path: Path) -> None:
     data = _data(partitions=1, per_partition=100)
     settings = _settings(tmp_path)
