@@ -23,7 +23,7 @@ from tests.integration.trainer_helpers import (
     stream,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 
 RECORDS = 300_000
 
