@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -33,6 +40,7 @@ __all__ = [
     "ProducerSettings",
     "TrainerSettings",
     "MonitorSettings",
+    "SECRETS_DIR_ENV",
     "ProducerServiceSettings",
     "TrainerServiceSettings",
     "MonitorServiceSettings",
@@ -428,25 +436,59 @@ _SERVICE_CONFIG = SettingsConfigDict(
 )
 
 
-class ProducerServiceSettings(BaseSettings):
+SECRETS_DIR_ENV = "GUMBEL_SECRETS_DIR"
+
+
+class _ServiceSettings(BaseSettings):
+    """A service's settings: the environment, then one file per setting in ``secrets_dir``.
+
+    A file ``kafka__sasl_password`` in ``GUMBEL_SECRETS_DIR`` sets ``kafka.sasl_password``
+    (a Kubernetes Secret mounted as a volume, Docker secrets); the environment wins over it.
+    """
+
+    model_config = _SERVICE_CONFIG
+    secrets_dir: Path | None = Field(
+        None, description="directory of mounted secret files, one per setting named like "
+        "`kafka__sasl_password` (section `__` field, any case); the environment wins over them",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The directory is itself a setting, so it comes from the environment, read here.
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV) or None
+        secrets = NestedSecretsSettingsSource(
+            file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
+            secrets_prefix="", secrets_nested_delimiter="__",
+        )
+        return init_settings, env_settings, dotenv_settings, secrets
+
+
+class ProducerServiceSettings(_ServiceSettings):
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
 
 
-class TrainerServiceSettings(BaseSettings):
+class TrainerServiceSettings(_ServiceSettings):
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 
 
-class MonitorServiceSettings(BaseSettings):
+class MonitorServiceSettings(_ServiceSettings):
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
 
-class UpSettings(BaseSettings):
+class UpSettings(_ServiceSettings):
     """``gumbel-stream up``: all services on one machine (embedded broker by default)."""
 
     model_config = _SERVICE_CONFIG
