@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -68,13 +69,17 @@ PRODUCER_FLAGS = [
     Flag("--count", "producer", "count"),
     Flag("--seed", "producer", "seed"),
     Flag("--drift", "producer", "drift"),
-    Flag("--format", "producer", "format"),
+    Flag("--format", "events", "format"),
     Flag("--values-per-record", "producer", "values_per_record"),
     Flag("--linger", "producer", "linger_s"),
 ]
 # The metrics port is --port on every service; `up` runs two, and its --port is the monitor's.
 PRODUCER_PORT = Flag("--port", "producer", "metrics_port", aliases=("--metrics-port",))
 UP_PRODUCER_PORT = Flag("--producer-port", "producer", "metrics_port", aliases=("--metrics-port",))
+EVENT_FLAGS = [
+    Flag("--json-field", "events", "json_field"),
+    Flag("--categories", "events", "categories"),
+]
 TRAINER_FLAGS = [
     Flag("--num-actors", "trainer", "num_actors"),
     Flag("--gpus-per-actor", "trainer", "gpus_per_actor"),
@@ -110,12 +115,13 @@ class Command:
 SERVICES: dict[str, Command] = {
     "producer": Command(
         "services.producer.service", "ProducerServiceSettings",
-        (*KAFKA_FLAGS, *PRODUCER_FLAGS, PRODUCER_PORT),
+        (*KAFKA_FLAGS, *PRODUCER_FLAGS, *EVENT_FLAGS, PRODUCER_PORT),
         "emit numbers to Kafka at a rate, from a distribution (and a drift schedule)",
     ),
     "trainer": Command(
         "services.trainer.service", "TrainerServiceSettings",
-        (*KAFKA_FLAGS, *TRAINER_FLAGS, TRAINER_SEED),
+        (*KAFKA_FLAGS, *TRAINER_FLAGS, *EVENT_FLAGS, TRAINER_SEED,
+         Flag("--format", "events", "format")),
         "start Ray (or join RAY_ADDRESS) and run the trainer actors",
     ),
     "monitor": Command(
@@ -125,7 +131,8 @@ SERVICES: dict[str, Command] = {
     ),
     "up": Command(
         "services.up", "UpSettings",
-        (*KAFKA_FLAGS, *PRODUCER_FLAGS, UP_PRODUCER_PORT, *TRAINER_FLAGS, *MONITOR_FLAGS,
+        (*KAFKA_FLAGS, *PRODUCER_FLAGS, *EVENT_FLAGS, UP_PRODUCER_PORT, *TRAINER_FLAGS,
+         *MONITOR_FLAGS,
          BROKER_FLAG),
         "all of it on one machine (the embedded broker unless --bootstrap-servers)",
     ),
@@ -212,6 +219,11 @@ def _validation_message(
 
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    named = re.match(r"^(\w+)\.(\w+): (.+)$", message, re.S)
+    if not loc and named:  # a check across sections names the setting it blames
+        loc, message, value = named.group(1, 2), named.group(3), {}
     if len(loc) == 1 and is_section(cls, loc[0]):
         # A check across a section's settings (drift vs probabilities, SASL credentials).
         what, names = f"{loc[0]} settings", [env_name(loc[0], "*")]
@@ -221,8 +233,6 @@ def _validation_message(
         flag = flag_of.get((loc[0], loc[1]) if len(loc) >= 2 else ("", loc[0]))
         if flag is not None:
             names[:0] = [flag.name, *flag.aliases]
-    message = error["msg"].removeprefix("Value error, ")
-    value = error.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"invalid {what} ({', '.join(names)}): {message}{shown}"
 

@@ -38,7 +38,7 @@ __all__ = ["run", "service_env", "page_address", "with_producer_truth", "Child"]
 log = logging.getLogger(__name__)
 
 SERVICES = ("producer", "trainer", "monitor")
-SECTIONS = {"producer": ("kafka", "producer"), "trainer": ("kafka", "trainer"),
+SECTIONS = {"producer": ("kafka", "events", "producer"), "trainer": ("kafka", "events", "trainer"),
             "monitor": ("kafka", "monitor")}
 PROGRESS_INTERVAL_S = 1.0
 LOG_INTERVAL_S = 5.0
@@ -59,6 +59,8 @@ def _env_value(value: Any) -> str | None:
             + ",".join(repr(p) for p in step.probabilities)
             for step in value
         )
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ",".join(value)  # category names
     if isinstance(value, list):
         return ",".join(repr(v) for v in value) if value else None
     if isinstance(value, BaseModel):

@@ -9,6 +9,12 @@ Two wire formats share the topic:
   header ``gumbel-format``. A packed record with any value out of range is dead-lettered
   whole, so its original bytes are kept.
 
+Event topics carry one category per record by name (``EventFormat``): ``json``, an object
+whose field (a dotted path, ``payload.type``) holds a name from the configured categories (or
+an id without names), and ``string``, the record is the name. A name outside the list is
+dead-lettered (``unknown_category``) rather than counted in an extra bucket: a typo or a new
+event type upstream must be seen, not learned as a category nobody asked for.
+
 The header decides the format: a record that carries ``gumbel-format`` is never read as ASCII
 (the u8 byte ``0x33`` is category 51, not ``"3"``), and an unknown format is dead-lettered.
 ASCII values may have leading zeros (``b"03"`` is 3, as ``int()`` and Java's ``parseInt`` read
@@ -21,9 +27,12 @@ key, headers and timestamp so it can be replayed as it was; nothing raises.
 from __future__ import annotations
 
 import array
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import torch
 
@@ -33,12 +42,15 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "MAX_PACKED_BYTES",
     "DEAD_LETTER_REASONS",
+    "MAX_EVENT_BYTES",
+    "EventFormat",
     "BadRecord",
     "DecodedBatch",
     "reason_of",
     "decode_values",
     "encode_value",
     "encode_packed",
+    "encode_event",
 ]
 
 FORMAT_HEADER = "gumbel-format"
@@ -50,10 +62,12 @@ PACKED_FORMATS: dict[bytes, tuple[torch.dtype, int, int]] = {
 # Longer than any id a K we support could need; bounds the work spent on a huge record.
 MAX_RECORD_BYTES = 20
 MAX_PACKED_BYTES = 8 * 1024 * 1024
+MAX_EVENT_BYTES = 64 * 1024  # one JSON event or category name
 
 # The kind of every error message below (the text before its colon): a bounded label set.
 DEAD_LETTER_REASONS = (
     "empty", "too_large", "not_utf8", "not_integer", "out_of_range", "unknown_format", "truncated",
+    "not_json", "missing_field", "unknown_category",
 )
 
 Headers = Sequence[tuple[str, bytes]] | None
@@ -87,6 +101,66 @@ class DecodedBatch:
     @property
     def count(self) -> int:
         return int(self.values.numel())
+
+
+@dataclass(frozen=True)
+class EventFormat:
+    """How one-value records name their category: ``ascii`` ids (and packed, which its
+    header declares), ``json`` objects with the category at ``json_field``, or ``string``
+    names. ``categories`` names the ids in order (empty: ids only)."""
+
+    kind: str = "ascii"  # ascii | packed | json | string
+    json_field: str = "event"
+    categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ascii", "packed", "json", "string"):
+            raise ValueError(f"unknown format {self.kind!r} (ascii, packed, json or string)")
+        if self.kind == "string" and not self.categories:
+            raise ValueError("the string format needs category names")
+
+    @property
+    def by_name(self) -> bool:
+        """Records name categories (json or string): not the ASCII path."""
+        return self.kind in ("json", "string")
+
+    @cached_property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.json_field.split("."))
+
+    @cached_property
+    def ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.categories)}
+
+    @cached_property
+    def raw_ids(self) -> dict[bytes, int]:
+        return {name.encode("utf-8"): i for i, name in enumerate(self.categories)}
+
+    @classmethod
+    def of(cls, events: Any) -> EventFormat:
+        """From the settings' ``events`` group (``format``, ``json_field``, ``categories``)."""
+        return cls(events.format, events.json_field, tuple(events.categories))
+
+    def known(self) -> str:
+        """The names for an error message (the first few of a long list)."""
+        shown = ", ".join(self.categories[:10])
+        return shown + (f", ... ({len(self.categories)} names)" if len(self.categories) > 10
+                        else "")
+
+
+def encode_event(category: int, event_format: EventFormat) -> bytes:
+    """One record of ``category`` as ``event_format`` writes it (ascii, json or string)."""
+    name: int | str = category
+    if event_format.categories:
+        name = event_format.categories[category]
+    if event_format.kind == "string":
+        return str(name).encode("utf-8")
+    if event_format.kind == "json":
+        event: Any = name
+        for key in reversed(event_format.path):
+            event = {key: event}
+        return json.dumps(event, separators=(",", ":")).encode("utf-8")
+    return encode_value(category)
 
 
 def encode_value(category: int) -> bytes:
@@ -165,6 +239,48 @@ def _decode_packed(value: bytes | None, name: bytes, num_categories: int) -> tor
     return ids
 
 
+def _classify_event(value: bytes | None, fmt: EventFormat, num_categories: int) -> tuple[int, str]:
+    """(category, "") for a good json or string record, (-1, reason) for a bad one."""
+    if not fmt.by_name:
+        return _classify(value, num_categories)
+    if value is None or len(value) == 0:
+        return -1, "empty: no value"
+    if fmt.kind == "string":
+        category = fmt.raw_ids.get(value)
+        if category is not None:
+            return category, ""
+    if len(value) > MAX_EVENT_BYTES:
+        return -1, f"too_large: {len(value)} bytes (at most {MAX_EVENT_BYTES})"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return -1, "not_utf8: value is not UTF-8"
+    if fmt.kind == "string":
+        return -1, f"unknown_category: {text[:64]!r} is not one of {fmt.known()}"
+    try:
+        field: Any = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python allows
+        return -1, "not_json: value is not JSON"
+    for depth, key in enumerate(fmt.path):
+        if not isinstance(field, dict) or key not in field:
+            where = ".".join(fmt.path[: depth + 1])
+            return -1, f"missing_field: no {where!r} in the JSON value"
+        field = field[key]
+    if fmt.categories:
+        category = fmt.ids.get(field) if isinstance(field, str) else None
+        if category is None:
+            shown = repr(field[:64]) if isinstance(field, str) else f"{type(field).__name__} "
+            return -1, (f"unknown_category: {fmt.json_field} = {shown} is not one of "
+                        f"{fmt.known()}")
+        return category, ""
+    # Without names the field holds the id; a bool is no id even though Python says it's an int.
+    if not isinstance(field, int) or isinstance(field, bool) or field < 0:
+        return -1, f"not_integer: {fmt.json_field} is not a category id (a JSON integer >= 0)"
+    if field >= num_categories:
+        return -1, f"out_of_range: {field} not in [0, {num_categories})"
+    return field, ""
+
+
 def _all_single_digits(
     values: Sequence[bytes | None], num_categories: int, headers: Sequence[Headers] | None
 ) -> torch.Tensor | None:
@@ -192,15 +308,18 @@ def decode_values(
     headers: Sequence[Headers] | None = None,
     keys: Sequence[bytes | None] | None = None,
     timestamps: Sequence[int | None] | None = None,
+    event_format: EventFormat | None = None,
 ) -> DecodedBatch:
     """Split raw records into good category ids and bad records (with their origin).
 
     ``headers`` (one list per record) is needed wherever packed records may occur; ``keys``
-    and ``timestamps`` only travel with the bad records to the dead-letter topic.
+    and ``timestamps`` only travel with the bad records to the dead-letter topic;
+    ``event_format`` says how one-value records name categories (default: ASCII ids).
     """
     if len(partitions) != len(values) or len(offsets) != len(values):
         raise ValueError("values, partitions and offsets must have the same length")
-    digits = _all_single_digits(values, num_categories, headers)
+    by_name = event_format is not None and event_format.by_name
+    digits = None if by_name else _all_single_digits(values, num_categories, headers)
     if digits is not None:
         return DecodedBatch(digits, [])
     good: list[int] = []
@@ -217,6 +336,9 @@ def decode_values(
 
     # The common case is one-character records: a dict lookup avoids int() per record.
     fast = {str(c).encode(): c for c in range(min(num_categories, 10))}
+    if by_name:
+        assert event_format is not None
+        fast = event_format.raw_ids if event_format.kind == "string" else {}
     for i, value in enumerate(values):
         # The header first: a packed record must never be mistaken for an ASCII digit.
         record_headers = headers[i] if headers is not None else None
@@ -226,7 +348,9 @@ def decode_values(
             if category is not None:
                 good.append(category)
                 continue
-            category, error = _classify(value, num_categories)
+            category, error = (_classify_event(value, event_format, num_categories)
+                               if by_name and event_format is not None
+                               else _classify(value, num_categories))
             if error:
                 set_aside(i, error)
             else:

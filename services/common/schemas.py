@@ -49,7 +49,7 @@ BACKPRESSURE_POLICIES = ("learn_all", "sample")
 # Why a record went to the dead-letter topic; a consumer sums any other reason as "other".
 DEAD_LETTER_REASONS = (
     "empty", "too_large", "not_utf8", "not_integer", "out_of_range", "unknown_format",
-    "truncated",
+    "truncated", "not_json", "missing_field", "unknown_category",
 )
 
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
@@ -159,6 +159,12 @@ class Estimate(BaseModel):
         default_factory=list, max_length=MAX_ACTORS,
         description="per actor, one entry each, sorted by index",
     )
+    # Added in the event topics work (issue 15 §1); the default keeps earlier messages valid.
+    category_names: list[Name] | None = Field(
+        None, max_length=MAX_CATEGORIES,
+        description="the categories' names in id order, the `category` label of the monitor's "
+        "metrics (None: the ids are the labels)",
+    )
 
     @model_validator(mode="after")
     def _distributions_are_valid(self) -> Estimate:
@@ -172,6 +178,11 @@ class Estimate(BaseModel):
                 raise ValueError(f"{name} has {len(probs)} values, expected {self.num_categories}")
             if abs(sum(probs) - 1.0) > 1e-4:
                 raise ValueError(f"{name} must sum to 1 (sum {sum(probs):g})")
+        names = self.category_names
+        if names is not None and (len(names) != self.num_categories
+                                  or len(set(names)) != len(names)):
+            raise ValueError(f"category_names must be {self.num_categories} distinct names "
+                             f"(got {len(names)}, {len(set(names))} distinct)")
         indices = [m.index for m in self.actor_metrics]
         if len(set(indices)) != len(indices):
             # Two entries for one actor would be two samples of one Prometheus series.

@@ -8,8 +8,8 @@ flags override them. One ``BaseSettings`` per service; the sections are shared m
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,6 +37,7 @@ __all__ = [
     "codec_available",
     "DriftStep",
     "KafkaSettings",
+    "EventSettings",
     "ProducerSettings",
     "TrainerSettings",
     "MonitorSettings",
@@ -257,6 +258,68 @@ class KafkaSettings(BaseModel):
         return config
 
 
+def parse_categories(value: Any) -> list[str]:
+    """``"click,view,buy"`` or a sequence of names → distinct, non-empty names."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        names = [str(n).strip() for n in value]
+    else:
+        raise ValueError(f"expected comma-separated names, got {value!r}")
+    if any(not n for n in names):
+        raise ValueError(f"a category name is empty in {value!r}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"category names must be distinct ({', '.join(duplicates)} repeated)")
+    if len(names) < 2:
+        raise ValueError("needs at least 2 category names")
+    return names
+
+
+CategoryNames = Annotated[list[str], NoDecode, BeforeValidator(parse_categories)]
+
+
+class EventSettings(BaseModel):
+    """How records of the numbers topic are written, shared by the producer and the trainer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["ascii", "packed", "json", "string"] = Field(
+        "ascii",
+        description="`ascii`: one category id per record (`b\"3\"`); `packed`: many ids per "
+        "record (header `gumbel-format`); `json`: an object whose `json_field` holds the "
+        "category (a name from `categories`, else an id); `string`: the record is the "
+        "category's name. The trainer reads packed records whatever this says",
+    )
+    json_field: str = Field(
+        "event", pattern=r"^[^.]+(\.[^.]+)*$",
+        description="with format=json: the field that holds the category, a dotted path "
+        "into nested objects (`payload.type`)",
+    )
+    categories: CategoryNames = Field(
+        default_factory=list,
+        description="category names in id order (`click,view,buy`): a json or string "
+        "record names one of them (any other name is dead-lettered, reason `unknown_category`), "
+        "and they are the `category` label of the monitor's per-category metrics; unset: ids",
+    )
+
+    @model_validator(mode="after")
+    def _string_needs_names(self) -> EventSettings:
+        if self.format == "string" and not self.categories:
+            raise ValueError("format=string needs categories (the names the records carry)")
+        return self
+
+
+def _check_names(events: EventSettings, num_categories: int, what: str) -> None:
+    if events.categories and len(events.categories) != num_categories:
+        # "section.field: ...": the command line names that setting (cli._validation_message)
+        raise ValueError(
+            f"events.categories: {len(events.categories)} names for {what} = "
+            f"{num_categories} categories")
+
+
 class ProducerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -283,10 +346,9 @@ class ProducerSettings(BaseModel):
         description="keep serving `/metrics` this long after the last record, so a scrape "
         "sees the total",
     )
-    format: Literal["ascii", "packed"] = Field(
-        "ascii",
-        description="`ascii`: one value per record (any client reads it); `packed`: many values "
-        "per record, declared by the header `gumbel-format` (`u8` for K <= 256, else `u16le`)",
+    format: Literal["ascii", "packed"] | None = Field(
+        None,
+        description="deprecated, use `events.format` (`--format`); when set it wins over it",
     )
     values_per_record: int = Field(
         1024, ge=1, le=1_000_000, description="values in one packed record"
@@ -473,13 +535,31 @@ class _ServiceSettings(BaseSettings):
 class ProducerServiceSettings(_ServiceSettings):
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
+
+    @model_validator(mode="after")
+    def _events_match(self) -> ProducerServiceSettings:
+        _producer_events(self.producer, self.events)
+        return self
 
 
 class TrainerServiceSettings(_ServiceSettings):
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+
+    @model_validator(mode="after")
+    def _events_match(self) -> TrainerServiceSettings:
+        _check_names(self.events, self.trainer.num_categories, "trainer.num_categories")
+        return self
+
+
+def _producer_events(producer: ProducerSettings, events: EventSettings) -> None:
+    if producer.format is not None:  # the deprecated spelling of events.format
+        events.format = producer.format
+    _check_names(events, len(producer.probabilities), "the length of producer.probabilities")
 
 
 class MonitorServiceSettings(_ServiceSettings):
@@ -493,6 +573,7 @@ class UpSettings(_ServiceSettings):
 
     model_config = _SERVICE_CONFIG
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
@@ -501,6 +582,12 @@ class UpSettings(_ServiceSettings):
         description="`up` only: embedded Tansu, Apache Kafka from jars, or "
         "`--bootstrap-servers`",
     )
+
+    @model_validator(mode="after")
+    def _events_match(self) -> UpSettings:
+        _producer_events(self.producer, self.events)
+        _check_names(self.events, self.trainer.num_categories, "trainer.num_categories")
+        return self
 
 
 def _upper(value: Any) -> Any:

@@ -21,7 +21,15 @@ from services.common.schemas import (
 )
 from services.monitor.state import ActorCounters, Counters, Latest, LatestEstimates
 
-__all__ = ["EstimateCollector", "total_variation"]
+__all__ = ["EstimateCollector", "category_labels", "total_variation"]
+
+
+def category_labels(estimate: Estimate) -> list[str]:
+    """The ``category`` label of each category: its name when the trainer sends names, else
+    its id."""
+    if estimate.category_names is not None:
+        return list(estimate.category_names)
+    return [str(c) for c in range(estimate.num_categories)]
 
 
 def total_variation(p: list[float], q: list[float]) -> float:
@@ -130,6 +138,7 @@ class EstimateCollector(Collector):
 
     def _estimate_metrics(self, estimate: Estimate) -> Iterator[Metric]:
         """Gauges of the estimate itself: every value is finite, the schema sees to that."""
+        labels = category_labels(estimate)
         for name, doc, probs in (
             ("gumbel_estimated_probability", "Probability of each category, as learned by "
              "the Gumbel-softmax GAN.", estimate.probabilities),
@@ -137,8 +146,8 @@ class EstimateCollector(Collector):
              "baseline on the same records.", estimate.baseline_probabilities),
         ):
             family = GaugeMetricFamily(name, doc, labels=["category"])
-            for category, p in enumerate(probs):
-                family.add_metric([str(category)], p)
+            for label, p in zip(labels, probs, strict=True):
+                family.add_metric([label], p)
             yield family
         yield GaugeMetricFamily(
             "gumbel_temperature", "Current Gumbel-softmax temperature.", estimate.temperature
@@ -157,8 +166,8 @@ class EstimateCollector(Collector):
                 "forgetting counter over about the last window_records records.",
                 labels=["category"],
             )
-            for category, p in enumerate(window):
-                family.add_metric([str(category)], p)
+            for label, p in zip(labels, window, strict=True):
+                family.add_metric([label], p)
             yield family
         # Against the recent counts when the trainer sends them: a count over all history
         # never forgets, so a learner that follows a drift would look wrong for good.

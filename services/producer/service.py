@@ -1,7 +1,8 @@
 """The producer's composition root: settings → Kafka producer, stream, pacer, metrics → loop.
 
-``gumbel-stream producer`` calls ``run(settings)``. It writes ASCII category ids (``b"3"``, no
-key) to the numbers topic at ``rate`` records/s until ``count`` records (or forever), serves
+``gumbel-stream producer`` calls ``run(settings)``. It writes one record per category in
+the format of ``events`` (ASCII ids ``b"3"``, JSON events or names; no key), or packed
+records, to the numbers topic at ``rate`` records/s until ``count`` records (or forever), serves
 ``/metrics`` meanwhile, and on SIGTERM/SIGINT stops at the next chunk and flushes.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from services.common.codec import encode_packed, encode_value
+from services.common.codec import EventFormat, encode_event, encode_packed
 from services.common.kafka import BrokerUnavailable, make_producer, prepare_broker
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import ProducerServiceSettings
@@ -72,16 +73,19 @@ def produce(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     values_per_record: int | None = None,
+    event_format: EventFormat | None = None,
 ) -> ProduceResult:
     """Send chunks of the stream until ``count`` records (0 = forever) or ``stop`` is set.
 
     ``gumbel_produced_total`` counts records handed to the client (``send`` returned), one
     chunk at a time; the caller's flush then waits until the broker acknowledged them all.
     With ``values_per_record`` the values go packed, that many to a record (``count`` and
-    the metric still count values).
+    the metric still count values); else each record is written as ``event_format`` says
+    (ASCII ids by default).
     """
     stop = stop or threading.Event()
-    values = [encode_value(c) for c in range(len(stream.probabilities))]
+    event_format = event_format or EventFormat()
+    values = [encode_event(c, event_format) for c in range(len(stream.probabilities))]
     on_error = _ErrorCount(metrics)
     send = producer.send
     switches = -1
@@ -126,7 +130,7 @@ def run(
     serve_metrics: bool = True,
 ) -> int:
     """Run the producer; 0 once ``count`` records are acknowledged (or it was stopped)."""
-    kafka, config = settings.kafka, settings.producer
+    kafka, config, events = settings.kafka, settings.producer, settings.events
     registry = registry if registry is not None else CollectorRegistry()
     stop = stop or threading.Event()
     metrics = ProducerMetrics(registry)
@@ -167,7 +171,8 @@ def run(
                 metrics,
                 count=config.count,
                 stop=stop,
-                values_per_record=config.values_per_record if config.format == "packed" else None,
+                values_per_record=config.values_per_record if events.format == "packed" else None,
+                event_format=EventFormat.of(events),
             )
         try:
             producer.flush(timeout=FLUSH_TIMEOUT_S)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from services.common.codec import EventFormat
 from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
@@ -111,6 +112,7 @@ class TrainerActor:
         self._unverified_offsets: dict[int, int] = {}  # restored, not yet checked vs the log
         self._highwaters: dict[int, int] = {}
         self._mismatch = MismatchWarning(index, cfg.num_categories)
+        self._event_format = EventFormat.of(settings.events)
         self.meter = LearningMeter()
         self.error: str | None = None
         if autostart:
@@ -144,7 +146,7 @@ class TrainerActor:
             log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
                      restored.path, self.replica.samples_seen, self.replica.offsets)
         self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
-                                       cfg.num_categories)
+                                       cfg.num_categories, self._event_format)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes)
         self._dlq.truncated = self._restored_truncated
@@ -301,7 +303,8 @@ class TrainerActor:
 
     def learn_records(self, records: dict[Any, list[Any]]) -> int:
         """Decode, dead-letter and learn one poll's records on the caller's thread; good count."""
-        batch = decode_poll(records, self.settings.trainer.num_categories)
+        batch = decode_poll(records, self.settings.trainer.num_categories,
+                            event_format=self._event_format)
         if batch is None:
             return 0
         self._dead_letter(batch)

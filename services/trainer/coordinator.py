@@ -107,12 +107,14 @@ def aggregate(
     restarts: Mapping[int, int] | None = None,
     window_records: int = 0,
     shares: Mapping[int, float] | None = None,
+    category_names: Sequence[str] | None = None,
 ) -> Estimate:
     """One ``Estimate`` from the actors' statuses: the mixture of their estimates, each
     weighted by its actor's share of the records (``shares``, actor index -> share; by default
     each actor's share of ``samples_seen``), and the summed counts.
 
-    ``restarts`` (actor index → restarts seen by the driver) goes into each actor's metrics.
+    ``restarts`` (actor index → restarts seen by the driver) goes into each actor's metrics;
+    ``category_names`` (the configured names, in id order) travel with the estimate.
     """
     k = num_categories
     counts = [0] * k
@@ -165,6 +167,7 @@ def aggregate(
         records_skipped=sum(s.records_skipped for s in statuses),
         dead_letters_by_reason=dict(sorted(by_reason.items())),
         dead_letters_truncated=sum(s.dead_letters_truncated for s in statuses),
+        category_names=list(category_names) if category_names else None,
         actor_metrics=[  # one entry per index (the last status given), as the schema asks
             actor_metrics(s, (restarts or {}).get(i, 0))
             for i, s in sorted({s.index: s for s in statuses}.items()) if 0 <= i < MAX_ACTORS
@@ -186,8 +189,10 @@ class Coordinator:
         call_timeout_s: float = 30.0,
         backpressure: str = "learn_all",
         window_records: int = 0,
+        category_names: Sequence[str] | None = None,
     ) -> None:
         self.actors = list(actors)
+        self.category_names = list(category_names) if category_names else None
         self.window_records = window_records
         self.backpressure = backpressure
         self.model_id = model_id
@@ -239,6 +244,7 @@ class Coordinator:
             backpressure=self.backpressure,
             restarts=self.restarts,
             window_records=self.window_records,
+            category_names=self.category_names,
         )
         self.last_estimate = estimate
         return estimate

@@ -157,6 +157,7 @@ class Trainer:
             publish=self._publish,
             backpressure=cfg.backpressure,
             window_records=cfg.window_records,
+            category_names=self.settings.events.categories,
         )
         try:
             self.coordinator.wait_ready(ready_timeout_s)

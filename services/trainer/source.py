@@ -17,7 +17,7 @@ import torch
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from services.common.codec import DecodedBatch, decode_values
+from services.common.codec import DecodedBatch, EventFormat, decode_values
 from services.common.kafka import topic_partitions
 
 __all__ = ["PolledBatch", "PartitionSource", "decode_poll"]
@@ -39,9 +39,11 @@ class PolledBatch:
 
 
 def decode_poll(
-    records: Mapping[Any, list[Any]], num_categories: int, polled_at: float | None = None
+    records: Mapping[Any, list[Any]], num_categories: int, polled_at: float | None = None,
+    event_format: EventFormat | None = None,
 ) -> PolledBatch | None:
-    """A ``consumer.poll()`` result as a ``PolledBatch`` (None when it holds no record)."""
+    """A ``consumer.poll()`` result as a ``PolledBatch`` (None when it holds no record);
+    ``event_format`` says how one-value records name categories (default: ASCII ids)."""
     by_partition: dict[int, torch.Tensor] = {}
     bad: list[Any] = []
     next_offsets: dict[int, int] = {}
@@ -53,7 +55,8 @@ def decode_poll(
         # Comprehensions, not a loop of appends: this runs once per record at Kafka's speed.
         part = decode_values([record.value for record in batch], [tp.partition] * len(batch),
                              [record.offset for record in batch], num_categories,
-                             [record.headers for record in batch])
+                             [record.headers for record in batch],
+                             event_format=event_format)
         if part.count:
             by_partition[tp.partition] = part.values
         bad.extend(part.bad)
@@ -80,10 +83,12 @@ def decode_poll(
 class PartitionSource:
     """Actor-owned partitions of one topic, read from given offsets (no group rebalancing)."""
 
-    def __init__(self, consumer: Any, topic: str, num_categories: int) -> None:
+    def __init__(self, consumer: Any, topic: str, num_categories: int,
+                 event_format: EventFormat | None = None) -> None:
         self._consumer = consumer
         self.topic = topic
         self.num_categories = num_categories
+        self.event_format = event_format
         self.partitions: list[int] = []
 
     def _tp(self, partition: int) -> TopicPartition:
@@ -148,7 +153,9 @@ class PartitionSource:
 
     def poll(self, timeout_ms: int, max_records: int) -> PolledBatch | None:
         records = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        return decode_poll(records, self.num_categories) if records else None
+        if not records:
+            return None
+        return decode_poll(records, self.num_categories, event_format=self.event_format)
 
     def highwaters(self) -> dict[int, int]:
         """The high watermark of each partition from the last fetch (absent before one)."""

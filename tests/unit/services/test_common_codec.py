@@ -11,6 +11,7 @@ from services.common.codec import (
     DEAD_LETTER_REASONS,
     FORMAT_HEADER,
     MAX_RECORD_BYTES,
+    EventFormat,
     decode_values,
     encode_packed,
     encode_value,
@@ -137,6 +138,10 @@ def test_every_reason_is_a_known_dead_letter_reason() -> None:
     headers: list = [[], [], [], [], [], [(FORMAT_HEADER, b"u16le")],
                      [(FORMAT_HEADER, b"x")], []]
     reasons = {b.reason for b in _decode(values, headers=headers).bad}
+    events = [b"{", b'{"x": 1}', b'{"event": "hover"}']
+    reasons |= {b.reason for b in decode_values(
+        events, [0] * 3, [0, 1, 2], 2, event_format=EventFormat("json", categories=("a", "b")),
+    ).bad}
     assert reasons == set(DEAD_LETTER_REASONS)
 
 

@@ -107,7 +107,8 @@ def test_the_additive_fields_round_trip() -> None:
 
 def test_dead_letter_reasons_are_a_fixed_tuple() -> None:
     assert DEAD_LETTER_REASONS == ("empty", "too_large", "not_utf8", "not_integer",
-                                   "out_of_range", "unknown_format", "truncated")
+                                   "out_of_range", "unknown_format", "truncated", "not_json",
+                                   "missing_field", "unknown_category")
 
 
 def test_unknown_fields_are_still_rejected() -> None:
@@ -224,3 +225,14 @@ def test_the_json_schema_accepts_what_the_model_sends_and_fields_added_later() -
     jsonschema.validate({**values, "added_later": 1}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**values, "step": -1}, schema)
+
+
+@pytest.mark.parametrize("names", [["a", "b"], ["a", "a", "b"], ["a", "b", "c", "d"]])
+def test_category_names_are_k_distinct_names(names: list[str]) -> None:
+    with pytest.raises(ValidationError, match="category_names"):
+        make_estimate(category_names=names)  # K = 3
+
+
+def test_an_estimate_without_names_stays_valid() -> None:
+    assert make_estimate().category_names is None
+    assert make_estimate(category_names=["a", "b", "c"]).category_names == ["a", "b", "c"]

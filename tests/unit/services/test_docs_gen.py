@@ -14,6 +14,7 @@ from services.common.settings_text import env_name
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "kafka": settings.KafkaSettings,
+    "events": settings.EventSettings,
     "producer": settings.ProducerSettings,
     "trainer": settings.TrainerSettings,
     "monitor": settings.MonitorSettings,

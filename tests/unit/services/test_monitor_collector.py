@@ -395,3 +395,16 @@ def test_an_estimate_with_fields_this_monitor_does_not_know_is_shown() -> None:
     assert registry.get_sample_value("gumbel_temperature") == 0.7
     state.offer(json.dumps({**values, "temperature": -1.0}).encode())  # known fields: checked
     assert registry.get_sample_value("gumbel_monitor_invalid_estimates_total") == 1
+
+
+def test_category_names_are_the_category_label_of_every_per_category_metric() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(category_names=["click", "view", "buy"],
+                              window_baseline_probabilities=[0.1, 0.1, 0.8],
+                              window_records=100).to_bytes())
+    value = registry.get_sample_value
+    assert value("gumbel_estimated_probability", {"category": "buy"}) == 0.5
+    assert value("gumbel_baseline_probability", {"category": "click"}) == 0.25
+    assert value("gumbel_window_baseline_probability", {"category": "buy"}) == 0.8
+    assert value("gumbel_estimated_probability", {"category": "2"}) is None

@@ -9,6 +9,7 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
+from services.common.codec import EventFormat
 from services.common.settings import ProducerServiceSettings, parse_drift
 from services.producer.metrics import ProducerMetrics
 from services.producer.pacing import Pacer
@@ -131,3 +132,27 @@ def test_run_exits_one_when_the_metrics_port_is_taken() -> None:
         port = taken.getsockname()[1]
         settings = _settings(count=1, metrics_port=port, metrics_host="127.0.0.1")
         assert run(settings, producer=FakeProducer(), registry=CollectorRegistry()) == 1
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [
+    (EventFormat("json", "event", ("click", "buy")), {b'{"event":"click"}', b'{"event":"buy"}'}),
+    (EventFormat("json", "payload.type"), {b'{"payload":{"type":0}}', b'{"payload":{"type":1}}'}),
+    (EventFormat("string", categories=("click", "buy")), {b"click", b"buy"}),
+    (EventFormat("ascii", categories=("click", "buy")), {b"0", b"1"}),
+])
+def test_writes_the_records_in_the_event_format(fmt: EventFormat, expected: set) -> None:
+    fake = FakeProducer()
+    result = produce(fake, "numbers", CategoryStream([0.5, 0.5], seed=1), Pacer(0),
+                     ProducerMetrics(CollectorRegistry()), count=200, event_format=fmt)
+    assert result.sent == len(fake.sent) == 200
+    assert {value for _, value in fake.sent} == expected
+
+
+def test_run_produces_the_format_of_the_events_settings() -> None:
+    fake = FakeProducer()
+    settings = ProducerServiceSettings(
+        producer={"rate": 0, "metrics_port": 0, "count": 50, "probabilities": "0.5,0.5"},
+        events={"format": "json", "categories": "click,view"})
+    assert run(settings, producer=fake, registry=CollectorRegistry(), serve_metrics=False) == 0
+    assert {value for _, value in fake.sent} <= {b'{"event":"click"}', b'{"event":"view"}'}
+    assert len(fake.sent) == 50

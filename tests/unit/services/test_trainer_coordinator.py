@@ -124,3 +124,10 @@ def test_an_actor_that_raises_is_skipped_and_the_others_still_publish(monkeypatc
     estimate = coordinator.publish()
     assert estimate.samples_seen == 7 and [m.index for m in estimate.actor_metrics] == [0]
     assert "actor 1 raised in status: RuntimeError: deque mutated" in caplog.text
+
+
+def test_category_names_travel_in_the_estimate() -> None:
+    est = _aggregate([ActorStatus(0)], category_names=["click", "view"])
+    assert est.category_names == ["click", "view"]
+    assert Estimate.from_bytes(est.to_bytes()).category_names == ["click", "view"]
+    assert _aggregate([ActorStatus(0)]).category_names is None
