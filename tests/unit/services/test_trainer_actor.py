@@ -240,6 +240,24 @@ def test_bad_records_go_to_the_dead_letter_topic_with_their_origin(tmp_path: Pat
     assert sent[2][2]["error"].startswith(b"out_of_range")
 
 
+def test_the_actor_decodes_the_events_format_and_dead_letters_unknown_names(
+    tmp_path: Path,
+) -> None:
+    names = "a,b,c,d,e"
+    data = {0: [b'{"event": "b"}', b'{"event": "z"}', b'{"event": "e"}', b"1"]}
+    settings = TrainerServiceSettings(
+        trainer={"num_categories": 5, "checkpoint_interval_s": 3600.0, "poll_timeout_ms": 1,
+                 "checkpoint_dir": tmp_path},
+        events={"format": "json", "categories": names})
+    actor, consumer, producer = _actor(settings, data)
+    _start_without_thread(actor)
+    _drain(actor, consumer)
+    assert list(actor.status().baseline_counts) == [0, 1, 0, 0, 1]
+    errors = [dict(headers)["error"] for _, _, headers in producer.sent]
+    # b"1" is JSON (a number), not an object with the field
+    assert [e.split(b":")[0] for e in errors] == [b"unknown_category", b"missing_field"]
+
+
 def test_dead_letters_are_flushed_before_the_checkpoint(tmp_path: Path) -> None:
     actor, consumer, producer = _actor(_settings(tmp_path), {0: [b"bad", b"1"]})
     _start_without_thread(actor)
