@@ -27,6 +27,11 @@ K8S_DIR = DEPLOY / "k8s"
 # `go mod download` from the Go module proxy and cached in GOMODCACHE.
 KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
 KUBERAY_VERSION = "v1.4.2"
+# The Prometheus Operator's CRDs, the same way (example/prometheus-operator-crd); v0.85.0 is the
+# newest version of the root module the proxy serves here.
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+COMPONENTS_DIR = K8S_DIR / "components"
 
 # Which settings class parses the environment of which service (services.cli.SERVICES).
 SETTINGS_CLASS_OF = {
@@ -202,11 +207,31 @@ def container_environment(
 
 def kuberay_crd_dir() -> Path | None:
     """KubeRay's CRD folder from its Go module, downloaded once into GOMODCACHE."""
+    module_dir = go_module_dir(KUBERAY_MODULE, KUBERAY_VERSION)
+    return None if module_dir is None else module_dir / "config" / "crd" / "bases"
+
+
+def prometheus_operator_crd_dir() -> Path | None:
+    """The Prometheus Operator's CRD folder from its Go module (None: not to be had here)."""
+    module_dir = go_module_dir(PROMETHEUS_OPERATOR_MODULE, PROMETHEUS_OPERATOR_VERSION)
+    return None if module_dir is None else module_dir / "example" / "prometheus-operator-crd"
+
+
+def component_resources(name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The resources a component under deploy/k8s/components lists, in order."""
+    root = COMPONENTS_DIR / name
+    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
+    return [(root / file, doc) for file in kustomization.get("resources", [])
+            for doc in yaml.safe_load_all((root / file).read_text()) if doc]
+
+
+def go_module_dir(module: str, version: str) -> Path | None:
+    """A Go module's files, `go mod download`ed once into GOMODCACHE (None without go/proxy)."""
     go = shutil.which("go")
     if go is None:
         return None
     result = subprocess.run(
-        [go, "mod", "download", "-json", f"{KUBERAY_MODULE}@{KUBERAY_VERSION}"],
+        [go, "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True, text=True, timeout=600, cwd="/",
         env={**os.environ, "GO111MODULE": "on", "GOFLAGS": "-mod=mod"},
     )
@@ -216,7 +241,7 @@ def kuberay_crd_dir() -> Path | None:
         return None
     if "Error" in info or "Dir" not in info:
         return None
-    return Path(info["Dir"]) / "config" / "crd" / "bases"
+    return Path(info["Dir"])
 
 
 def strict_schema(schema: Any) -> Any:

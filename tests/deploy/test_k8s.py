@@ -148,3 +148,35 @@ def test_services_select_their_deployments(name: str) -> None:
     port_names = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"]
                   for p in c["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+def _image_uid() -> int:
+    import re
+
+    dockerfile = (K8S_DIR.parent / "Dockerfile").read_text()
+    return int(re.search(r"useradd --uid (\d+)", dockerfile).group(1))  # type: ignore[union-attr]
+
+
+POD_IDS = [f"{doc['metadata']['name']}/{group}" for _, doc in RESOURCES
+           for group, _ in pod_specs(doc)]
+
+
+@pytest.mark.parametrize("pod", [pod for _, doc in RESOURCES for _, pod in pod_specs(doc)],
+                         ids=POD_IDS)
+def test_every_container_runs_under_the_restricted_pod_security_standard(
+        pod: dict[str, Any]) -> None:
+    """Non-root as the image's own user, no privilege escalation, no capabilities, seccomp."""
+    pod_context = pod.get("securityContext", {})
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        context = {**pod_context, **container.get("securityContext", {})}
+        assert context.get("runAsNonRoot") is True, container["name"]
+        assert context.get("runAsUser") == _image_uid(), container["name"]
+        assert context.get("seccompProfile") == {"type": "RuntimeDefault"}, container["name"]
+        assert context.get("allowPrivilegeEscalation") is False, container["name"]
+        assert context.get("capabilities", {}).get("drop") == ["ALL"], container["name"]
+        assert not context.get("privileged", False), container["name"]
+
+
+def test_there_are_pods_to_check() -> None:
+    assert set(POD_IDS) >= {"producer/producer", "monitor/monitor", "trainer/trainer",
+                            "gumbel-ray/head", "gumbel-ray/gpu"}
