@@ -191,3 +191,60 @@ def test_env_example_lists_every_knob_with_the_compose_default() -> None:
 
 def test_env_example_values_give_the_same_model_as_the_defaults() -> None:
     assert load_compose(read_env_file(ENV_EXAMPLE)) == load_compose()
+
+
+def test_the_producer_restarts_only_on_failure(compose: dict) -> None:
+    """A finite GUMBEL_PRODUCER__COUNT exits 0: restarting it would emit the records again."""
+    assert compose["services"]["producer"]["restart"] == "on-failure"
+    for name in ("trainer", "monitor"):
+        assert compose["services"][name]["restart"] == "unless-stopped"
+
+
+def _trainer_healthcheck(compose: dict, checkpoint_dir: str) -> list[str]:
+    check, *args = compose["services"]["trainer"]["healthcheck"]["test"]
+    assert check == "CMD" and args[:2] == ["python", "-c"]
+    code = args[2]
+    env = service_environment(compose["services"]["trainer"])
+    assert f"'{env['GUMBEL_TRAINER__CHECKPOINT_DIR']}'" in code
+    return [sys.executable, "-c", code.replace(env["GUMBEL_TRAINER__CHECKPOINT_DIR"],
+                                               checkpoint_dir)]
+
+
+def test_the_trainer_is_healthy_while_its_actors_write_checkpoints(compose: dict,
+                                                                   tmp_path) -> None:
+    import os
+    import time
+
+    command = _trainer_healthcheck(compose, str(tmp_path))
+    assert subprocess.run(command).returncode != 0  # no checkpoint yet
+    checkpoint = tmp_path / "actor-0" / "ckpt-000000000001.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"x")
+    assert subprocess.run(command).returncode == 0
+    stale = time.time() - 600
+    os.utime(checkpoint, (stale, stale))
+    assert subprocess.run(command).returncode != 0  # the learning loops stopped writing
+
+
+def test_any_setting_passes_through_the_optional_env_file(tmp_path) -> None:
+    """gumbel.env beside the Compose file reaches every app service; without it, nothing."""
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip(NO_COMPOSE_CLI)
+    import json
+    import os
+    import shutil
+
+    shutil.copy(COMPOSE_FILE, tmp_path / COMPOSE_FILE.name)
+    (tmp_path / "gumbel.env").write_text("GUMBEL_TRAINER__CHECKPOINT_INTERVAL_S=5\n"
+                                         "GUMBEL_KAFKA__COMPRESSION_TYPE=lz4\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    result = subprocess.run(
+        [binary, "--project-directory", str(tmp_path), "-f", str(tmp_path / COMPOSE_FILE.name),
+         "--profile", "gpu", "config", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["GUMBEL_KAFKA__COMPRESSION_TYPE"] == "lz4", name
+    assert services["trainer"]["environment"]["GUMBEL_TRAINER__CHECKPOINT_INTERVAL_S"] == "5"
