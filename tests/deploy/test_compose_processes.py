@@ -219,8 +219,19 @@ def _query(stack: Stack, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+# The dashboard's template variables as Grafana sends them with "All" selected.
+DASHBOARD_VARIABLES = {"$model_id": ".+"}
+
+
+def _as_grafana_sends(expr: str) -> str:
+    for variable, value in DASHBOARD_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"a dashboard variable this test does not know: {expr}"
+    return expr
+
+
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
-    pending = dict.fromkeys(expr for _, expr in dashboard_exprs())
+    pending = dict.fromkeys(_as_grafana_sends(expr) for _, expr in dashboard_exprs())
 
     def all_answered() -> bool:
         for expr in list(pending):
@@ -228,7 +239,11 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
                 del pending[expr]
         return not pending or None  # type: ignore[return-value]
 
-    _wait(f"data for every dashboard query (missing: {list(pending)})", all_answered, stack)
+    try:
+        _wait("data for every dashboard query", all_answered, stack)
+    except BaseException:
+        print(f"dashboard queries without data: {list(pending)}")
+        raise
     # five categories on both sides of the side-by-side panels
     for metric in ("gumbel_true_probability", "gumbel_estimated_probability"):
         assert len(_query(stack, metric)) == 5, metric
