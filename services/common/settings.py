@@ -399,9 +399,9 @@ class TrainerSettings(BaseModel):
     )
     step_size: int = Field(
         256, ge=1,
-        description="records per GAN step across the trainer, the quality table's batch: each "
-        "of N actors steps every `step_size / N` of its records, so the N replicas take as "
-        "many steps per record as one learner",
+        description="records per GAN step across the trainer, the quality table's batch: the "
+        "learner of each of P partitions steps every `step_size / P` of its records, so each "
+        "takes as many steps as one learner on the whole stream",
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait of one Kafka poll")
     partition_refresh_s: float = Field(

@@ -85,11 +85,13 @@ class TrainerActor:
             metadata_max_age_ms=int(cfg.partition_refresh_s * 1000)))
         self._producer_factory = producer_factory or (
             lambda: make_producer(kafka, client_id=f"gumbel-dlq-{client}"))
-        # N replicas that each see 1/N of the stream step N times as often, so their mixture
-        # (each learns its own partitions) takes as many steps as one learner on the stream.
+        # A learner per partition: each of P sees 1/P of the stream and steps every
+        # step_size / P of its values, so each takes as many GAN steps as one learner on the
+        # whole stream (the GAN converges by steps). P is known once the topic is listed.
+        self._samples_per_step = max(1, cfg.step_size // num_actors)
         self._learner_factory = learner_factory or (lambda: learner_api.build_learner(
             cfg.num_categories, cfg.estimator, cfg.seed + index, self.device,
-            max(1, cfg.step_size // num_actors)))
+            self._samples_per_step))
         self._exit_on_error = exit_on_error
         self._lock = threading.RLock()  # the replica: learner and offsets together
         self._stop = threading.Event()
@@ -135,6 +137,10 @@ class TrainerActor:
         if self._fence is not None:
             epoch = self._fence.claim()
             log.info("actor %d claimed epoch %d of %s", self.index, epoch, self._fence.directory)
+        self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
+                                       cfg.num_categories, self._event_format)
+        every_partition = self._source.topic_partitions()
+        self._samples_per_step = max(1, cfg.step_size // max(1, len(every_partition)))
         self.replica = Replica(self._learner_factory, backpressure=cfg.backpressure,
                                sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
                                window_records=cfg.window_records / self.num_actors)
@@ -145,13 +151,10 @@ class TrainerActor:
             self._checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
             log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
                      restored.path, self.replica.samples_seen, self.replica.offsets)
-        self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
-                                       cfg.num_categories, self._event_format)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes)
         self._dlq.truncated = self._restored_truncated
-        self._source.assign(owned_partitions(self._source.topic_partitions(), self.index,
-                                             self.num_actors))
+        self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
         if self._store is not None and not history_lost and not self.replica.one_learner:
             self._move_partitions()
         if history_lost:
