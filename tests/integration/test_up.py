@@ -49,10 +49,11 @@ def samples_learned(port: int) -> float:
             text = response.read().decode()
     except OSError:
         return 0.0
-    for line in text.splitlines():
-        if line.startswith("gumbel_samples_learned_total "):
-            return float(line.split()[1])
-    return 0.0
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Summed over the series (each carries its model_id label)
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == "gumbel_samples_learned_total")
 
 
 @pytest.mark.kafka
