@@ -257,6 +257,22 @@ def strict_schema(schema: Any) -> Any:
     return schema
 
 
+def crd_validator(crd_file: Path, kind: str) -> Any:
+    """A validator of ``kind`` against the v1 schema of its CRD file, strict (``strict_schema``)."""
+    import jsonschema
+
+    crd = yaml.safe_load(crd_file.read_text())
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return jsonschema.Draft7Validator(strict_schema(version["schema"]["openAPIV3Schema"]))
+
+
+def schema_errors(validator: Any, doc: Mapping[str, Any]) -> list[str]:
+    """``doc``'s errors under ``validator``, one ``path: message`` line each (none: valid)."""
+    errors = sorted(validator.iter_errors(doc), key=str)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+
+
 # --- PromQL ---------------------------------------------------------------------------------
 
 _PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
