@@ -141,7 +141,8 @@ class TrainerActor:
                                        cfg.num_categories, self._event_format)
         every_partition = self._source.topic_partitions()
         self._samples_per_step = max(1, cfg.step_size // max(1, len(every_partition)))
-        self.replica = Replica(self._learner_factory, backpressure=cfg.backpressure,
+        self.replica = Replica(self._learner_factory, cfg.num_categories,
+                               backpressure=cfg.backpressure,
                                sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
                                window_records=cfg.window_records / self.num_actors)
         restored, history_lost = load_checkpoint(self._store, cfg.on_corrupt_checkpoint,

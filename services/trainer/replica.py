@@ -41,12 +41,13 @@ class Replica:
     """
 
     def __init__(
-        self, learner_factory: Callable[[], Learner], *, backpressure: str = "learn_all",
-        sample_per_poll: int = 4096, seed: int = 0, window_records: float | None = None,
+        self, learner_factory: Callable[[], Learner], num_categories: int, *,
+        backpressure: str = "learn_all", sample_per_poll: int = 4096, seed: int = 0,
+        window_records: float | None = None,
     ) -> None:
         self._learner_factory = learner_factory
         self.learners: dict[int, Learner] = {}  # partition -> its learner
-        self._k = int(learner_factory().baseline.counts.numel())
+        self._k = num_categories
         # Recent counts (a forgetting counter): the yardstick of a learner that follows drift.
         self.window: CountingEstimator | None = None
         if window_records is not None:
