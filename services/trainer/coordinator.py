@@ -25,7 +25,7 @@ from services.common.schemas import (
     ActorMetrics,
     Estimate,
 )
-from services.trainer.mixture import mixture
+from services.trainer.mixture import mixture, weighted_mean
 from services.trainer.status import ActorStatus
 
 __all__ = ["actor_metrics", "aggregate", "Coordinator"]
@@ -90,10 +90,10 @@ def actor_metrics(status: ActorStatus, restarts: int = 0) -> ActorMetrics:
 def mean_temperature(statuses: Sequence[ActorStatus]) -> float:
     """The published temperature: the replicas' temperatures weighted by their records (each
     partition's learner anneals and re-heats on its own: partitions may differ)."""
-    finite = {s.index: [s.temperature] for s in statuses
-              if math.isfinite(s.temperature) and s.temperature > 0}
-    (temperature,) = mixture(finite, {s.index: float(s.samples_seen) for s in statuses}, 1) or [1.0]
-    return temperature
+    finite = [s for s in statuses if math.isfinite(s.temperature) and s.temperature > 0]
+    if not finite:
+        return 1.0
+    return weighted_mean([s.temperature for s in finite], [s.samples_seen for s in finite])
 
 
 def aggregate(

@@ -13,6 +13,8 @@ The shares are the replicas' records learned (``samples_seen``), the weights of 
 counting baseline too. Recent learning rates would be wrong: a backlog is learned at each
 actor's own pace, not at the stream's split (tried: TV 0.14 on a keyed backlog, 4 actors). A
 split that changes over time moves the all-time shares slowly.
+
+``weighted_mean`` mixes one number the same way (the temperature).
 """
 
 from __future__ import annotations
@@ -20,19 +22,43 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-__all__ = ["mixture"]
+__all__ = ["mixture", "weighted_mean"]
 
 
-def mixture(estimates: Mapping[int, Sequence[float]], shares: Mapping[int, float],
-            k: int) -> list[float] | None:
+def mixture(
+    estimates: Mapping[int, Sequence[float]], shares: Mapping[int, float], k: int
+) -> list[float] | None:
     """``sum_i share_i * estimate_i`` over the actors with an estimate of length ``k``; None
     when there is none. Shares of actors without an estimate are left out and the rest
     renormalized."""
     usable = {i: e for i, e in estimates.items() if len(e) == k}
-    weights = {i: max(0.0, float(shares.get(i, 0.0))) for i in usable}
-    total = sum(weights.values())
     if not usable:
         return None
+    weights, total = _weights([shares.get(i, 0.0) for i in usable])
+    return [
+        sum(w * float(e[c]) for w, e in zip(weights, usable.values(), strict=True)) / total
+        for c in range(k)
+    ]
+
+
+def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
+    """``sum_i weight_i * value_i / sum_i weight_i``, with ``mixture``'s weights: a negative
+    weight counts as 0, and when none is positive the values count equally."""
+    if not values or len(values) != len(weights):
+        message = (
+            f"weighted_mean needs at least one value and one weight per value, got "
+            f"{len(values)} values and {len(weights)} weights"
+        )
+        raise ValueError(message)
+    normalized, total = _weights(weights)
+    return sum(w * float(v) for w, v in zip(normalized, values, strict=True)) / total
+
+
+def _weights(raw: Sequence[float]) -> tuple[list[float], float]:
+    """(weights, their sum): negative ones as 0, all 1 when their sum is not positive and
+    finite."""
+    weights = [max(0.0, float(w)) for w in raw]
+    total = sum(weights)
     if total <= 0 or not math.isfinite(total):
-        weights, total = {i: 1.0 for i in usable}, float(len(usable))
-    return [sum(weights[i] * float(usable[i][c]) for i in usable) / total for c in range(k)]
+        return [1.0] * len(weights), float(len(weights))
+    return weights, total

@@ -18,7 +18,7 @@ import torch
 from gumbel_core import CountingEstimator
 from services.trainer import learner as learner_api
 from services.trainer.backpressure import split
-from services.trainer.mixture import mixture
+from services.trainer.mixture import mixture, weighted_mean
 from services.trainer.ports import Learner
 from services.trainer.source import PolledBatch
 from services.trainer.status import ActorStatus
@@ -177,11 +177,12 @@ class Replica:
         for learner in learners:
             for c, n in enumerate(learner_api.baseline_counts(learner)):
                 counts[c] += n
-        weights = {i: float(learner.samples_seen) for i, learner in enumerate(learners)}
+        records = [float(learner.samples_seen) for learner in learners]
+        weights = dict(enumerate(records))
         estimate = mixture({i: learner.estimate().detach().cpu().tolist()
                             for i, learner in enumerate(learners)}, weights, self._k)
-        (temperature,) = mixture({i: [float(learner.temperature)]
-                                  for i, learner in enumerate(learners)}, weights, 1) or [1.0]
+        temperatures = [float(learner.temperature) for learner in learners]
+        temperature = weighted_mean(temperatures, records) if learners else 1.0
         return replace(
             base,
             offsets={str(p): o for p, o in sorted(self.offsets.items())},
