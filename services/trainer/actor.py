@@ -32,6 +32,7 @@ from services.trainer.checkpointing import Checkpointer
 from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
 from services.trainer.fence import EpochFence, Fenced
 from services.trainer.meter import LearningMeter
+from services.trainer.ports import Learner
 from services.trainer.replica import Replica
 from services.trainer.resume import (
     load_checkpoint,
@@ -69,7 +70,7 @@ class TrainerActor:
         device: str | None = None,
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
-        learner_factory: Callable[[], Any] | None = None,
+        learner_factory: Callable[[], Learner] | None = None,
         autostart: bool = False,
         exit_on_error: bool = False,
     ) -> None:

@@ -1,22 +1,16 @@
-"""The trainer's one adapter to ``gumbel_core``: build a learner, read its counts and its
-temperature schedule, and give it the replicas' common schedule."""
+"""The trainer's one adapter to ``gumbel_core``: build a learner, and read its counts and its
+temperature schedule through the ``Learner`` protocol (``ports.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from services.trainer.ports import Learner
 
-__all__ = [
-    "build_learner",
-    "baseline_counts",
-    "samples_seen",
-    "step_losses",
-    "schedule_steps",
-]
+__all__ = ["build_learner", "baseline_counts", "schedule_steps"]
 
 
 def build_learner(
     num_categories: int, estimator: str, seed: int, device: str, samples_per_step: int = 256
-) -> Any:
+) -> Learner:
     import torch
 
     from gumbel_core import OnlineGAN  # imported late: the services start without it
@@ -35,26 +29,11 @@ def build_learner(
     )
 
 
-def baseline_counts(learner: Any) -> list[int]:
-    """Exact per-category counts of the records this replica learned from."""
-    counts = learner.baseline.counts
-    return [int(round(float(c))) for c in counts.tolist()]
+def baseline_counts(learner: Learner) -> list[int]:
+    """Exact per-category counts of the records this learner counted."""
+    return [int(round(float(c))) for c in learner.baseline.counts.tolist()]
 
 
-def samples_seen(learner: Any) -> int:
-    return int(learner.samples_seen)
-
-
-def step_losses(stats: Any) -> tuple[float, float]:
-    """(generator loss, discriminator loss) of one ``learn_many`` result."""
-    gen = getattr(stats, "generator_loss", float("nan"))
-    disc = getattr(stats, "discriminator_loss", float("nan"))
-    return float(gen), float(disc)
-
-
-def schedule_steps(learner: Any) -> int:
-    """Steps of the learner's temperature schedule since its start or last re-heat (0 if none)."""
-    schedule = getattr(learner, "schedule", None)
-    return int(schedule.steps) if schedule is not None else 0
-
-
+def schedule_steps(learner: Learner) -> int:
+    """Steps of the learner's temperature schedule since its start or last re-heat."""
+    return int(learner.schedule.steps)

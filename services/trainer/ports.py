@@ -9,25 +9,51 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["Learner", "StepStats"]
+__all__ = ["Baseline", "Learner", "Schedule", "StepStats"]
 
 
 class StepStats(Protocol):
-    step: int
-    generator_loss: float
-    discriminator_loss: float
+    """What one ``learn_many`` call reports."""
+
+    @property
+    def generator_loss(self) -> float: ...
+
+    @property
+    def discriminator_loss(self) -> float: ...
+
+
+# The trainer only reads a learner's numbers: read-only members, so a plain attribute, a
+# property or a frozen dataclass field each satisfies them.
 
 
 class Baseline(Protocol):
-    counts: torch.Tensor  # (K,) exact counts of the values seen
+    @property
+    def counts(self) -> torch.Tensor: ...  # (K,) exact counts of the values seen
+
+
+class Schedule(Protocol):
+    @property
+    def steps(self) -> int: ...  # temperature-schedule steps since the start or last re-heat
 
 
 class Learner(Protocol):
-    samples_seen: int
-    baseline: Baseline
+    @property
+    def samples_seen(self) -> int: ...  # values counted (learned, or only counted)
+
+    @property
+    def step(self) -> int: ...  # GAN steps taken
+
+    @property
+    def baseline(self) -> Baseline: ...  # the counting baseline of the same values
+
+    @property
+    def schedule(self) -> Schedule: ...
 
     @property
     def temperature(self) -> float: ...
+
+    @property
+    def drift_detections(self) -> int: ...
 
     def learn_many(self, values: torch.Tensor) -> StepStats: ...
 

@@ -111,7 +111,7 @@ class Replica:
     @property
     def steps(self) -> int:
         """GAN steps of all the learners."""
-        return sum(int(getattr(learner, "step", 0)) for learner in self.learners.values())
+        return sum(int(learner.step) for learner in self.learners.values())
 
     def learn(self, batch: PolledBatch) -> int:
         """Learn the batch's good values, count its bad records; how many values were good."""
@@ -131,8 +131,7 @@ class Replica:
                 learner.count_many(count_only)
             stats = learner.learn_many(learn)
             self.gan_learned += int(learn.numel())
-            self.losses = (float(getattr(stats, "generator_loss", math.nan)),
-                           float(getattr(stats, "discriminator_loss", math.nan)))
+            self.losses = (float(stats.generator_loss), float(stats.discriminator_loss))
         self.offsets.update(batch.next_offsets)
         return batch.decoded.count
 
@@ -194,8 +193,7 @@ class Replica:
             generator_loss=self.losses[0],
             discriminator_loss=self.losses[1],
             steps=self.steps,
-            drift_detections=sum(int(getattr(learner, "drift_detections", 0))
-                                 for learner in learners),
+            drift_detections=sum(int(learner.drift_detections) for learner in learners),
             schedule_steps=min((learner_api.schedule_steps(learner) for learner in learners),
                                default=0),
             window_counts=(tuple(self.window.counts.tolist()) if self.window is not None

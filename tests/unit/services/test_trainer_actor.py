@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import namedtuple
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from services.trainer.actor import TrainerActor, owned_partitions
 from services.trainer.checkpoint import CheckpointError, CheckpointStore
 from services.trainer.coordinator import aggregate
 from services.trainer.learner import baseline_counts
+from services.trainer.ports import Learner
 from services.trainer.status import ActorStatus
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -106,35 +108,51 @@ class FakeProducer:
         self.flushes += 1
 
 
-class _Counts:
-    def __init__(self, k: int) -> None:
-        self.counts = torch.zeros(k, dtype=torch.float64)
+@dataclass
+class FakeCounts:
+    counts: torch.Tensor  # the protocol's Baseline
+
+
+@dataclass
+class FakeSchedule:
+    steps: int = 0  # the protocol's Schedule
+
+
+@dataclass(frozen=True)
+class FakeStats:
+    generator_loss: float = 0.5
+    discriminator_loss: float = 0.7
 
 
 class FakeLearner:
-    """Learns the frequencies exactly (its logits are the log counts); enough to test wiring."""
+    """The ``Learner`` protocol, learning the frequencies exactly (its logits are the log
+    counts); enough to test wiring."""
 
     def __init__(self, num_categories: int = 5, seed: int = 0) -> None:
         self.k = num_categories
         self.logits = torch.zeros(num_categories)
-        self.baseline = _Counts(num_categories)
+        self.baseline = FakeCounts(torch.zeros(num_categories, dtype=torch.float64))
+        self.schedule = FakeSchedule()
         self.samples_seen = 0
         self.step = 0
         self.temperature = 1.0
+        self.drift_detections = 0
         self.generator = torch.Generator().manual_seed(seed)
 
-    def learn_many(self, values: torch.Tensor) -> Any:
+    def count_many(self, values: torch.Tensor) -> None:
         if values.numel() and (values.min() < 0 or values.max() >= self.k):
             raise ValueError("value out of range")
         self.baseline.counts += torch.bincount(values, minlength=self.k).double()
         self.samples_seen += int(values.numel())
+
+    def learn_many(self, values: torch.Tensor) -> FakeStats:
+        self.count_many(values)
         self.logits = torch.log(self.baseline.counts.float() + 1.0)
         self.temperature *= 0.99
         torch.rand(1, generator=self.generator)
         self.step += 1
-        return type(
-            "Stats", (), {"step": self.step, "generator_loss": 0.5, "discriminator_loss": 0.7}
-        )()
+        self.schedule.steps += 1
+        return FakeStats()
 
     def estimate(self) -> torch.Tensor:
         return torch.softmax(self.logits, 0)
@@ -145,6 +163,7 @@ class FakeLearner:
             "counts": self.baseline.counts.clone(),
             "samples_seen": self.samples_seen,
             "step": self.step,
+            "schedule_steps": self.schedule.steps,
             "temperature": self.temperature,
             "rng": self.generator.get_state(),
         }
@@ -154,6 +173,7 @@ class FakeLearner:
         self.baseline.counts = state["counts"].clone()
         self.samples_seen = int(state["samples_seen"])
         self.step = int(state["step"])
+        self.schedule.steps = int(state["schedule_steps"])
         self.temperature = float(state["temperature"])
         self.generator.set_state(state["rng"])
 
@@ -185,6 +205,10 @@ def _counts(values: list[bytes | None]) -> list[int]:
     return counts
 
 
+def _fake_learner() -> Learner:  # typed: mypy checks the fake against the protocol
+    return FakeLearner(5)
+
+
 def _actor(settings, data, index=0, num_actors=1, consumer=None, producer=None,
            learner_factory=None):
     consumer = consumer or FakeConsumer(TOPIC, data)
@@ -193,7 +217,7 @@ def _actor(settings, data, index=0, num_actors=1, consumer=None, producer=None,
         settings, index, num_actors,
         consumer_factory=lambda: consumer,
         producer_factory=lambda: producer,
-        learner_factory=learner_factory or (lambda: FakeLearner(5)),
+        learner_factory=learner_factory or _fake_learner,
     )
     return actor, consumer, producer
 
