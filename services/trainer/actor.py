@@ -27,31 +27,21 @@ from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
-from services.trainer.checkpoint import CheckpointError, CheckpointStore
+from services.trainer.checkpoint import CheckpointStore
 from services.trainer.checkpointing import Checkpointer
 from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
 from services.trainer.fence import EpochFence, Fenced
 from services.trainer.meter import LearningMeter
+from services.trainer.ownership import move_partitions, owned_partitions, pick_up_new_partitions
 from services.trainer.ports import Learner
 from services.trainer.replica import Replica
-from services.trainer.resume import (
-    load_checkpoint,
-    offsets_after_lost_history,
-    partition_states,
-    unrecorded_history,
-)
+from services.trainer.resume import load_checkpoint, offsets_after_lost_history
 from services.trainer.source import PartitionSource, PolledBatch, decode_poll
 from services.trainer.status import ActorStatus
 
 __all__ = ["TrainerActor", "owned_partitions", "actor_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
-
-
-
-def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
-    """Actor ``index`` of ``num_actors`` owns the partitions ``p % num_actors == index``."""
-    return [p for p in partitions if p % num_actors == index]
 
 
 def actor_checkpoint_dir(checkpoint_dir: Path, model_id: str, index: int) -> Path:
@@ -158,7 +148,8 @@ class TrainerActor:
         self._dlq.truncated = self._restored_truncated
         self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
         if self._store is not None and not history_lost and not self.replica.one_learner:
-            self._move_partitions()
+            move_partitions(self.replica, self._source, self._store.directory, index=self.index,
+                            policy=cfg.on_corrupt_checkpoint, group_id=cfg.group_id)
         if history_lost:
             resume, skipped = offsets_after_lost_history(self._source, cfg.on_corrupt_checkpoint,
                                                          self.index)
@@ -173,43 +164,6 @@ class TrainerActor:
         self._checkpoints.last = time.monotonic()
         if background:
             self._start_threads()
-
-    def _move_partitions(self) -> None:
-        """Partitions follow their learners when the number of actors changed: let go of those
-        another actor owns now, adopt the newest state of those it owns from any actor's
-        checkpoint; a partition no checkpoint holds but the group committed past its start
-        is a lost history (``on_corrupt_checkpoint`` decides, loudly)."""
-        assert self._store is not None and self.replica is not None and self._source is not None
-        owned = list(self._source.partitions)
-        let_go = self.replica.keep_only(owned)
-        if let_go:
-            log.info("actor %d: partitions %s belong to other actors now", self.index, let_go)
-        states = partition_states(self._store.directory.parent, skip=self._store.directory)
-        for partition in owned:
-            state, ours = states.get(partition), self.replica.offsets.get(partition)
-            if state is not None and (ours is None or state.offset > ours):
-                self.replica.adopt(partition, state.learner, state.offset)
-                log.info("actor %d: partition %d moves in from %s at offset %d", self.index,
-                         partition, state.path, state.offset)
-        owners = partition_states(self._store.directory.parent, skip=self._store.directory,
-                                  released=False)
-        self.replica.forget_released({p: s.offset for p, s in owners.items()})
-        lost = unrecorded_history(self._source, [p for p in owned
-                                                 if p not in self.replica.offsets])
-        if not lost:
-            return
-        policy = self.settings.trainer.on_corrupt_checkpoint
-        if policy == "fail":
-            raise CheckpointError(
-                f"actor {self.index}: no checkpoint holds partitions {sorted(lost)}, but the "
-                f"group {self.settings.trainer.group_id!r} committed offsets {lost} for them: "
-                "the records before those would never reach the model. Set "
-                "on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn "
-                "(from the earliest offsets) or accept_loss (from the committed ones)")
-        resume, skipped = offsets_after_lost_history(self._source, policy, self.index,
-                                                     partitions=sorted(lost))
-        self.replica.offsets.update(resume)
-        self.replica.records_skipped += skipped
 
     def _start_threads(self) -> None:
         self._stop.clear()
@@ -264,7 +218,7 @@ class TrainerActor:
         next_partition_check = time.monotonic() + cfg.partition_refresh_s
         while not self._stop.is_set():
             if time.monotonic() >= next_partition_check:
-                self._pick_up_new_partitions()
+                pick_up_new_partitions(self._source, self.index, self.num_actors)
                 next_partition_check = time.monotonic() + cfg.partition_refresh_s
             self._commit_pending()
             batch = self._source.poll(cfg.poll_timeout_ms, cfg.max_batch)
@@ -278,21 +232,6 @@ class TrainerActor:
                     break
                 except queue.Full:  # the learner is behind: lag grows, visible in the status
                     continue
-
-    def _pick_up_new_partitions(self) -> None:
-        """Partitions added to the topic while running (``kafka-topics.sh --alter``): learn
-        those this actor owns; they count in the lag from the next fetch on."""
-        assert self._source is not None
-        try:
-            every = self._source.topic_partitions()
-        except Exception as exc:  # metadata unavailable for now: look again next time
-            log.warning("actor %d: cannot list the partitions of %s: %s", self.index,
-                        self._source.topic, exc)
-            return
-        new = self._source.add(owned_partitions(every, self.index, self.num_actors))
-        if new:
-            log.info("actor %d: partitions %s were added to %s; learning them", self.index,
-                     new, self._source.topic)
 
     def _learn_loop(self) -> None:
         cfg = self.settings.trainer
