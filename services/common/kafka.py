@@ -111,8 +111,12 @@ def _wait_for_broker(
     sasl_rejections = 0
     while True:
         attempt += 1
+        # An attempt may not outlast the deadline: "did not answer within 2s" must be true.
+        attempt_ms = max(100, min(5000, int((deadline - time.monotonic()) * 1000)))
         try:
-            admin = make_admin(settings, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
+            admin = make_admin(
+                settings, request_timeout_ms=attempt_ms, bootstrap_timeout_ms=attempt_ms
+            )
             try:
                 admin.list_topics()
             finally:
@@ -149,7 +153,7 @@ def _wait_for_broker(
                 attempt,
                 exc or type(exc).__name__,
             )
-            time.sleep(min(5.0, 0.5 * attempt))
+            time.sleep(max(0.0, min(5.0, 0.5 * attempt, deadline - time.monotonic())))
 
 
 def prepare_broker(settings: KafkaSettings) -> None:

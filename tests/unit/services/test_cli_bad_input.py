@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from services.brokers import free_port
+
 EXECUTABLE = Path(sys.executable).with_name("gumbel-stream")
 TIMEOUT_S = 30.0
 
@@ -117,3 +119,24 @@ def test_bad_input_is_one_line_naming_the_setting(
     for name in names:
         assert name in lines[0]
     assert result.stdout == ""
+
+
+@pytest.mark.skipif(not EXECUTABLE.exists(), reason="gumbel-stream is not installed here")
+@pytest.mark.parametrize("command", ["monitor", "producer"])
+def test_an_unreachable_broker_is_one_error_line(command: str) -> None:
+    """Exit 1 and one ERROR line naming the broker and the timeout's variable: no traceback,
+    no retry warnings (issue 10; the trainer's twin is in
+    tests/integration/test_trainer_startup.py)."""
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_cli([command, "--bootstrap-servers", address],
+                     {"GUMBEL_KAFKA__CONNECT_TIMEOUT_S": "1"})
+    output = result.stdout + result.stderr
+    lines = output.splitlines()
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    errors = [line for line in lines if " ERROR " in line]
+    assert len(errors) == 1, output
+    assert (f"Kafka at {address} did not answer within 1s (GUMBEL_KAFKA__CONNECT_TIMEOUT_S)"
+            in errors[0]), errors[0]
+    assert [line for line in lines if address in line] == errors, output
+    assert all(" INFO " in line for line in lines if line not in errors), output
