@@ -7,14 +7,18 @@ from collections.abc import Callable
 
 import pytest
 import requests
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
+from services.cli import SERVICES, build_parser, load_settings
 from services.common.codec import EventFormat
 from services.common.settings import ProducerServiceSettings, parse_drift
 from services.producer.metrics import ProducerMetrics
 from services.producer.pacing import Pacer
 from services.producer.service import produce, run
 from services.producer.stream import CategoryStream
+from services.trainer.source import decode_poll
 
 
 class FakeFuture:
@@ -32,13 +36,17 @@ class FakeProducer:
 
     def __init__(self, fail: set[int] | None = None, on_send: Callable[[int], None] | None = None):
         self.sent: list[tuple[str, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]] | None] = []  # one per record, as sent
         self.flushed = 0
         self._fail = fail or set()
         self._on_send = on_send
 
-    def send(self, topic: str, value: bytes) -> FakeFuture:
+    def send(
+        self, topic: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> FakeFuture:
         index = len(self.sent)
         self.sent.append((topic, value))
+        self.headers.append(headers)
         if self._on_send is not None:
             self._on_send(index)
         return FakeFuture(RuntimeError("boom") if index in self._fail else None)
@@ -156,3 +164,34 @@ def test_run_produces_the_format_of_the_events_settings() -> None:
     assert run(settings, producer=fake, registry=CollectorRegistry(), serve_metrics=False) == 0
     assert {value for _, value in fake.sent} <= {b'{"event":"click"}', b'{"event":"view"}'}
     assert len(fake.sent) == 50
+
+
+def test_packed_one_value_records_reach_the_trainer_as_their_own_categories() -> None:
+    """``producer --format packed --values-per-record 1`` with K=64, every id 0..63, read back
+    by the trainer's decoder: the u8 bytes 0x30..0x39 are categories 48..57, not the ASCII
+    digits 0..9 (issue 10, defect 2)."""
+    k = 64
+
+    def one_hot(category: int) -> str:
+        return ",".join("1" if i == category else "0" for i in range(k))
+
+    # A drift step at every record: the stream draws 0, 1, ..., 63, in that order.
+    drift = ";".join(f"{c}={one_hot(c)}" for c in range(1, k))
+    args = build_parser().parse_args([
+        "producer", "--format", "packed", "--values-per-record", "1", "--count", str(k),
+        "--rate", "0", "--probabilities", one_hot(0), "--drift", drift,
+    ])
+    settings = load_settings(ProducerServiceSettings, SERVICES["producer"].flags, args)
+    fake = FakeProducer()
+    assert run(settings, producer=fake, registry=CollectorRegistry(), serve_metrics=False) == 0
+    assert [len(value) for _, value in fake.sent] == [1] * k  # one u8 byte per record
+
+    polled = [
+        ConsumerRecord("numbers", 0, -1, offset, 0, 0, None, value, headers or [], None, -1,
+                       len(value), -1)
+        for offset, ((_, value), headers) in enumerate(zip(fake.sent, fake.headers, strict=True))
+    ]
+    batch = decode_poll({TopicPartition("numbers", 0): polled}, k)
+    assert batch is not None
+    assert batch.decoded.bad == []
+    assert batch.decoded.values.tolist() == list(range(k))
