@@ -1,11 +1,19 @@
-"""Settings that derive from others: the trainer's consumer group from its model id."""
+"""Settings that derive from others (the trainer's consumer group from its model id), and the
+bootstrap address checked at start."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from services.common.settings import TrainerServiceSettings, TrainerSettings
+from services.cli import SERVICES, SettingsError, build_parser, load_settings
+from services.common.settings import (
+    KafkaSettings,
+    ProducerServiceSettings,
+    TrainerServiceSettings,
+    TrainerSettings,
+    parse_bootstrap_servers,
+)
 
 
 def test_the_default_consumer_group_derives_from_the_model_id() -> None:
@@ -25,3 +33,31 @@ def test_the_environment_sets_either(monkeypatch: pytest.MonkeyPatch) -> None:
     assert TrainerServiceSettings().trainer.group_id == "gumbel-trainer-views"
     monkeypatch.setenv("GUMBEL_TRAINER__GROUP_ID", "shared")
     assert TrainerServiceSettings().trainer.group_id == "shared"
+
+
+@pytest.mark.parametrize("port", ["1", "65535"])
+def test_a_bootstrap_port_from_1_to_65535_is_accepted(port: str) -> None:
+    assert parse_bootstrap_servers(f"127.0.0.1:{port}") == f"127.0.0.1:{port}"
+    assert KafkaSettings(bootstrap_servers=f"[::1]:{port}").bootstrap_servers == f"[::1]:{port}"
+
+
+@pytest.mark.parametrize(
+    ("servers", "why"),
+    [("127.0.0.1:99999", "not in 1..65535"), ("127.0.0.1:0", "not in 1..65535"),
+     ("127.0.0.1", "is not host:port"), ("127.0.0.1:", "is not host:port"),
+     ("a:9092,b:99999", "port 99999 of 'b:99999'")],
+)
+def test_a_bootstrap_address_without_a_valid_port_is_rejected_naming_the_setting(
+    servers: str, why: str
+) -> None:
+    """At start, in one line naming the flag and the variable, not after the connect timeout
+    (issue 10, defect 7)."""
+    with pytest.raises(ValueError, match=why):
+        parse_bootstrap_servers(servers)
+    args = build_parser().parse_args(["producer", "--bootstrap-servers", servers])
+    with pytest.raises(SettingsError) as raised:
+        load_settings(ProducerServiceSettings, SERVICES["producer"].flags, args)
+    message = str(raised.value)
+    assert message.startswith("invalid setting kafka.bootstrap_servers "), message
+    for name in ("--bootstrap-servers", "GUMBEL_KAFKA__BOOTSTRAP_SERVERS", why):
+        assert name in message, message
