@@ -2,7 +2,7 @@
 null never stop the trainer; every good value is learned exactly once as its own category and
 every bad record reaches the dead-letter topic exactly once, as it was (or truncated, saying so).
 
-Hypothesis runs the issue's reproductions plus 12 examples, derandomized (the same examples
+Hypothesis runs the issue's reproductions plus 12 examples from seed 10 (the same examples
 on every run and machine), each on topics of its own with one actor (no Ray). Issue 10's
 defects 1, 2 and 7 in one property. On the code before the fix the 1 MiB record stops the
 actor (the test times out waiting for it to consume).
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 from kafka.admin import NewTopic
@@ -135,7 +135,10 @@ def _produce(bootstrap: str, topic: str, batch: list[Record]) -> None:
     producer.close()
 
 
-@settings(max_examples=12, derandomize=True, deadline=None,
+# An explicit seed, not derandomize (which seeds from the test's source: an edit would change
+# the examples docs/reliability.md reports).
+@seed(10)
+@settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(batch=st.lists(records(), min_size=1, max_size=25))

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,11 +86,14 @@ def _scrape(state: LatestEstimates) -> str:
     return generate_latest(registry).decode("utf-8")
 
 
-@settings(derandomize=True, max_examples=500, deadline=None,
+# An explicit seed, not derandomize: derandomize seeds from the test's source, so any edit to
+# this file would silently change the examples that docs/reliability.md reports.
+@seed(10)
+@settings(max_examples=500, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(MESSAGES, min_size=1, max_size=6))
 def test_no_message_can_break_a_scrape(messages: list[bytes | None]) -> None:
-    """500 derandomized examples (about 15 s on 2 busy cores), each up to 6 messages."""
+    """500 examples from seed 10 (about 15 s on 2 busy cores), each up to 6 messages."""
     state = LatestEstimates(clock=lambda: NOW)
     for value in messages:
         state.offer(value)
