@@ -29,8 +29,9 @@ from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
 from services.trainer.checkpoint import CheckpointStore
 from services.trainer.checkpointing import Checkpointer
-from services.trainer.diagnostics import MismatchWarning, report_offsets_past_the_end
+from services.trainer.diagnostics import MismatchWarning
 from services.trainer.fence import EpochFence, Fenced
+from services.trainer.lag import Lag
 from services.trainer.meter import LearningMeter
 from services.trainer.ownership import move_partitions, owned_partitions, pick_up_new_partitions
 from services.trainer.ports import Learner
@@ -102,8 +103,7 @@ class TrainerActor:
         self._dlq: DeadLetterWriter | None = None
         self._restored_truncated = 0
         self._commit_warned = False
-        self._unverified_offsets: dict[int, int] = {}  # restored, not yet checked vs the log
-        self._highwaters: dict[int, int] = {}
+        self._lag = Lag(kafka.numbers_topic, index)
         self._mismatch = MismatchWarning(index, cfg.num_categories)
         self._event_format = EventFormat.of(settings.events)
         self.meter = LearningMeter()
@@ -155,9 +155,7 @@ class TrainerActor:
                                                          self.index)
             self.replica.offsets.update(resume)
             self.replica.records_skipped += skipped
-        # Checked against the first fetch's high watermark: some brokers (Tansu) answer
-        # ListOffsets with the last batch's base offset + 1.
-        self._unverified_offsets = dict(self.replica.offsets)
+        self._lag.verify(self.replica.offsets)
         self.replica.offsets.update(self._source.seek(self.replica.offsets))
         log.info("actor %d (pid %d, %s) owns partitions %s of %s", self.index, os.getpid(),
                  self.device, self._source.partitions, kafka.numbers_topic)
@@ -269,20 +267,13 @@ class TrainerActor:
         self._update_data_time()
         return good
 
-    def _lag_by_partition(self) -> dict[int, int]:
-        offsets = self.offsets
-        return {p: max(0, high - offsets.get(p, high)) for p, high in self._highwaters.items()}
-
     def _update_data_time(self) -> None:
-        self.meter.caught_up(self._queue.empty() and not any(self._lag_by_partition().values()))
+        caught_up = self._queue.empty() and not any(self._lag.by_partition(self.offsets).values())
+        self.meter.caught_up(caught_up)
 
     def _after_fetch(self) -> None:
-        """Read the fetch's high watermarks (lag), and check the restored offsets against them."""
         assert self._source is not None
-        self._highwaters = self._source.highwaters()
-        if self._unverified_offsets:
-            self._unverified_offsets = report_offsets_past_the_end(
-                self._unverified_offsets, self._highwaters, self._source.topic, self.index)
+        self._lag.fetched(self._source.highwaters())
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -349,7 +340,8 @@ class TrainerActor:
         return os.getpid()
 
     def status(self) -> ActorStatus:
-        now, rates, lags = time.time(), self.meter.rates(), self._lag_by_partition()
+        now, rates = time.time(), self.meter.rates()
+        lags = self._lag.by_partition(self.offsets)
         base = ActorStatus(
             index=self.index, pid=os.getpid(), host=socket.gethostname(), device=self.device,
             node_id=getattr(self, "node_id", ""),  # set by the Ray actor class
