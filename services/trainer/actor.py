@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from services.common.codec import EventFormat
@@ -27,10 +26,9 @@ from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_api
-from services.trainer.checkpoint import CheckpointStore
-from services.trainer.checkpointing import Checkpointer
+from services.trainer.checkpointing import Checkpointer, actor_checkpoint_dir
 from services.trainer.diagnostics import MismatchWarning
-from services.trainer.fence import EpochFence, Fenced
+from services.trainer.fence import Fenced
 from services.trainer.lag import Lag
 from services.trainer.meter import LearningMeter
 from services.trainer.ownership import move_partitions, owned_partitions, pick_up_new_partitions
@@ -43,10 +41,6 @@ from services.trainer.status import ActorStatus
 __all__ = ["TrainerActor", "owned_partitions", "actor_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
-
-
-def actor_checkpoint_dir(checkpoint_dir: Path, model_id: str, index: int) -> Path:
-    return Path(checkpoint_dir) / model_id / f"actor-{index}"
 
 
 class TrainerActor:
@@ -91,18 +85,13 @@ class TrainerActor:
         self._queue: queue.Queue[PolledBatch] = queue.Queue(maxsize=cfg.queue_batches)
         directory = (None if cfg.checkpoint_dir is None
                      else actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index))
-        self._store = None if directory is None else CheckpointStore(directory)
-        # Claimed at start; a paused instance whose successor claimed a newer epoch stops
-        # before it writes a checkpoint or commits offsets (holds across machines).
-        self._fence = None if directory is None else EpochFence(directory)
-        self._checkpoints = Checkpointer(self._store, {
-            "model_id": cfg.model_id, "actor": index, "num_actors": num_actors,
-            "topic": kafka.numbers_topic}, self._fence)
+        self._checkpoints = Checkpointer(
+            directory, model_id=cfg.model_id, index=index, num_actors=num_actors,
+            topic=kafka.numbers_topic, group_id=cfg.group_id)
+        self._store, self._fence = self._checkpoints.store, self._checkpoints.fence
         self.replica: Replica | None = None
         self._source: PartitionSource | None = None
         self._dlq: DeadLetterWriter | None = None
-        self._restored_truncated = 0
-        self._commit_warned = False
         self._lag = Lag(kafka.numbers_topic, index)
         self._mismatch = MismatchWarning(index, cfg.num_categories)
         self._event_format = EventFormat.of(settings.events)
@@ -138,14 +127,15 @@ class TrainerActor:
                                window_records=cfg.window_records / self.num_actors)
         restored, history_lost = load_checkpoint(self._store, cfg.on_corrupt_checkpoint,
                                                  self.index)
+        truncated = 0  # dead letters written truncated, counted on from the checkpoint's
         if restored is not None:
-            self._apply_checkpoint(restored.state)
+            truncated = self._checkpoints.read(restored.state, self.replica)
             self._checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
             log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
                      restored.path, self.replica.samples_seen, self.replica.offsets)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes)
-        self._dlq.truncated = self._restored_truncated
+        self._dlq.truncated = truncated
         self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
         if self._store is not None and not history_lost and not self.replica.one_learner:
             move_partitions(self.replica, self._source, self._store.directory, index=self.index,
@@ -277,47 +267,19 @@ class TrainerActor:
 
     # -- checkpoints ----------------------------------------------------------------------------
 
-    def _apply_checkpoint(self, state: dict[str, Any]) -> None:
-        assert self.replica is not None
-        if state.get("num_actors") != self.num_actors:
-            log.info("actor %d: checkpoint was written with %s actors, now %d: partitions "
-                     "move with their learners", self.index, state.get("num_actors"),
-                     self.num_actors)
-        self.replica.load_state_dict(state)
-        self._restored_truncated = int(state.get("dead_letters_truncated", 0))
-
     def checkpoint(self) -> int | None:
         """Write the replica's state and offsets atomically; the checkpoint's sequence number.
 
         Dead letters sent before the snapshot are flushed before the file exists, and the
         offsets are committed to Kafka only after it (by the polling thread).
         """
-        replica = self.replica
-        if replica is None:
+        if self.replica is None:
             return None
-
-        def snapshot() -> dict[str, Any]:
-            truncated = self._dlq.truncated if self._dlq is not None else 0
-            return {**replica.state_dict(), "dead_letters_truncated": truncated}
-
-        return self._checkpoints.write(self._lock, snapshot, self._dlq)
+        return self._checkpoints.write(self._lock, self.replica, self._dlq)
 
     def _commit_pending(self) -> None:
-        offsets, self._checkpoints.pending_commit = self._checkpoints.pending_commit, None
-        if not offsets or self._source is None:
-            return
-        if self._fence is not None:
-            self._fence.check()  # Fenced ends the polling thread: a zombie never commits
-        try:
-            self._source.commit(offsets)
-            if self._commit_warned:
-                log.info("actor %d: committing offsets again", self.index)
-                self._commit_warned = False
-        except Exception as exc:  # lag visibility only; the checkpoint is the source of truth
-            if not self._commit_warned:
-                log.warning("actor %d: cannot commit offsets to group %r: %s",
-                            self.index, self.settings.trainer.group_id, exc)
-                self._commit_warned = True
+        if self._source is not None:  # the thread that owns the consumer calls this
+            self._checkpoints.commit_pending(self._source.commit)
 
     def restore(self) -> int | None:
         """Reload the latest checkpoint into the replica and re-seek (threads paused meanwhile)."""
@@ -328,7 +290,7 @@ class TrainerActor:
         restored = self._store.load_latest()
         if restored is not None:
             with self._lock:
-                self._apply_checkpoint(restored.state)
+                self._checkpoints.read(restored.state, self.replica)
             self._source.seek(self.replica.offsets)
         if running:
             self._start_threads()
