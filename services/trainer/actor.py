@@ -31,10 +31,10 @@ from services.trainer.diagnostics import MismatchWarning
 from services.trainer.fence import Fenced
 from services.trainer.lag import Lag
 from services.trainer.meter import LearningMeter
-from services.trainer.ownership import move_partitions, owned_partitions, pick_up_new_partitions
+from services.trainer.ownership import owned_partitions, pick_up_new_partitions
 from services.trainer.ports import Learner
 from services.trainer.replica import Replica
-from services.trainer.resume import load_checkpoint, offsets_after_lost_history
+from services.trainer.resume import resume_replica
 from services.trainer.source import PartitionSource, PolledBatch, decode_poll
 from services.trainer.status import ActorStatus
 
@@ -125,28 +125,14 @@ class TrainerActor:
                                backpressure=cfg.backpressure,
                                sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
                                window_records=cfg.window_records / self.num_actors)
-        restored, history_lost = load_checkpoint(self._store, cfg.on_corrupt_checkpoint,
-                                                 self.index)
-        truncated = 0  # dead letters written truncated, counted on from the checkpoint's
-        if restored is not None:
-            truncated = self._checkpoints.read(restored.state, self.replica)
-            self._checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
-            log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", self.index,
-                     restored.path, self.replica.samples_seen, self.replica.offsets)
+        self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
+        truncated = resume_replica(self.replica, self._source, self._checkpoints,
+                                   policy=cfg.on_corrupt_checkpoint, group_id=cfg.group_id)
+        self._lag.verify(self.replica.offsets)
+        self.replica.offsets.update(self._source.seek(self.replica.offsets))
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes)
         self._dlq.truncated = truncated
-        self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
-        if self._store is not None and not history_lost and not self.replica.one_learner:
-            move_partitions(self.replica, self._source, self._store.directory, index=self.index,
-                            policy=cfg.on_corrupt_checkpoint, group_id=cfg.group_id)
-        if history_lost:
-            resume, skipped = offsets_after_lost_history(self._source, cfg.on_corrupt_checkpoint,
-                                                         self.index)
-            self.replica.offsets.update(resume)
-            self.replica.records_skipped += skipped
-        self._lag.verify(self.replica.offsets)
-        self.replica.offsets.update(self._source.seek(self.replica.offsets))
         log.info("actor %d (pid %d, %s) owns partitions %s of %s", self.index, os.getpid(),
                  self.device, self._source.partitions, kafka.numbers_topic)
         self._checkpoints.last = time.monotonic()

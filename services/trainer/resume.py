@@ -1,7 +1,9 @@
-"""Where a replica resumes reading: its checkpoint, and what to do when none can be read.
+"""Where a replica resumes reading: its checkpoint, the partitions that moved to it when the
+number of actors changed, and what to do when a history cannot be read.
 
-A readable checkpoint gives the offsets; partitions it does not know resume at the group's
-committed offset, else at the earliest. When every kept checkpoint is corrupt the model's
+A readable checkpoint gives the offsets; a partition that moved in comes with its learner from
+another actor's checkpoint; partitions none knows resume at the group's committed offset, else
+at the earliest. When every kept checkpoint is corrupt the model's
 history is lost, and ``on_corrupt_checkpoint`` decides: ``fail`` (raise), ``relearn`` (from
 the earliest offset the topic still holds) or ``accept_loss`` (the committed offsets). The
 records that can no longer reach the model are counted, never dropped in silence.
@@ -20,12 +22,41 @@ from services.trainer.checkpoint import (
     CheckpointStore,
     NoValidCheckpoint,
 )
+from services.trainer.checkpointing import Checkpointer
+from services.trainer.replica import Replica
 from services.trainer.source import PartitionSource
 
-__all__ = ["PartitionState", "load_checkpoint", "offsets_after_lost_history",
-           "partition_states", "unrecorded_history"]
+__all__ = ["PartitionState", "resume_replica", "load_checkpoint", "move_partitions",
+           "offsets_after_lost_history", "partition_states", "unrecorded_history"]
 
 log = logging.getLogger(__name__)
+
+
+def resume_replica(
+    replica: Replica, source: PartitionSource, checkpoints: Checkpointer, *, policy: str,
+    group_id: str | None = None,
+) -> int:
+    """Restore ``replica`` from the newest checkpoint and take over the partitions ``source``
+    is assigned (those that moved in, with their learners); the truncated dead letters the
+    checkpoint counted (0 without one). ``policy`` is ``on_corrupt_checkpoint``. The caller
+    seeks ``source`` to ``replica.offsets``."""
+    index, store = checkpoints.index, checkpoints.store
+    restored, history_lost = load_checkpoint(store, policy, index)
+    truncated = 0
+    if restored is not None:
+        truncated = checkpoints.read(restored.state, replica)
+        checkpoints.restored(restored.seq, restored.state.get("time", 0.0))
+        log.info("actor %d restored checkpoint %s (%d samples, offsets %s)", index,
+                 restored.path, replica.samples_seen, replica.offsets)
+    # A format-1 checkpoint's one learner holds every partition of the actor: nothing moves.
+    if store is not None and not history_lost and not replica.one_learner:
+        move_partitions(replica, source, store.directory, index=index, policy=policy,
+                        group_id=group_id)
+    if history_lost:
+        offsets, skipped = offsets_after_lost_history(source, policy, index)
+        replica.offsets.update(offsets)
+        replica.records_skipped += skipped
+    return truncated
 
 
 def load_checkpoint(
@@ -68,6 +99,46 @@ def offsets_after_lost_history(
               else "accepting the loss, resuming at the group's committed offsets",
               skipped, sorted(resume))
     return resume, skipped
+
+
+def move_partitions(
+    replica: Replica, source: PartitionSource, directory: Path, *, index: int, policy: str,
+    group_id: str | None,
+) -> None:
+    """Partitions follow their learners when the number of actors changed: let go of those
+    another actor owns now, adopt the newest state of those ``source`` owns from any actor's
+    checkpoint (``directory`` is this actor's; its siblings are the others'); a partition no
+    checkpoint holds but the group committed past its start is a lost history (``policy``,
+    ``on_corrupt_checkpoint``, decides, loudly)."""
+    owned = list(source.partitions)
+    let_go = replica.keep_only(owned)
+    if let_go:
+        log.info("actor %d: partitions %s belong to other actors now", index, let_go)
+    states = partition_states(directory.parent, skip=directory)
+    for partition in owned:
+        state, ours = states.get(partition), replica.offsets.get(partition)
+        if state is not None and (ours is None or state.offset > ours):
+            replica.adopt(partition, state.learner, state.offset)
+            log.info("actor %d: partition %d moves in from %s at offset %d", index,
+                     partition, state.path, state.offset)
+    # A partition let go stays in our checkpoints until its new owner's holds it (at least
+    # as far): a crash in between must not lose it.
+    owners = partition_states(directory.parent, skip=directory, released=False)
+    replica.forget_released({p: s.offset for p, s in owners.items()})
+    lost = unrecorded_history(source, [p for p in owned if p not in replica.offsets])
+    if not lost:
+        return
+    if policy == "fail":
+        raise CheckpointError(
+            f"actor {index}: no checkpoint holds partitions {sorted(lost)}, but the "
+            f"group {group_id!r} committed offsets {lost} for them: "
+            "the records before those would never reach the model. Set "
+            "on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn "
+            "(from the earliest offsets) or accept_loss (from the committed ones)")
+    resume, skipped = offsets_after_lost_history(source, policy, index,
+                                                 partitions=sorted(lost))
+    replica.offsets.update(resume)
+    replica.records_skipped += skipped
 
 
 @dataclass(frozen=True)
