@@ -23,10 +23,9 @@ from typing import Any
 
 from services.common.codec import EventFormat
 from services.common.dead_letters import DeadLetterWriter
-from services.common.kafka import make_consumer, make_producer
 from services.common.settings import TrainerServiceSettings
-from services.trainer import learner as learner_api
-from services.trainer.checkpointing import Checkpointer, actor_checkpoint_dir
+from services.trainer import bootstrap
+from services.trainer.checkpointing import actor_checkpoint_dir
 from services.trainer.diagnostics import MismatchWarning
 from services.trainer.fence import Fenced
 from services.trainer.lag import Lag
@@ -64,30 +63,16 @@ class TrainerActor:
         self.settings, self.index, self.num_actors = settings, index, num_actors
         cfg, kafka = settings.trainer, settings.kafka
         self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
-        client = f"{cfg.model_id}-{index}"
-        self._consumer_factory = consumer_factory or (lambda: make_consumer(
-            kafka, group_id=cfg.group_id, client_id=f"gumbel-trainer-{client}",
-            # metadata as fresh as the partition check, so added partitions are seen
-            metadata_max_age_ms=int(cfg.partition_refresh_s * 1000)))
-        self._producer_factory = producer_factory or (
-            lambda: make_producer(kafka, client_id=f"gumbel-dlq-{client}"))
-        # A learner per partition: each of P sees 1/P of the stream and steps every
-        # step_size / P of its values, so each takes as many GAN steps as one learner on the
-        # whole stream (the GAN converges by steps). P is known once the topic is listed.
-        self._samples_per_step = max(1, cfg.step_size // num_actors)
-        self._learner_factory = learner_factory or (lambda: learner_api.build_learner(
-            cfg.num_categories, cfg.estimator, cfg.seed + index, self.device,
-            self._samples_per_step))
+        # Factories: the clients are made in start(), in the process that uses them.
+        self._consumer_factory = consumer_factory or bootstrap.consumer_factory(settings, index)
+        self._producer_factory = producer_factory or bootstrap.producer_factory(settings, index)
+        self._learner_factory = learner_factory  # None: OnlineGAN, made by the replica
         self._exit_on_error = exit_on_error
         self._lock = threading.RLock()  # the replica: learner and offsets together
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._queue: queue.Queue[PolledBatch] = queue.Queue(maxsize=cfg.queue_batches)
-        directory = (None if cfg.checkpoint_dir is None
-                     else actor_checkpoint_dir(cfg.checkpoint_dir, cfg.model_id, index))
-        self._checkpoints = Checkpointer(
-            directory, model_id=cfg.model_id, index=index, num_actors=num_actors,
-            topic=kafka.numbers_topic, group_id=cfg.group_id)
+        self._checkpoints = bootstrap.make_checkpointer(settings, index, num_actors)
         self._store, self._fence = self._checkpoints.store, self._checkpoints.fence
         self.replica: Replica | None = None
         self._source: PartitionSource | None = None
@@ -120,11 +105,9 @@ class TrainerActor:
         self._source = PartitionSource(self._consumer_factory(), kafka.numbers_topic,
                                        cfg.num_categories, self._event_format)
         every_partition = self._source.topic_partitions()
-        self._samples_per_step = max(1, cfg.step_size // max(1, len(every_partition)))
-        self.replica = Replica(self._learner_factory, cfg.num_categories,
-                               backpressure=cfg.backpressure,
-                               sample_per_poll=cfg.sample_per_poll, seed=cfg.seed + self.index,
-                               window_records=cfg.window_records / self.num_actors)
+        self.replica = bootstrap.make_replica(self.settings, self.index, self.num_actors,
+                                              len(every_partition), self.device,
+                                              self._learner_factory)
         self._source.assign(owned_partitions(every_partition, self.index, self.num_actors))
         truncated = resume_replica(self.replica, self._source, self._checkpoints,
                                    policy=cfg.on_corrupt_checkpoint, group_id=cfg.group_id)
