@@ -8,6 +8,12 @@ and offsets together under one lock and writes the checkpoints, so a checkpoint 
 state and the offsets of the records *learned*, never of records merely polled; the polling
 thread commits the checkpoint's offsets to the group afterwards. ``status``,
 ``checkpoint`` and ``stop`` answer while it learns.
+
+Everything else has a module of its own: what the actor is built from (``bootstrap.py``),
+the Kafka side (``source.py``), the model and its offsets (``replica.py``), where it resumes
+(``resume.py``), which partitions it owns (``ownership.py``), its checkpoints
+(``checkpointing.py``), its lag (``lag.py``), rates (``meter.py``) and status
+(``reporting.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +38,7 @@ from services.trainer.meter import LearningMeter
 from services.trainer.ownership import owned_partitions, pick_up_new_partitions
 from services.trainer.ports import Learner
 from services.trainer.replica import Replica
+from services.trainer.reporting import runtime_status
 from services.trainer.resume import resume_replica
 from services.trainer.source import PartitionSource, PolledBatch, decode_poll
 from services.trainer.status import ActorStatus
@@ -271,25 +277,13 @@ class TrainerActor:
         return os.getpid()
 
     def status(self) -> ActorStatus:
-        now, rates = time.time(), self.meter.rates()
-        lags = self._lag.by_partition(self.offsets)
-        base = ActorStatus(
-            index=self.index, pid=os.getpid(), host=socket.gethostname(), device=self.device,
-            node_id=getattr(self, "node_id", ""),  # set by the Ray actor class
-            partitions=tuple(self._source.partitions if self._source else ()),
-            dead_letters_truncated=self._dlq.truncated if self._dlq else 0,
-            dead_letters_lost=self._dlq.failed if self._dlq else 0,
-            lag=sum(lags.values()), lag_by_partition={str(p): n for p, n in sorted(lags.items())},
-            queue_depth=self._queue.qsize(),
-            records_per_s=rates.records_per_s, step_seconds=rates.step_seconds,
-            poll_to_learn_seconds=rates.poll_to_learn_seconds,
-            checkpoint_seq=self._checkpoints.seq, restored_seq=self._checkpoints.restored_seq,
-            checkpoint_seconds=self._checkpoints.seconds, checkpoint_time=self._checkpoints.time,
-            checkpoint_failures=self._checkpoints.failures,
+        status = runtime_status(
+            self.index, self.device, node_id=getattr(self, "node_id", ""),  # set by Ray's class
+            source=self._source, dlq=self._dlq, lags=self._lag.by_partition(self.offsets),
+            queue_depth=self._queue.qsize(), meter=self.meter, checkpoints=self._checkpoints,
             running=bool(self._threads) and all(t.is_alive() for t in self._threads),
-            error=self.error, data_time=self.meter.data_time, status_time=now,
-        )
+            error=self.error)
         if self.replica is None:
-            return base
+            return status
         with self._lock:
-            return self.replica.status(base)
+            return self.replica.status(status)
