@@ -40,7 +40,7 @@ class GANConfig:
     discriminator: str = "logistic"  # "logistic" (the original post) or "mlp"
     hidden_size: int = 32  # the MLP discriminator's width
     generator_lr: float = 0.02
-    discriminator_lr: float = 0.05
+    discriminator_lr: float = 0.07
     betas: tuple[float, float] = (0.5, 0.999)
     generator_steps: int = 1  # G steps per D step
     label_smoothing: float = 0.0  # real one-hots become (1 - s) * onehot + s / K
@@ -55,6 +55,12 @@ class GANConfig:
     # of thousands of records to lift it when the category appears. e**-8 of the largest
     # probability is below every accuracy target. None: unbounded.
     logit_margin: float | None = 8.0
+    # For estimators whose samples are one-hots (all but soft): D's loss on the fakes is its
+    # expectation under the generator's probabilities, sum_k p_k softplus(D(e_k)), instead of
+    # a mean over the drawn fakes (Rao-Blackwellised: same expected gradient, less noise).
+    # The generator's step still uses the drawn Gumbel-softmax samples. False: D sees the
+    # drawn fakes, as in the original post.
+    expected_fakes: bool = True
 
     def __post_init__(self) -> None:
         check_num_categories(self.num_categories)
@@ -227,9 +233,12 @@ class CategoricalGAN(nn.Module):
         device = generator.device
         self.to(device)
         k = config.num_categories
-        eye = torch.eye(k, device=device)  # (K, K): the K distinct real inputs
+        eye = torch.eye(k, device=device)  # (K, K): a one-hot of each category
         s = config.label_smoothing
-        self.register_buffer("real_inputs", (1.0 - s) * eye + s / k, persistent=False)
+        # The K distinct real inputs (the one-hots themselves without label smoothing).
+        real_inputs = (1.0 - s) * eye + s / k if s else eye
+        self.register_buffer("real_inputs", real_inputs, persistent=False)
+        self.register_buffer("one_hots", eye, persistent=False)
         # fused: one kernel per step instead of a Python loop over the update's operations.
         self.g_optimizer = torch.optim.Adam(
             self.generator.parameters(), lr=config.generator_lr, betas=config.betas, fused=True
@@ -249,6 +258,11 @@ class CategoricalGAN(nn.Module):
             and self.config.estimator == "st"
             and isinstance(self.discriminator, LogisticDiscriminator)
         )
+
+    @property
+    def expected_fakes(self) -> bool:
+        """Whether D's fake term is its expectation under the generator (one-hot samples)."""
+        return self.config.expected_fakes and self.estimator.hard
 
     def fake_batch_size(self, real_batch_size: int) -> int:
         wanted = self.config.fake_batch_size or real_batch_size
@@ -324,9 +338,14 @@ class CategoricalGAN(nn.Module):
 
         d_real = self.discriminator(self.real_inputs)  # (K,)
         fake = self._fake(n_fake, tau, rng, sampler)  # (N, K)
-        d_fake = self.discriminator(fake.detach())  # (N,)
         # BCE with label 1 for real and 0 for fake; softplus(-x) = -log(sigmoid(x)).
-        d_loss = (real_weights * F.softplus(-d_real)).sum() + F.softplus(d_fake).mean()
+        if self.expected_fakes:
+            same = self.one_hots is self.real_inputs
+            d_cat = d_real if same else self.discriminator(self.one_hots)  # (K,)
+            fake_term = (self.generator.probabilities() * F.softplus(d_cat)).sum()
+        else:
+            fake_term = F.softplus(self.discriminator(fake.detach())).mean()
+        d_loss = (real_weights * F.softplus(-d_real)).sum() + fake_term
         _clear_grads(self.discriminator)
         d_loss.backward()
         self.d_optimizer.step()
@@ -395,7 +414,8 @@ class CategoricalGAN(nn.Module):
         """``train_step`` for straight-through samples and the logistic D, in closed form.
 
         A one-hot fake of category k gets D's logit ``w_k + b``, so D's loss and gradient
-        depend on the fakes only through their category frequencies. The generator's
+        depend on the fakes only through their category frequencies (or, with
+        ``expected_fakes``, the generator's probabilities in their place). The generator's
         straight-through gradient is the soft samples' softmax backward of ``dL/dy_i =
         c_i w`` with ``c_i = -sigmoid(-(w_{k_i} + b)) / N``:
         ``dL/dlogits = sum_i c_i * y_i * (w - y_i . w) / tau``.
@@ -408,9 +428,12 @@ class CategoricalGAN(nn.Module):
         w, b = linear.weight[0], linear.bias[0]  # (K,), ()
         d_real = (1.0 - s) * w + s * w.mean() + b  # (K,)
         d_cat = w + b  # (K,) D's logit of a one-hot fake of each category
-        d_loss = (real_weights * F.softplus(-d_real)).sum() + (freq * F.softplus(d_cat)).sum()
+        # The fakes' category weights in D's loss: expected or drawn (see expected_fakes).
+        fake_weights = self.generator.logits.softmax(-1) if self.expected_fakes else freq
+        d_loss = (real_weights * F.softplus(-d_real)).sum()
+        d_loss = d_loss + (fake_weights * F.softplus(d_cat)).sum()
         g_real = -real_weights * torch.sigmoid(-d_real)  # (K,) dL/d d_real
-        g_fake = freq * torch.sigmoid(d_cat)  # (K,) dL/d d_cat
+        g_fake = fake_weights * torch.sigmoid(d_cat)  # (K,) dL/d d_cat
         grad_w = ((1.0 - s) * g_real + s / k * g_real.sum() + g_fake).unsqueeze(0)  # (1, K)
         _adam_step(self.d_optimizer, linear.weight, grad_w)
         _adam_step(self.d_optimizer, linear.bias, (g_real.sum() + g_fake.sum()).reshape(1))

@@ -40,6 +40,10 @@ class LearnerConfig:
     schedule_options: dict[str, Any] = field(default_factory=dict)
     ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
     ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
+    # ... of the steps since the last detected drift, once there has been one: a stream that
+    # changed once may still be moving (a slow ramp fires the detector again and again), so
+    # the average forgets faster than after the start.
+    drift_ema_fraction: float = 0.15
     # Drift detection (gumbel_core.drift.DriftDetector) on the real data's counts: the last
     # drift_window steps against the average since the last detection (at most
     # drift_long_window steps), threshold drift_z. drift_z=None switches detection off.
@@ -50,8 +54,8 @@ class LearnerConfig:
     # schedule starts again from its hot end (reheat_on_drift), and the learning rates are
     # multiplied by these boosts, which fall linearly back to 1 over boost_steps steps.
     reheat_on_drift: bool = True
-    generator_lr_boost: float = 5.0
-    discriminator_lr_boost: float = 5.0
+    generator_lr_boost: float = 4.0
+    discriminator_lr_boost: float = 4.0
     boost_steps: int = 250
 
     def __post_init__(self) -> None:
@@ -68,8 +72,9 @@ class LearnerConfig:
             raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if not 0.0 < self.ema_fraction <= 1.0:
-            raise ValueError(f"ema_fraction must be in (0, 1], got {self.ema_fraction!r}")
+        for name in ("ema_fraction", "drift_ema_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,8 +309,12 @@ class OnlineGAN:
             self.gan.set_lr_scale(*scale)
             self._lr_scale = scale
         # Early on, and after a restart, average over the last ema_fraction of the steps
-        # (forgetting the start quickly); later over about 1 / (1 - ema_decay) steps.
-        window = max(1.0, self.config.ema_fraction * (self.step + 1 - self._average_since))
+        # (forgetting the start quickly; after a drift, drift_ema_fraction); later over
+        # about 1 / (1 - ema_decay) steps.
+        fraction = self.config.ema_fraction
+        if self.drift_detections:
+            fraction = self.config.drift_ema_fraction
+        window = max(1.0, fraction * (self.step + 1 - self._average_since))
         weight = 1.0 - min(self.config.ema_decay, 1.0 - 1.0 / window)
         return StepInputs(self.schedule.value, weight, *scale)
 

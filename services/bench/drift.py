@@ -20,6 +20,7 @@ In the running service add at most one publish interval for the estimate to be p
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,10 +90,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gan": {},
     # Without the temperature's part: held at 1 (no annealing, no re-heat).
     "gan_tau_1": {"schedule": "constant", "schedule_options": {"tau": 1.0}},
-    # The learner before issue 11: no logit bound, no boost, tau held at 1 (the detector and
+    # The learner before issue 11: no logit bound, no boost, tau held at 1, D on the drawn
+    # fakes at lr 0.05, the same average after a drift as after the start (the detector and
     # the restart of the reported average were there already).
     "gan_before": {
         "logit_margin": None,
+        "expected_fakes": False,
+        "discriminator_lr": 0.05,
+        "drift_ema_fraction": 0.4,
         "generator_lr_boost": 1.0,
         "discriminator_lr_boost": 1.0,
         "schedule": "constant",
@@ -295,3 +300,60 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
             )
         )
     return results
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``name=value`` with the value read as JSON (``0.4``, ``false``, ``null``), else a string."""
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Explore: the default GAN with some options changed, on chosen rows, median over seeds.
+
+    ``python -m services.bench.drift ramp alternate --set drift_ema_fraction=0.4`` prints
+    the mean TV of each tracking row (or the records of each switch) for the learner with
+    those ``OnlineGAN`` options, next to the default learner's and the counters', so each
+    row of the tables in ``docs/learner.md`` can be re-measured with one command.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m services.bench.drift", description=main.__doc__
+    )
+    parser.add_argument("rows", nargs="+", choices=[*TRACKING, *SWITCHES])
+    parser.add_argument("--set", dest="options", type=_option, action="append", default=[])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    VARIANTS["changed"] = dict(args.options)
+    label = " ".join(f"{k}={v}" for k, v in args.options) or "(no change)"
+    for row in args.rows:
+        if row in TRACKING:
+            tracks = [run_tracking(row, s, ("gan", "changed")) for s in args.seeds]
+            medians = {
+                k: statistics.median(t.mean_tv[k] for t in tracks) for k in tracks[0].mean_tv
+            }
+            counters = {k: v for k, v in medians.items() if k.startswith("counting_")}
+            best = min(counters, key=counters.__getitem__)
+            print(
+                f"{row}: mean TV, median of seeds {args.seeds}: {label} {medians['changed']:.4f}, "
+                f"default {medians['gan']:.4f}, best counter ({best}) {counters[best]:.4f}"
+            )
+        else:
+            runs = [run_switch(row, s, ("gan", "changed")) for s in args.seeds]
+            med = {k: _median([r.records[k] for r in runs]) for k in runs[0].records}
+            counter = f"counting_{COUNTER_MEMORY // 1000}k"
+            print(
+                f"{row}: records to TV<{TOLERANCE}, median of seeds {args.seeds}: {label} "
+                f"{_fmt(med['changed'])}, default {_fmt(med['gan'])}, counter {_fmt(med[counter])}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "st tau=0.5": ("st", {"schedule": "constant", "schedule_options": {"tau": 0.5}}),
     "st tau=1": ("st", {"schedule": "constant", "schedule_options": {"tau": 1.0}}),
     "st tau=2": ("st", {"schedule": "constant", "schedule_options": {"tau": 2.0}}),
+    # st with D on the drawn fakes (the "without" of expected_fakes): only when named.
+    "st drawn fakes": ("st", {"expected_fakes": False}),
 }
 # The table's rows when --variants is not given.
 DEFAULT_VARIANTS = ("st", "gst", "reinmax", "rao", "soft", "soft + MLP D")

@@ -29,6 +29,9 @@ RTOL, ATOL = 1e-5, 3e-6
 OPTIONS = {
     "default": {},
     "label_smoothing": {"label_smoothing": 0.1},
+    # D on the drawn fakes' frequencies instead of the generator's probabilities.
+    "drawn_fakes": {"expected_fakes": False},
+    "drawn_fakes_label_smoothing": {"expected_fakes": False, "label_smoothing": 0.1},
     "generator_steps": {"generator_steps": 2},
     # tau from 2 down to 0.5 (the default st schedule keeps tau = 1, hiding the 1 / tau).
     "annealed": {

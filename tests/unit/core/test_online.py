@@ -76,6 +76,8 @@ def test_bad_values_raise_and_change_nothing(values, match):
         {"num_categories": 5, "estimator": "nope"},
         {"num_categories": 5, "bogus_option": 1},
         {"num_categories": 5, "generator_lr": 0.0},
+        {"num_categories": 5, "drift_ema_fraction": 0.0},
+        {"num_categories": 5, "drift_ema_fraction": 1.5},
         {"num_categories": 5, "discriminator": "cnn"},
         {
             "num_categories": 5,
@@ -315,6 +317,23 @@ def test_the_drift_response_boosts_then_returns_to_the_configured_rates():
     base = learner.gan_config.generator_lr
     assert rates[0] > 2 * base and rates == sorted(rates, reverse=True)
     assert rates[-1] == base
+
+
+def test_after_a_drift_the_average_covers_drift_ema_fraction_of_the_steps_since():
+    """The start averages over ema_fraction of the steps so far; after a detected drift, over
+    drift_ema_fraction of the steps since it (a stream that moved may still be moving)."""
+    learner = OnlineGAN(5, seed=0, ema_fraction=0.4, drift_ema_fraction=0.1)
+    for b in batches(100, seed=1):
+        learner.learn_many(b)
+    assert learner.begin_step().average_weight == pytest.approx(1 / (0.4 * 101))
+    switched = torch.tensor([0.6, 0.0, 0.1, 0.3, 0.0])
+    for b in batches(5, seed=2, probs=switched):
+        learner.learn_many(b)
+    assert learner.drift_detections == 1
+    for b in batches(49, seed=3, probs=switched):
+        learner.learn_many(b)
+    since = learner.step - learner.state_dict()["response"]["average_since"]
+    assert learner.begin_step().average_weight == pytest.approx(1 / (0.1 * (since + 1)))
 
 
 def test_a_version_1_state_loads_and_continues():
