@@ -151,8 +151,9 @@ class Replica:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learners = {}
-        # Format 1: one learner for every partition of the actor (kept as such).
-        saved = state.get("learners") or {ALL_PARTITIONS: state["learner"]}
+        # Format 1: one learner for every partition of the actor (kept as such). Format 2 may
+        # hold no learner at all (checkpointed before a first record): that is not format 1.
+        saved = state["learners"] if "learners" in state else {ALL_PARTITIONS: state["learner"]}
         for partition, learner_state in saved.items():
             learner = self._learner_factory()
             learner.load_state_dict(learner_state)

@@ -321,6 +321,19 @@ def test_restart_resumes_from_the_checkpoint_neither_skipping_nor_repeating(tmp_
     assert second.status().offsets == {"0": 100, "1": 100}
 
 
+def test_an_actor_that_checkpointed_before_its_first_record_restarts(tmp_path: Path) -> None:
+    """A stop before any record writes a checkpoint without learners; it must read back."""
+    data: dict[int, list[bytes | None]] = {0: []}
+    first, _, _ = _actor(_settings(tmp_path), data)
+    _start_without_thread(first)
+    first.stop()
+    data[0] = [b"1", b"2"]
+    second, consumer, _ = _actor(_settings(tmp_path), data)
+    _start_without_thread(second)
+    _drain(second, consumer)
+    assert second.status().samples_seen == 2 and second.status().offsets == {"0": 2}
+
+
 def test_without_a_checkpoint_store_the_committed_offset_is_used() -> None:
     data = _data(partitions=1)
     consumer = FakeConsumer(TOPIC, data)
