@@ -70,7 +70,7 @@ def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
             if name == "produce":
                 return [streaming.bench_produce(kafka, n, repeats=1 if quick else 2)]
             if name == "ingest":
-                repeats = 1 if quick else 2
+                repeats = 1 if quick else 3  # median of 3 alternating runs (issue 12)
                 return [
                     streaming.bench_ingest(kafka, n, repeats),
                     streaming.bench_ingest(kafka, 4 * n, repeats, values_per_record=1024),

@@ -302,6 +302,33 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
     return results
 
 
+START_CHECKPOINTS = (30_000, 60_000, 120_000)  # records from a fresh learner
+
+
+def run_start(
+    probs: Sequence[float], seed: int, variants: Sequence[str] = ("gan",)
+) -> dict[str, list[float]]:
+    """A fresh learner on a stationary stream: its TV to the truth after each of
+    ``START_CHECKPOINTS`` records, per learner (a start is a switch from the uniform)."""
+    from gumbel_core import total_variation
+
+    torch.set_num_threads(1)
+    truth = torch.tensor(list(probs), dtype=torch.float64)
+    stream = _stream(seed)
+    gans = _learners(len(probs), seed, variants)
+    tvs: dict[str, list[float]] = {label: [] for label in gans}
+    seen = 0
+    for checkpoint in START_CHECKPOINTS:
+        while seen + BATCH <= checkpoint:
+            batch = torch.multinomial(truth, BATCH, True, generator=stream)
+            for gan in gans.values():
+                gan.learn_many(batch)
+            seen += BATCH
+        for label, gan in gans.items():
+            tvs[label].append(float(total_variation(gan.estimate().double(), truth)))
+    return tvs
+
+
 def _option(text: str) -> tuple[str, Any]:
     """``name=value`` with the value read as JSON (``0.4``, ``false``, ``null``), else a string."""
     import json
@@ -319,21 +346,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Explore: the default GAN with some options changed, on chosen rows, median over seeds.
 
     ``python -m services.bench.drift ramp alternate --set drift_ema_fraction=0.4`` prints
-    the mean TV of each tracking row (or the records of each switch) for the learner with
+    the mean TV of each tracking row (the records of each switch; for ``start``, the TV of a
+    fresh learner after 30,000, 60,000 and 120,000 records) for the learner with
     those ``OnlineGAN`` options, next to the default learner's and the counters', so each
     row of the tables in ``docs/learner.md`` can be re-measured with one command.
     """
     parser = argparse.ArgumentParser(
         prog="python -m services.bench.drift", description=main.__doc__
     )
-    parser.add_argument("rows", nargs="+", choices=[*TRACKING, *SWITCHES])
+    parser.add_argument("rows", nargs="+", choices=["start", *TRACKING, *SWITCHES])
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
     VARIANTS["changed"] = dict(args.options)
     label = " ".join(f"{k}={v}" for k, v in args.options) or "(no change)"
     for row in args.rows:
-        if row in TRACKING:
+        if row == "start":
+            for name, probs in (("post", POST), ("mixed", MIXED)):
+                runs = [run_start(probs, s, ("gan", "changed")) for s in args.seeds]
+                cells = []
+                for i, records in enumerate(START_CHECKPOINTS):
+                    med = {k: statistics.median(r[k][i] for r in runs) for k in runs[0]}
+                    cells.append(f"{records:,}: {med['changed']:.4f} (default {med['gan']:.4f})")
+                print(f"start on {name}: TV after " + ", ".join(cells) + f" for {label}")
+        elif row in TRACKING:
             tracks = [run_tracking(row, s, ("gan", "changed")) for s in args.seeds]
             medians = {
                 k: statistics.median(t.mean_tv[k] for t in tracks) for k in tracks[0].mean_tv

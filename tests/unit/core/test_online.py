@@ -319,6 +319,22 @@ def test_the_drift_response_boosts_then_returns_to_the_configured_rates():
     assert rates[-1] == base
 
 
+def test_a_fresh_learner_starts_boosted_unless_told_not_to():
+    """A start is a switch from the uniform: the learning rates start at the boost and fall
+    back to the configured ones over boost_steps, as after a detected drift."""
+    learner = OnlineGAN(5, seed=0, boost_steps=10)
+    base = learner.gan_config.generator_lr
+    rates = []
+    for b in batches(12, seed=1):
+        learner.learn_many(b)
+        rates.append(learner.gan.g_optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(learner.config.generator_lr_boost * base)
+    assert rates == sorted(rates, reverse=True) and rates[-1] == base
+    plain = OnlineGAN(5, seed=0, boost_at_start=False)
+    plain.learn_many(batches(1, seed=1)[0])
+    assert plain.gan.g_optimizer.param_groups[0]["lr"] == base
+
+
 def test_after_a_drift_the_average_covers_drift_ema_fraction_of_the_steps_since():
     """The start averages over ema_fraction of the steps so far; after a detected drift, over
     drift_ema_fraction of the steps since it (a stream that moved may still be moving)."""
