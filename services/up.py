@@ -1,6 +1,8 @@
 """``gumbel-stream up``: broker, producer, trainer and monitor on one machine, one Ctrl-C to stop.
 
-The first line it prints is the address of the monitor's live page. Each service runs as its
+The first line it prints is the address of the monitor's live page (port 0 is made a real
+free port first); an external broker is checked before that, and one that does not answer is
+one ERROR line and exit 1, with nothing started. Each service runs as its
 own ``gumbel-stream <service>`` child in its own process group, with
 its settings passed as ``GUMBEL_...`` environment variables. A progress line (a log line when
 not on a terminal) reads the producer's ``/metrics`` and the monitor's ``/estimate``. On
@@ -28,12 +30,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import BaseModel, HttpUrl, SecretStr
 
-from services.brokers import RunningBroker, start_apache_kafka, start_tansu
+from services.brokers import RunningBroker, free_port, start_apache_kafka, start_tansu
+from services.common.kafka import BrokerUnavailable, wait_for_broker
 from services.common.settings import DriftStep, UpSettings
 from services.common.signals import stop_on_signals
 from services.process_tree import descendants, start_time
 
-__all__ = ["run", "service_env", "page_address", "with_producer_truth", "Child"]
+__all__ = ["run", "service_env", "page_address", "with_ports", "with_producer_truth", "Child"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,23 @@ def _local_address(host: str, port: int) -> str:
 def page_address(settings: UpSettings) -> str:
     """The monitor's live page, as a browser on this machine opens it."""
     return f"http://{_local_address(settings.monitor.host, settings.monitor.port)}/"
+
+
+def _port_for(host: str) -> int:
+    return free_port("0.0.0.0" if ":" in host else host)  # free_port probes IPv4
+
+
+def with_ports(settings: UpSettings) -> UpSettings:
+    """Port 0 (any free port) made a real one here, before the children bind it: the page
+    address ``up`` prints, its progress line and the monitor's truth URL need the number."""
+    if settings.monitor.port == 0:
+        monitor = settings.monitor.model_copy(update={"port": _port_for(settings.monitor.host)})
+        settings = settings.model_copy(update={"monitor": monitor})
+    if settings.producer.metrics_port == 0:
+        port = _port_for(settings.producer.metrics_host)
+        producer = settings.producer.model_copy(update={"metrics_port": port})
+        settings = settings.model_copy(update={"producer": producer})
+    return settings
 
 
 def with_producer_truth(settings: UpSettings) -> UpSettings:
@@ -228,9 +248,13 @@ def read_progress(producer_port: int, monitor_port: int, truth: list[float]) -> 
     return progress
 
 
-def _start_broker(settings: UpSettings, workdir: Path) -> RunningBroker | None:
+def _external(settings: UpSettings) -> bool:
     explicit = "bootstrap_servers" in settings.kafka.model_fields_set
-    if settings.broker == "external" or explicit:
+    return settings.broker == "external" or explicit
+
+
+def _start_broker(settings: UpSettings, workdir: Path) -> RunningBroker | None:
+    if _external(settings):
         log.info("using the Kafka broker at %s", settings.kafka.bootstrap_servers)
         return None
     if settings.broker == "apache-kafka":
@@ -240,6 +264,14 @@ def _start_broker(settings: UpSettings, workdir: Path) -> RunningBroker | None:
 
 
 def run(settings: UpSettings, log_level: str | None = None) -> int:
+    if _external(settings):
+        # Checked before anything starts: an unreachable broker is one line, as in every
+        # other command, not three children failing one after the other.
+        try:
+            wait_for_broker(settings.kafka)
+        except BrokerUnavailable as exc:
+            log.error("%s", exc)
+            return 1
     stop = threading.Event()
     level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
     workdir = Path(tempfile.mkdtemp(prefix="gumbel-up-"))
@@ -248,7 +280,7 @@ def run(settings: UpSettings, log_level: str | None = None) -> int:
     broker: RunningBroker | None = None
     status = 0
     tty = sys.stderr.isatty()
-    settings = with_producer_truth(settings)
+    settings = with_producer_truth(with_ports(settings))
     # The command's own output, first and on stdout: what a person opens while it starts.
     print(f"gumbel-stream up: watch it learn at {page_address(settings)}", flush=True)
     with stop_on_signals(stop):

@@ -122,11 +122,11 @@ def test_bad_input_is_one_line_naming_the_setting(
 
 
 @pytest.mark.skipif(not EXECUTABLE.exists(), reason="gumbel-stream is not installed here")
-@pytest.mark.parametrize("command", ["monitor", "producer"])
+@pytest.mark.parametrize("command", ["monitor", "producer", "up"])
 def test_an_unreachable_broker_is_one_error_line(command: str) -> None:
     """Exit 1 and one ERROR line naming the broker and the timeout's variable: no traceback,
-    no retry warnings (issue 10; the trainer's twin is in
-    tests/integration/test_trainer_startup.py)."""
+    no retry warnings, and ``up`` starts no child and prints no page address (issue 10; the
+    trainer's twin is in tests/integration/test_trainer_startup.py)."""
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     result = run_cli([command, "--bootstrap-servers", address],
                      {"GUMBEL_KAFKA__CONNECT_TIMEOUT_S": "1"})
@@ -140,3 +140,4 @@ def test_an_unreachable_broker_is_one_error_line(command: str) -> None:
             in errors[0]), errors[0]
     assert [line for line in lines if address in line] == errors, output
     assert all(" INFO " in line for line in lines if line not in errors), output
+    assert "started" not in output and "http://" not in result.stdout, output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.settings import UpSettings
-from services.up import page_address, service_env, with_producer_truth
+from services.up import page_address, service_env, with_ports, with_producer_truth
 
 
 def test_the_page_address_is_on_loopback_for_a_wildcard_bind() -> None:
@@ -23,3 +23,14 @@ def test_a_truth_url_given_by_the_user_is_kept() -> None:
     given = UpSettings(monitor={"producer_metrics_url": "http://elsewhere:1/metrics"})
     assert str(with_producer_truth(given).monitor.producer_metrics_url) == (
         "http://elsewhere:1/metrics")
+
+
+def test_port_0_becomes_the_real_port_before_it_is_announced() -> None:
+    settings = with_producer_truth(with_ports(UpSettings(monitor={"port": 0},
+                                                         producer={"metrics_port": 0})))
+    assert settings.monitor.port > 0 and settings.producer.metrics_port > 0
+    assert page_address(settings) == f"http://127.0.0.1:{settings.monitor.port}/"
+    assert str(settings.monitor.producer_metrics_url) == (
+        f"http://127.0.0.1:{settings.producer.metrics_port}/metrics")
+    fixed = UpSettings(monitor={"port": 9200}, producer={"metrics_port": 9300})
+    assert with_ports(fixed) == fixed
