@@ -340,8 +340,9 @@ class CategoricalGAN(nn.Module):
         fake = self._fake(n_fake, tau, rng, sampler)  # (N, K)
         # BCE with label 1 for real and 0 for fake; softplus(-x) = -log(sigmoid(x)).
         if self.expected_fakes:
-            same = self.one_hots is self.real_inputs
-            d_cat = d_real if same else self.discriminator(self.one_hots)  # (K,)
+            # Without label smoothing the real inputs are the one-hots: D's logits are d_real.
+            smoothed = self.config.label_smoothing > 0
+            d_cat = self.discriminator(self.one_hots) if smoothed else d_real  # (K,)
             fake_term = (self.generator.probabilities() * F.softplus(d_cat)).sum()
         else:
             fake_term = F.softplus(self.discriminator(fake.detach())).mean()

@@ -58,7 +58,8 @@ class LearnerConfig:
     discriminator_lr_boost: float = 4.0
     boost_steps: int = 250
     # A fresh learner has as far to go as one after a switch (from uniform to the stream), so
-    # it starts boosted too (docs/learner.md: TV 0.015 instead of 0.108 after 30,000 records).
+    # it starts boosted too (docs/learner.md: on the post's distribution TV 0.021 instead of
+    # 0.111 after 30,000 records).
     boost_at_start: bool = True
 
     def __post_init__(self) -> None:
