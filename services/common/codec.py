@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from services.common import schemas
+
 __all__ = [
     "FORMAT_HEADER",
     "PACKED_FORMATS",
@@ -65,10 +67,8 @@ MAX_PACKED_BYTES = 8 * 1024 * 1024
 MAX_EVENT_BYTES = 64 * 1024  # one JSON event or category name
 
 # The kind of every error message below (the text before its colon): a bounded label set.
-DEAD_LETTER_REASONS = (
-    "empty", "too_large", "not_utf8", "not_integer", "out_of_range", "unknown_format", "truncated",
-    "not_json", "missing_field", "unknown_category",
-)
+# The one list of reasons, shared with the Estimate's schema (the monitor's labels).
+DEAD_LETTER_REASONS = schemas.DEAD_LETTER_REASONS
 
 Headers = Sequence[tuple[str, bytes]] | None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -270,7 +271,7 @@ def parse_categories(value: Any) -> list[str]:
         raise ValueError(f"expected comma-separated names, got {value!r}")
     if any(not n for n in names):
         raise ValueError(f"a category name is empty in {value!r}")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
         raise ValueError(f"category names must be distinct ({', '.join(duplicates)} repeated)")
     if len(names) < 2:

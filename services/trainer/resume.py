@@ -190,6 +190,8 @@ def partition_states(model_dir: Path, skip: Path | None = None, released: bool =
 def unrecorded_history(source: PartitionSource, partitions: list[int]) -> dict[int, int]:
     """Of ``partitions`` (no checkpoint holds them), those the group has committed past the
     topic's beginning: records before the committed offset would never reach the model."""
+    if not partitions:  # the usual start: every owned partition is in a checkpoint
+        return {}
     starts = source.beginning_offsets()
     lost: dict[int, int] = {}
     for partition in partitions:
