@@ -93,6 +93,18 @@ def load_compose(variables: Mapping[str, str] | None = None) -> dict[str, Any]:
     return interpolate(raw, variables or {})
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
+_DURATION_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def compose_duration_s(text: str) -> float:
+    """A Compose duration (``1m30s``, ``60s``, ``500ms``) in seconds."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Compose duration: {text!r}")
+    return sum(float(n) * _DURATION_UNIT_S[u] for n, u in parts)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     values = {}
     for line in path.read_text().splitlines():

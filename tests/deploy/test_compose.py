@@ -47,7 +47,8 @@ def test_real_compose_cli_accepts_the_file(profiles: tuple[str, ...]) -> None:
     if binary is None:
         pytest.skip(NO_COMPOSE_CLI)
     model = compose_config_json(binary, *profiles)
-    expected = {"kafka", "kafka-init", "producer", "trainer", "monitor", "prometheus", "grafana"}
+    expected = {"image", "kafka", "kafka-init", "producer", "trainer", "monitor", "prometheus",
+                "grafana"}
     if profiles:
         expected.add("trainer-gpu")
     assert set(model["services"]) == expected
@@ -75,7 +76,7 @@ def test_kafka_is_the_pinned_apache_image_in_kraft_mode(compose: dict) -> None:
     # the log dir is on a named volume
     assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
     assert "kafka-data" in compose["volumes"]
-    assert "29092:29092" in kafka["ports"]
+    assert "127.0.0.1:29092:29092" in kafka["ports"]
 
 
 def test_kafka_healthcheck_asks_the_broker_itself(compose: dict) -> None:
@@ -99,23 +100,72 @@ def test_kafka_init_creates_the_topics_once_the_broker_is_healthy(compose: dict)
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_services_start_after_the_topics_exist(compose: dict, name: str) -> None:
+def test_services_start_after_the_topics_exist_and_their_image_is_built(compose: dict,
+                                                                        name: str) -> None:
     service = compose["services"][name]
-    assert service["depends_on"] == {
-        "kafka-init": {"condition": "service_completed_successfully"}
-    }
-    assert service["build"] == {
+    done = {"condition": "service_completed_successfully"}
+    if name == "trainer-gpu":  # builds its own (CUDA) image
+        assert service["depends_on"] == {"kafka-init": done}
+        builder = service
+    else:
+        assert service["depends_on"] == {"image": done, "kafka-init": done}
+        assert "build" not in service
+        builder = compose["services"]["image"]
+        assert builder["image"] == service["image"]
+    assert builder["build"] == {
         "context": ".",
         "dockerfile": "deploy/Dockerfile",
-        "args": {"TORCH_INDEX_URL": service["build"]["args"]["TORCH_INDEX_URL"]},
+        "args": {"TORCH_INDEX_URL": builder["build"]["args"]["TORCH_INDEX_URL"]},
     }
+    assert builder["pull_policy"] == "build"
     assert service["command"] == [name.removesuffix("-gpu")]
     assert service_environment(service)["GUMBEL_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
 
 
+def _builders_by_image(services: dict) -> dict[str, list[str]]:
+    builders: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if service.get("build"):
+            builders.setdefault(service.get("image", f"<{name}>"), []).append(name)
+    return builders
+
+
+@pytest.mark.parametrize("profiles", [(), ("gpu",)], ids=["default-profile", "with-gpu-profile"])
+def test_each_image_tag_is_built_by_exactly_one_service(compose: dict,
+                                                        profiles: tuple[str, ...]) -> None:
+    """Compose through Bake exports each service's build: two services building one tag fail
+    on a clean engine ("image ... already exists"). Every service that runs a built image names
+    a tag that one service builds, and never pulls it (a registry's `gumbel-stream` is not ours).
+    Read from Compose's own resolved model when the CLI is here, else from the YAML."""
+    binary = compose_binary()
+    if binary is not None:
+        args = [a for p in profiles for a in ("--profile", p)]
+        services = compose_config_json(binary, *args)["services"]
+    else:
+        services = {name: s for name, s in compose["services"].items()
+                    if not set(s.get("profiles", [])) - set(profiles)}
+    builders = _builders_by_image(services)
+    assert builders, "no service builds an image"
+    for image, names in builders.items():
+        assert len(names) == 1, f"{image} is built by {names}"
+    built_here = {image for image in builders}
+    for name, service in services.items():
+        image = service.get("image", "")
+        if image.startswith("gumbel-stream") and not service.get("build"):
+            assert image in built_here, f"{name} runs {image}, which no service builds"
+            assert service["pull_policy"] == "never", name
+
+
+def test_a_second_builder_of_one_tag_is_caught(compose: dict) -> None:
+    """The check above fails on the layout that broke clean engines (build in the anchor)."""
+    services = {name: dict(s) for name, s in compose["services"].items()}
+    services["producer"]["build"] = services["image"]["build"]
+    assert _builders_by_image(services)[services["image"]["image"]] == ["image", "producer"]
+
+
 def test_cpu_image_by_default_cuda_image_for_the_gpu_profile(compose: dict) -> None:
     services = compose["services"]
-    assert services["trainer"]["build"]["args"]["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    assert services["image"]["build"]["args"]["TORCH_INDEX_URL"].endswith("/whl/cpu")
     assert "/whl/cu" in services["trainer-gpu"]["build"]["args"]["TORCH_INDEX_URL"]
     assert services["trainer"]["image"] != services["trainer-gpu"]["image"]
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
@@ -125,15 +175,51 @@ def test_cpu_image_by_default_cuda_image_for_the_gpu_profile(compose: dict) -> N
 
 def test_metrics_ports(compose: dict) -> None:
     services = compose["services"]
-    assert services["producer"]["ports"] == ["9107:9107"]
+    assert services["producer"]["ports"] == ["127.0.0.1:9107:9107"]
     assert service_environment(services["producer"])["GUMBEL_PRODUCER__METRICS_PORT"] == "9107"
-    assert services["monitor"]["ports"] == ["9108:9108"]
+    assert services["monitor"]["ports"] == ["127.0.0.1:9108:9108"]
     assert service_environment(services["monitor"])["GUMBEL_MONITOR__PORT"] == "9108"
-    assert services["prometheus"]["ports"] == ["9090:9090"]
-    assert services["grafana"]["ports"] == ["3000:3000"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
     for name in ("producer", "monitor"):
-        port = services[name]["ports"][0].split(":")[1]
+        port = services[name]["ports"][0].split(":")[-1]
         assert f"127.0.0.1:{port}/metrics" in " ".join(services[name]["healthcheck"]["test"])
+
+
+def _published(services: dict) -> dict[str, list[str]]:
+    return {name: s["ports"] for name, s in services.items() if s.get("ports")}
+
+
+def test_every_port_is_published_on_loopback_unless_bind_address_says_otherwise() -> None:
+    """Plaintext Kafka, Grafana's admin/admin and Prometheus stay on this machine by default;
+    BIND_ADDRESS (one .env line) exposes all of them together."""
+    default = _published(load_compose()["services"])
+    assert set(default) == {"kafka", "producer", "monitor", "prometheus", "grafana"}
+    for name, ports in default.items():
+        for port in ports:
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+    exposed = _published(load_compose({"BIND_ADDRESS": "0.0.0.0"})["services"])
+    for name, ports in exposed.items():
+        assert ports == [p.replace("127.0.0.1:", "0.0.0.0:", 1) for p in default[name]], name
+
+
+def test_prometheus_has_no_lifecycle_endpoint(compose: dict) -> None:
+    """--web.enable-lifecycle lets anyone who reaches the port POST /-/quit."""
+    assert not any("lifecycle" in arg for arg in compose["services"]["prometheus"]["command"])
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_python_services_run_under_an_init_process(compose: dict, name: str) -> None:
+    """tini as PID 1 forwards SIGTERM and reaps Ray's children (Python as PID 1 does neither
+    reliably: the kernel ignores signals to PID 1 that have no handler)."""
+    assert compose["services"][name]["init"] is True
+
+
+def test_the_trainer_stop_grace_period_is_longer_than_dockers_default(compose: dict) -> None:
+    from tests.deploy.helpers import compose_duration_s
+
+    for name in ("trainer", "trainer-gpu"):
+        assert compose_duration_s(compose["services"][name]["stop_grace_period"]) >= 30, name
 
 
 def test_trainer_keeps_checkpoints_on_a_volume(compose: dict) -> None:
@@ -248,3 +334,53 @@ def test_any_setting_passes_through_the_optional_env_file(tmp_path) -> None:
     for name in APP_SERVICES:
         assert services[name]["environment"]["GUMBEL_KAFKA__COMPRESSION_TYPE"] == "lz4", name
     assert services["trainer"]["environment"]["GUMBEL_TRAINER__CHECKPOINT_INTERVAL_S"] == "5"
+
+
+def _run_kafka_start_script(compose: dict, tmp_path, data_dir, env: dict[str, str]) -> str:
+    """The kafka service's command with the image's paths pointed at stand-ins: the real
+    script's logic, the cluster id it hands to the image's `run` (which then formats with it)."""
+    import os
+
+    command = compose["services"]["kafka"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    storage = bin_dir / "kafka-storage.sh"  # `random-uuid`: 22 url-safe base64 characters
+    storage.write_text("#!/bin/sh\n[ \"$1\" = random-uuid ] || exit 9\n" + sys.executable +
+                       " -c 'import base64, uuid; print(base64.urlsafe_b64encode("
+                       "uuid.uuid4().bytes).decode().rstrip(\"=\"))'\n")
+    run = bin_dir / "run"
+    run.write_text('#!/bin/sh\necho "$CLUSTER_ID"\n')
+    for script in (storage, run):
+        script.chmod(0o755)
+    text = (command[2].replace("/var/lib/kafka/data", str(data_dir))
+            .replace("/opt/kafka/bin/kafka-storage.sh", str(storage))
+            .replace("/etc/kafka/docker/run", str(run)))
+    assert str(storage) in text and str(run) in text and str(data_dir) in text
+    clean = {k: v for k, v in os.environ.items() if k != "CLUSTER_ID"}
+    result = subprocess.run(["bash", "-c", text], capture_output=True, text=True,
+                            env={**clean, **env}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_each_stack_formats_kafka_with_a_cluster_id_of_its_own(compose: dict, tmp_path) -> None:
+    """The image's default CLUSTER_ID is one fixed id for every deployment. Ours: random for a
+    new data volume, the formatted one on every later start, KAFKA_CLUSTER_ID when pinned."""
+    env = service_environment(compose["services"]["kafka"])
+    assert env["CLUSTER_ID"] == ""  # KAFKA_CLUSTER_ID unset
+    first, second = tmp_path / "stack-1", tmp_path / "stack-2"
+    first.mkdir()
+    second.mkdir()
+    id_1 = _run_kafka_start_script(compose, tmp_path, first, env)
+    id_2 = _run_kafka_start_script(compose, tmp_path, second, env)
+    assert len(id_1) == 22 and len(id_2) == 22 and id_1 != id_2
+    assert "5L6g3nShT-eMCtK--X86sw" not in (id_1, id_2)
+    # Formatted (what kafka-storage.sh format writes): the id survives restarts.
+    (first / "meta.properties").write_text(
+        "#Tue Dec 01 10:00:00 UTC 2026\nnode.id=1\ndirectory.id=abc\nversion=1\n"
+        f"cluster.id={id_1}\n")
+    assert _run_kafka_start_script(compose, tmp_path, first, env) == id_1
+    pinned = service_environment(
+        load_compose({"KAFKA_CLUSTER_ID": "MkU3OEVBNTcwNTJENDM2Qk"})["services"]["kafka"])
+    assert _run_kafka_start_script(compose, tmp_path, second, pinned) == "MkU3OEVBNTcwNTJENDM2Qk"

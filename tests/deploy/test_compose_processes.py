@@ -266,3 +266,36 @@ def test_prometheus_loaded_the_alert_rules_and_scrapes_both_jobs(stack: Stack) -
 
 def test_monitor_is_healthy_once_estimates_flow(stack: Stack) -> None:
     _wait("monitor /healthz", lambda: _get(stack.url("monitor", "/healthz")), stack, 120)
+
+
+def _checkpoints(directory: Path) -> dict[Path, float]:
+    return {p: p.stat().st_mtime for p in directory.rglob("ckpt-*.pt")}
+
+
+def test_the_trainer_stops_inside_its_compose_grace_period(stack: Stack) -> None:
+    """Last in this module: it stops the trainer as `docker compose stop` does. With
+    `init: true` tini is PID 1 and forwards SIGTERM to gumbel-stream alone (not its group);
+    Docker sends SIGKILL after `stop_grace_period`. The stop path (learn what is held, final
+    checkpoint, offsets committed, Ray shut down) must end well inside it, exit 0, and leave
+    a checkpoint written after the signal: otherwise the restart relearns from an older one."""
+    from tests.deploy.helpers import compose_duration_s
+
+    grace_s = compose_duration_s(load_compose()["services"]["trainer"]["stop_grace_period"])
+    checkpoints = stack.workdir / "checkpoints"
+    _wait("a trainer checkpoint", lambda: _checkpoints(checkpoints), stack)
+    trainer = stack.processes["trainer"]
+    signalled = time.time()
+    started = time.monotonic()
+    trainer.send_signal(signal.SIGTERM)
+    try:
+        code = trainer.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the trainer was still stopping after {grace_s:.0f}s: Docker would have "
+                    f"killed it\n{stack.log_tails()}")
+    stop_s = time.monotonic() - started
+    print(f"trainer stop path: {stop_s:.1f} s (grace period {grace_s:.0f} s)")
+    assert code == 0, stack.log_tails()
+    final = [p for p, mtime in _checkpoints(checkpoints).items() if mtime >= signalled]
+    assert final, f"no checkpoint written after SIGTERM\n{stack.log_tails()}"
+    # Half the grace period: a loaded host is slower than this 2-core test machine at rest.
+    assert stop_s <= grace_s / 2, f"stop took {stop_s:.1f}s of a {grace_s:.0f}s grace period"

@@ -92,8 +92,8 @@ def test_compose_scrapes_the_producer_and_the_monitor() -> None:
     assert targets["gumbel-monitor"] == ["monitor:9108"]
     assert config["rule_files"] == ["rules.yml"]
     services = load_compose()["services"]
-    assert "9107:9107" in services["producer"]["ports"]
-    assert "9108:9108" in services["monitor"]["ports"]
+    assert "127.0.0.1:9107:9107" in services["producer"]["ports"]
+    assert "127.0.0.1:9108:9108" in services["monitor"]["ports"]
 
 
 def test_k8s_prometheus_config_is_valid(tmp_path: Path) -> None:
