@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_tau", "check_logits", "check_values", "check_num_categories"]
+__all__ = ["check_tau", "check_logits", "check_values", "check_counts", "check_num_categories"]
 
 
 def check_tau(tau: float) -> float:
@@ -60,3 +60,24 @@ def check_values(values: torch.Tensor, num_categories: int) -> None:
         raise ValueError(
             f"values must lie in [0, {num_categories}), got {bad} (num_categories={num_categories})"
         )
+
+
+def check_counts(counts: torch.Tensor, num_categories: int) -> None:
+    """Raise ``ValueError`` unless ``counts`` is an ``(n, K)`` tensor of non-negative whole
+    numbers (one row of per-category counts per piece of a stream)."""
+    if not isinstance(counts, torch.Tensor):
+        raise ValueError(f"counts must be an (n, {num_categories}) tensor, "
+                         f"got {type(counts).__name__}")
+    if counts.dtype.is_complex or counts.dtype == torch.bool:
+        raise ValueError(f"counts must be a real tensor, got dtype {counts.dtype}")
+    if counts.dim() != 2 or counts.shape[1] != num_categories:
+        raise ValueError(f"counts must have shape (n, {num_categories}), got {tuple(counts.shape)}")
+    if counts.numel() == 0:
+        return
+    as_float = counts.to(torch.float64)
+    if not bool(torch.isfinite(as_float).all()):
+        raise ValueError("counts must be finite")
+    if float(as_float.min()) < 0:
+        raise ValueError(f"counts must be >= 0, got {float(as_float.min())}")
+    if not bool((as_float == as_float.round()).all()):
+        raise ValueError("counts must be whole numbers (how many values of each category)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from gumbel_core._validation import check_values
+from gumbel_core._validation import check_counts, check_values
 from gumbel_core.averaging import average_states, average_weights
 from gumbel_core.counting import CountingEstimator
 from gumbel_core.drift import DriftDetector
@@ -264,29 +264,51 @@ class OnlineGAN:
         batched.
         """
         check_values(values, self.num_categories)
-        batch_size = int(values.numel())
-        if batch_size == 0:
+        if values.numel() == 0:
             raise ValueError("values is empty: a batch needs at least one value")
-        k = self.num_categories
         chunk = self.config.samples_per_step
-        pieces = [values] if chunk is None or batch_size <= chunk else list(values.split(chunk))
-        total = torch.zeros(k, dtype=torch.float64)  # (K,) the whole batch, for the baseline
+        pieces = [values] if chunk is None or values.numel() <= chunk else values.split(chunk)
+        # (n, K): exact counts of each piece, the only thing D sees of real data (one-hots)
+        rows = torch.stack([torch.bincount(p, minlength=self.num_categories) for p in pieces])
+        return self._learn_rows(rows.to("cpu", torch.float64))
+
+    def learn_counts(self, counts: torch.Tensor) -> StepStats:
+        """Learn from ``(n, K)`` per-category counts: one training step per row.
+
+        A row is what one step of :meth:`learn_many` would count of its piece of values, so a
+        caller that has only counts (a block of a stream, reduced where it was read) trains the
+        same GAN. Rows that count nothing are skipped. The caller chooses the rows: a row per
+        ``samples_per_step`` values steps as :meth:`learn_many` does; summing several rows into
+        one makes fewer, larger steps (a learner that has fallen behind).
+
+        Examples
+        --------
+        >>> learner = OnlineGAN(num_categories=3, seed=0)
+        >>> stats = learner.learn_counts(torch.tensor([[1, 0, 3], [0, 0, 4], [0, 0, 0]]))
+        >>> stats.step, stats.samples_seen, learner.baseline.counts.tolist()
+        (2, 8, [1.0, 0.0, 7.0])
+        """
+        check_counts(counts, self.num_categories)
+        rows = counts.to("cpu", torch.float64)  # (n, K)
+        rows = rows[rows.sum(1) > 0]
+        if rows.shape[0] == 0:
+            raise ValueError("counts count nothing: a step needs at least one value")
+        return self._learn_rows(rows)
+
+    def _learn_rows(self, rows: torch.Tensor) -> StepStats:
+        """One training step per row of ``rows`` (n, K) float64 counts on the CPU, none empty;
+        the baseline counts them all."""
         tau = self.schedule.value
         g_loss = d_loss = torch.zeros(())
-        for piece in pieces:
-            counts = torch.bincount(piece, minlength=k)  # (K,): exact, D sees one-hots
-            host_counts = counts.to("cpu", torch.float64)
-            total += host_counts
+        for row in rows:  # (K,)
             inputs = self.begin_step()
             tau = inputs.temperature
             g_loss, d_loss = self.device_step(
-                counts.to(self.device, torch.float32),
-                int(piece.numel()),
-                tau,
-                inputs.average_weight,
+                row.to(self.device, torch.float32), int(row.sum()), tau, inputs.average_weight
             )
-            self.end_step(host_counts)
-        # The baseline lives on the CPU; the values were checked above.
+            self.end_step(row)
+        total = rows.sum(0)  # (K,)
+        batch_size = int(total.sum())
         self.baseline._add(total, batch_size)
         self.samples_seen += batch_size
         return StepStats(
@@ -297,6 +319,14 @@ class OnlineGAN:
             discriminator_loss=float(d_loss),
             batch_size=batch_size,
         )
+
+    def count_counts(self, counts: torch.Tensor) -> None:
+        """Count ``(n, K)`` per-category counts in the baseline and ``samples_seen`` without a
+        GAN step: :meth:`count_many` for a caller that holds counts, not values."""
+        check_counts(counts, self.num_categories)
+        total = counts.to("cpu", torch.float64).sum(0)  # (K,)
+        self.baseline._add(total, int(total.sum()))
+        self.samples_seen += int(total.sum())
 
     def begin_step(self) -> StepInputs:
         """The host half before a step: set the learning rates (the drift response's boost)

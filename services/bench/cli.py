@@ -78,6 +78,8 @@ def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
                         kafka, 20 * n, repeats, values_per_record=1024, backpressure="sample"
                     ),
                 ]
+            if name == "ingest_partitions":
+                return streaming.bench_ingest_partitions(kafka, 30_000 if quick else 300_000)
             return [streaming.bench_scale(kafka, n // 2)]
 
     return run
@@ -95,8 +97,13 @@ class Bench:
 BENCHES: dict[str, Bench] = {
     "ingest": Bench(
         _kafka_bench("ingest"),
-        "records/s one trainer actor learns from a Kafka topic, vs a bare consumer draining "
-        "it (ASCII, packed, and packed with backpressure=sample)",
+        "records/s the learner learns from a Kafka topic through one ingest actor, vs a bare "
+        "consumer draining it (ASCII, packed, and packed with backpressure=sample)",
+    ),
+    "ingest_partitions": Bench(
+        _kafka_bench("ingest_partitions"),
+        "records/s the learner learns through 2 Ray ingest actors from 32 and 128 partitions, "
+        "vs from 2",
     ),
     "produce": Bench(
         _kafka_bench("produce"),
@@ -109,7 +116,8 @@ BENCHES: dict[str, Bench] = {
         "same GAN",
     ),
     "scale": Bench(
-        _kafka_bench("scale"), "records/s of two Ray trainer actors vs one, on 2 partitions"
+        _kafka_bench("scale"),
+        "records/s the learner learns fed by two Ray ingest actors vs one, on 2 partitions",
     ),
     "drift": Bench(
         _drift,
@@ -137,7 +145,8 @@ def describe() -> str:
     for name, bench in BENCHES.items():
         lines.append(textwrap.fill(bench.measures, 78, initial_indent=f"  {name:<{width}}  ",
                                    subsequent_indent=" " * (width + 4)))
-    lines.append(textwrap.fill("ingest, produce and scale start Apache Kafka from the pinned "
+    lines.append(textwrap.fill("ingest, ingest_partitions, produce and scale start Apache "
+                               "Kafka from the pinned "
                                "jars (Java 17 and Maven); docs/performance.md has the figures "
                                "and the commands that made them", 78))
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""One actor ingesting records on a real broker, for a profiler to watch.
+"""One ingest actor and the learner ingesting records on a real broker, in one process for a
+profiler to watch.
 
 ``py-spy record --threads --format raw -o actor.raw -- python -m services.bench.profile_ingest``
 profiles ASCII records (one value each); ``... profile_ingest --packed`` profiles the
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from services.bench.streaming import _steady_rate, _trainer_settings, bench_broker, fill_topic
 from services.common.settings import KafkaSettings
-from services.trainer.actor import TrainerActor
+from services.trainer.local import LocalTrainer
 
 PACKED_VALUES_PER_RECORD = 1024
 PACKED_MAX_BATCH = 16  # records a poll, as bench_ingest polls packed records
@@ -29,8 +30,7 @@ def main(n: int = 600_000, values_per_record: int = 1) -> float:
         fill_topic(kafka, "profile", n, partitions=1, values_per_record=values_per_record)
         settings = _trainer_settings(kafka, "profile", Path(checkpoints), num_actors=1,
                                      **trainer)
-        actor = TrainerActor(settings, 0, 1)
-        actor.start()
+        actor = LocalTrainer(settings, 1).start()
         rate = _steady_rate(lambda: actor.status().samples_seen, n, timeout_s=600)
         actor.stop(final_checkpoint=False)
     print(f"{rate:,.0f} values/s")

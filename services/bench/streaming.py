@@ -197,7 +197,7 @@ def bench_ingest(
 ) -> BenchResult:
     """Values/s of one trainer actor vs a bare consumer draining the same topic."""
     from services.common.kafka import make_consumer, topic_partitions
-    from services.trainer.actor import TrainerActor
+    from services.trainer.local import LocalTrainer
 
     topic = "ingest" if values_per_record == 1 else f"ingest-packed-{backpressure}"
     fill_topic(kafka, topic, n, partitions=1, values_per_record=values_per_record)
@@ -235,8 +235,7 @@ def bench_ingest(
                 max_batch=max_records,
                 backpressure=backpressure,
             )
-            trainer = TrainerActor(settings, 0, 1)
-            trainer.start(background=True)
+            trainer = LocalTrainer(settings, 1).start()
             rate = _steady_rate(lambda: trainer.status().samples_seen, n, timeout_s=600)
             trainer.stop(final_checkpoint=False)
         return rate
@@ -255,7 +254,8 @@ def bench_ingest(
     how = (
         "learning every value"
         if backpressure == "learn_all"
-        else "backpressure=sample (GAN learns 4,096 values a poll, the baseline counts all)"
+        else "backpressure=sample (behind, the GAN learns 8 steps of 256 a round, the "
+        "baseline counts all)"
     )
     return BenchResult(
         f"ingest_packed{'' if backpressure == 'learn_all' else '_sample'}",
@@ -273,28 +273,59 @@ def bench_ingest(
 
 def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int
                      ) -> tuple[float, int]:
-    """Records/s of ``num_actors`` Ray actors learning ``n`` records; how many nodes ran them."""
+    """Records/s of the learner fed by ``num_actors`` Ray ingest actors learning ``n`` records;
+    how many nodes ran the ingest actors."""
     import ray
 
-    from services.trainer.service import remote_actor_class
+    from services.trainer.service import remote_ingest_class, remote_learner_class
 
     with tempfile.TemporaryDirectory() as checkpoints:
         settings = _trainer_settings(
             kafka, topic, Path(checkpoints), num_actors=num_actors, model_id=f"scale{num_actors}"
         )
-        actor_cls = remote_actor_class(settings)
-        actors = [actor_cls.remote(settings, i, num_actors) for i in range(num_actors)]
+        learner = remote_learner_class(settings).remote(settings, autostart=True)
+        ray.get(learner.status.remote())
+        ingest_cls = remote_ingest_class(settings)
+        actors = [ingest_cls.remote(settings, i, num_actors, learner) for i in range(num_actors)]
         ray.get([a.start.remote() for a in actors])
-        rate = _steady_rate(
-            lambda: sum(s.samples_seen for s in ray.get([a.status.remote() for a in actors])),
-            n,
-            timeout_s=600,
-        )
+        rate = _steady_rate(lambda: ray.get(learner.status.remote()).samples_seen, n,
+                            timeout_s=600)
         nodes = len({s.node_id for s in ray.get([a.status.remote() for a in actors])})
-        ray.get([a.stop.remote(final_checkpoint=False) for a in actors])
-        for a in actors:
+        ray.get([a.pause.remote() for a in actors])
+        ray.get(learner.stop.remote(final_checkpoint=False))
+        for a in [*actors, learner]:
             ray.kill(a)
     return rate, nodes
+
+
+def bench_ingest_partitions(kafka: KafkaSettings, n: int,
+                            widths: tuple[int, ...] = (2, 32, 128)) -> list[BenchResult]:
+    """Records/s the learner learns from ``n`` ASCII records fed by 2 Ray ingest actors, on
+    topics of each width: one result per width past the first, against the first."""
+    from services.trainer.service import init_ray
+
+    started = init_ray(None, num_cpus=3)  # the learner and 2 ingest actors
+    try:
+        rates = {}
+        for width in widths:
+            topic = f"partitions-{width}"
+            fill_topic(kafka, topic, n, partitions=width)
+            rates[width], _ = _ray_actors_rate(kafka, topic, n, 2)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    first = widths[0]
+    return [
+        BenchResult(
+            f"ingest_partitions_{width}", rates[width], rates[first], "records/s",
+            "gumbel-stream bench ingest_partitions",
+            f"{n:,} ASCII records learned by the one learner fed by 2 Ray ingest actors: "
+            f"{width} partitions vs {first}",
+        )
+        for width in widths[1:]
+    ]
 
 
 def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
@@ -302,7 +333,7 @@ def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
 
     topic = "scale"
     fill_topic(kafka, topic, n, partitions=2)
-    started = init_ray(None)
+    started = init_ray(None, num_cpus=3)  # the learner and 2 ingest actors
     try:
         one, _ = _ray_actors_rate(kafka, topic, n, 1)
         two, nodes = _ray_actors_rate(kafka, topic, n, 2)
@@ -317,6 +348,6 @@ def bench_scale(kafka: KafkaSettings, n: int) -> BenchResult:
         one,
         "records/s",
         "gumbel-stream bench scale",
-        f"{n:,} records, 2 partitions: 2 Ray actors (on {nodes} Ray node{'s' * (nodes > 1)}) "
-        f"vs 1; RAY_ADDRESS joins a cluster",
+        f"{n:,} records, 2 partitions: the learner fed by 2 Ray ingest actors (on {nodes} Ray "
+        f"node{'s' * (nodes > 1)}) vs by 1; RAY_ADDRESS joins a cluster",
     )

@@ -61,38 +61,44 @@ Seconds = Annotated[float, Field(ge=0)]
 
 
 class ActorMetrics(BaseModel):
-    """How one trainer actor is doing: what an operator needs to see the trainer itself.
+    """How one ingest actor is doing, with the learner it feeds: what an operator needs to see
+    the trainer itself.
 
-    Rates and times are the actor's recent averages (its last few seconds); counts are the
-    actor's own. ``checkpoint_failures`` counts since the actor's process started and
-    ``restarts`` since the trainer's driver started: both go back to 0 with their process.
+    Rates and times are recent averages (the last few seconds); counts are the actor's own,
+    the step and checkpoint figures the model's learner's. ``checkpoint_failures`` counts
+    since the learner's process started and ``restarts`` since the trainer's driver started:
+    both go back to 0 with their process.
     Every field but ``index`` has a default, so a sender may grow new ones.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     index: int = Field(ge=0, lt=MAX_ACTORS, description="the actor's index, 0..actors-1")
-    records_per_s: float = Field(0.0, ge=0, description="values learned per second, recent")
-    step_seconds: Seconds = Field(0.0, description="mean seconds per learned batch, recent")
+    records_per_s: float = Field(0.0, ge=0, description="records the actor read per second, "
+                                 "recent")
+    step_seconds: Seconds = Field(0.0, description="the learner's mean seconds per GAN step, "
+                                  "recent")
     poll_to_learn_seconds: Seconds = Field(
-        0.0, description="mean delay from a batch's poll to its values being learned, recent"
+        0.0, description="age of the newest record the learner stepped on, at that step"
     )
-    queue_depth: Count = Field(0, description="polled batches waiting for the learning thread")
+    queue_depth: Count = Field(0, description="blocks the actor holds because the learner had "
+                               "no room yet (those partitions are not read meanwhile)")
     lag: Count = Field(0, description="records on the actor's partitions not learned yet")
     lag_by_partition: dict[Partition, Count] = Field(
         default_factory=dict, max_length=MAX_PARTITIONS,
         description='{"<partition>": records not learned yet}',
     )
     checkpoint_time: float | None = Field(
-        None, ge=0, description="unix s of the actor's last checkpoint; None: none written yet "
+        None, ge=0, description="unix s of the learner's last checkpoint; None: none written yet "
         "by this process",
     )
     checkpoint_seconds: Seconds = Field(0.0, description="duration of the last checkpoint")
     checkpoint_failures: Count = Field(0, description="checkpoints that failed")
     restarts: Count = Field(0, description="times Ray restarted the actor (a new process)")
-    dead_letters: Count = Field(0, description="malformed records of the actor's partitions")
+    dead_letters: Count = Field(0, description="malformed records the actor sent to the "
+                                "dead-letter topic")
     learned_fraction: float = Field(
-        1.0, ge=0, le=1, description="of the values the actor counted, the share the GAN learned"
+        1.0, ge=0, le=1, description="of the values counted, the share the GAN learned"
     )
 
 
@@ -151,7 +157,7 @@ class Estimate(BaseModel):
         "the yardstick of a learner that follows drift (None: the trainer keeps none)",
     )
     window_records: Count = Field(0, description="the memory of that counter, in records")
-    drift_detections: Count = Field(0, description="drifts the replicas detected, summed")
+    drift_detections: Count = Field(0, description="drifts the model's learner detected")
     # Added in the Ray cluster work (issue 13); the default keeps earlier messages valid.
     nodes: Count = Field(0, description="Ray nodes the actors ran on (0: not known)")
     # Added in the trainer metrics work (issue 12 §3); the default keeps earlier messages valid.

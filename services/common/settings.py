@@ -369,9 +369,13 @@ class ProducerSettings(BaseModel):
 class TrainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_actors: int = Field(2, ge=1, description="Ray trainer actors (one Kafka consumer each)")
+    num_actors: int = Field(
+        2, ge=1, description="ingest actors: Kafka consumers that read the partitions (p mod N) "
+        "and feed the model's one learner; CPUs only",
+    )
     gpus_per_actor: float = Field(
-        0.0, ge=0, description="GPUs per actor (fractions allowed; 0 = CPU)"
+        0.0, ge=0, description="GPUs of the model's learner actor (fractions allowed; 0 = CPU); "
+        "ingest actors never take one",
     )
     estimator: Literal["soft", "st", "reinmax", "rao", "gst"] = Field(
         "st", description="`soft`, `st`, `reinmax`, `rao` or `gst`"
@@ -393,16 +397,21 @@ class TrainerSettings(BaseModel):
         "the published estimate is compared with (gumbel_window_baseline_probability, "
         "gumbel_total_variation): a learner that follows a drift agrees with it again",
     )
-    queue_batches: int = Field(
-        4, ge=1, le=1024,
-        description="polled batches that may wait for the learning thread (each actor polls "
-        "and decodes on one thread, learns on another); a full queue pauses polling",
+    waiting_blocks: int = Field(
+        16, ge=1, le=1024,
+        description="blocks (a poll's records of one partition) that may wait in the learner "
+        "per partition; a partition at the cap is paused by its ingest actor until there is "
+        "room (a partition far ahead in event time waits without memory growing)",
+    )
+    idle_s: float = Field(
+        2.0, gt=0, le=3600,
+        description="a partition silent this long no longer holds the others back in the "
+        "learner's event-time merge (one at its log's end never does)",
     )
     step_size: int = Field(
         256, ge=1,
-        description="records per GAN step across the trainer, the quality table's batch: the "
-        "learner of each of P partitions steps every `step_size / P` of its records, so each "
-        "takes as many steps as one learner on the whole stream",
+        description="records per GAN step while the learner keeps up (the quality table's "
+        "batch); behind, each step takes all that waits instead, so every record is learned",
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait of one Kafka poll")
     partition_refresh_s: float = Field(
@@ -412,12 +421,9 @@ class TrainerSettings(BaseModel):
     )
     backpressure: Literal["learn_all", "sample"] = Field(
         "learn_all",
-        description="when the stream outruns the GAN: `learn_all` learns every record (the lag "
-        "grows; `gumbel_consumer_lag_records`), `sample` learns a uniform sample and counts "
-        "every record in the baseline (`gumbel_learned_fraction`)",
-    )
-    sample_per_poll: int = Field(
-        4096, ge=1, description="with backpressure=sample: most values the GAN learns per poll"
+        description="when the stream outruns the GAN: `learn_all` learns every record in "
+        "fewer, larger steps; `sample` keeps steps of `step_size`, learns as many as keep up "
+        "and only counts the rest in the baseline (`gumbel_learned_fraction`)",
     )
     publish_interval_s: float = Field(
         2.0, gt=0, description="seconds between published estimates"

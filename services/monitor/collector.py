@@ -43,28 +43,28 @@ def _version() -> str:
         return "unknown"
 
 
-# Per actor, read from the estimate's ActorMetrics.
+# Per ingest actor (and the learner it feeds), read from the estimate's ActorMetrics.
 _ACTOR_GAUGES: tuple[tuple[str, str, Callable[[ActorMetrics], float]], ...] = (
-    ("gumbel_actor_records_per_second", "Values the actor learned per second, over its last "
-     "seconds.", lambda m: m.records_per_s),
-    ("gumbel_actor_step_seconds", "Mean duration of the actor's learning step (one batch), "
+    ("gumbel_actor_records_per_second", "Records the ingest actor read per second, over its "
+     "last seconds.", lambda m: m.records_per_s),
+    ("gumbel_actor_step_seconds", "Mean duration of one GAN step of the model's learner, "
      "recent.", lambda m: m.step_seconds),
-    ("gumbel_actor_poll_to_learn_seconds", "Mean delay from a batch's poll to its values "
-     "being learned, recent.", lambda m: m.poll_to_learn_seconds),
-    ("gumbel_actor_queued_batches", "Polled batches waiting for the actor's learning thread.",
-     lambda m: m.queue_depth),
-    ("gumbel_actor_lag_records", "Records on the actor's partitions it has not learned yet.",
-     lambda m: m.lag),
-    ("gumbel_actor_learned_fraction", "Share of the values the actor counted that its GAN "
-     "learned from (below 1 only with backpressure=sample).", lambda m: m.learned_fraction),
+    ("gumbel_actor_poll_to_learn_seconds", "Age of the newest record the learner stepped on, "
+     "at that step.", lambda m: m.poll_to_learn_seconds),
+    ("gumbel_actor_queued_batches", "Blocks the ingest actor holds because the learner had no "
+     "room yet (their partitions are not read meanwhile).", lambda m: m.queue_depth),
+    ("gumbel_actor_lag_records", "Records on the actor's partitions the model has not learned "
+     "yet.", lambda m: m.lag),
+    ("gumbel_actor_learned_fraction", "Share of the values counted that the GAN learned from "
+     "(below 1 only with backpressure=sample).", lambda m: m.learned_fraction),
 )
 # Per actor, read from the monitor's never-falling ActorCounters.
 _ACTOR_COUNTERS: tuple[tuple[str, str, Callable[[ActorCounters], int]], ...] = (
-    ("gumbel_actor_checkpoint_failures", "Checkpoints of the actor that failed.",
+    ("gumbel_actor_checkpoint_failures", "Checkpoints of the model's learner that failed.",
      lambda c: c.checkpoint_failures),
     ("gumbel_actor_restarts", "Times the actor was restarted (a new process).",
      lambda c: c.restarts),
-    ("gumbel_actor_dead_letters", "Malformed records of the actor's partitions sent to the "
+    ("gumbel_actor_dead_letters", "Malformed records the ingest actor sent to the "
      "dead-letter topic.", lambda c: c.dead_letters),
 )
 

@@ -1,13 +1,21 @@
-"""Atomic, checksummed checkpoints of one trainer actor: model state and Kafka offsets together.
+"""The model's checkpoints: where they live, what they hold, and the files themselves.
 
-A checkpoint is one file ``ckpt-<seq>.pt``: a magic line, the SHA-256 of the payload, then the
-payload (``torch.save`` of a dict). It is written to a temporary file, fsynced, renamed into
-place and the directory fsynced, so a crash leaves either the old or the new file, never a mix.
-A torn or corrupt file fails its checksum and is skipped in favour of the previous one; when
-every kept file is corrupt, ``load_latest`` raises ``NoValidCheckpoint`` (never "no checkpoint":
-a first start and a lost history must not look alike).
-Which instance of an actor may write here is decided by its epoch fence (``fence.py``), which
-holds across machines; this module only reads and writes the files.
+Layout: ``<checkpoint_dir>/<model_id>/learner/ckpt-<seq>.pt`` (and the learner's epoch files,
+``fence.py``), written by the model's one learner actor only. A checkpoint holds
+``CHECKPOINT_FORMAT``, the model id and topic, the ``OnlineGAN``'s ``state_dict`` (model,
+optimizers, schedule, RNG, counting baseline), the next offset of every partition it has
+learned up to, the values learned from each, and the exact counts of dead letters and skipped
+records: the model and the
+offsets together, so a restart resumes after the last record learned and nothing is learned
+twice. The layout before it (``actor-<i>/`` directories of per-partition learners) is refused
+at start (``old_layout``), never mixed in.
+
+A file is a magic line, the SHA-256 of the payload, then the payload (``torch.save`` of a
+dict, read back with ``weights_only=True``). It is written to a temporary file, fsynced,
+renamed into place and the directory fsynced, so a crash leaves either the old or the new
+file, never a mix. A torn or corrupt file fails its checksum and is skipped in favour of the
+previous one; when every kept file is corrupt, ``load_latest`` raises ``NoValidCheckpoint``
+(never "no checkpoint": a first start and a lost history must not look alike).
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from typing import Any
 import torch
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "learner_dir",
+    "old_layout",
     "MAGIC",
     "CheckpointError",
     "NoValidCheckpoint",
@@ -37,7 +48,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAGIC = b"GUMBELCKPT1\n"
+# 3: one learner per model in learner/; 1 and 2 (actor-<i>/, refused): learners per actor
+CHECKPOINT_FORMAT = 3
 _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
+
+
+def learner_dir(checkpoint_dir: Path, model_id: str) -> Path:
+    """Where the learner of ``model_id`` keeps its checkpoints and epoch files."""
+    return Path(checkpoint_dir) / model_id / "learner"
+
+
+def old_layout(checkpoint_dir: Path, model_id: str) -> list[Path]:
+    """The model's checkpoint files of the layout before one learner per model (per-actor
+    directories of per-partition learners); empty when there are none."""
+    model_dir = Path(checkpoint_dir) / model_id
+    if not model_dir.is_dir():
+        return []
+    return sorted(path for d in model_dir.iterdir() if d.is_dir() and d.name.startswith("actor-")
+                  for path in d.glob("ckpt-*.pt"))
 
 
 class CheckpointError(ValueError):
@@ -89,7 +117,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 class CheckpointStore:
-    """The checkpoints of one actor in ``directory``: the newest ``keep`` are kept."""
+    """The checkpoints in ``directory``: the newest ``keep`` are kept."""
 
     def __init__(self, directory: Path, keep: int = 2) -> None:
         if keep < 1:

@@ -1,14 +1,18 @@
-"""An epoch fence for one actor's checkpoint directory, that holds across machines.
+"""An epoch fence for the learner's checkpoint directory, that holds across machines.
 
-Each actor instance claims the next epoch when it starts: it creates ``epoch-<n>`` with
+Each learner instance claims the next epoch when it starts: it creates ``epoch-<n>`` with
 ``O_CREAT | O_EXCL`` (atomic on a local disk and on NFS v3+; no lock is held by a process).
-Before every checkpoint write and every offset commit the instance checks that no newer epoch
-exists. A paused instance (a zombie: its node stalled, Ray restarted the actor elsewhere, then
-the node woke up) finds its successor's epoch and stops instead of writing over it.
+Just before a checkpoint file appears (the rename) the instance checks that no newer epoch
+exists. A paused instance (a zombie: its node stalled, Ray restarted the learner elsewhere,
+then the node woke up) finds its successor's epoch and stops instead of writing over it.
+Ingest actors need no fence: the learner refuses any block that does not begin at its
+partition's next offset, so a zombie reader's blocks are refused, and the offsets they commit
+to the group only show the lag (the checkpoint is the truth).
 
-The check and the write are two steps, so a zombie that wakes exactly between them could still
-write once; every checkpoint is a whole, self-consistent snapshot (model and offsets together),
-so even then no record is counted twice, and the successor's next checkpoint supersedes it.
+The check and the rename are two steps, so a zombie that wakes exactly between them could
+still write once; every checkpoint is a whole, self-consistent snapshot (model and offsets
+together), so even then no record is counted twice, and the successor's next checkpoint
+supersedes it.
 """
 
 from __future__ import annotations

@@ -1,39 +1,460 @@
-"""The trainer's one adapter to ``gumbel_core``: build a learner, and read its counts and its
-temperature schedule through the ``Learner`` protocol (``ports.py``)."""
+"""The model's one learner actor: one ``OnlineGAN`` trained on every partition's blocks.
+
+Ingest actors ``claim`` partitions (where does each begin?) and ``offer`` blocks. A block is
+accepted only if it begins at its partition's next offset: a duplicate, a replay or a zombie's
+late block begins elsewhere and is refused with the offset it should have had, so nothing is
+learned twice and no lock or fence is needed between ingest actors. Accepted blocks wait in
+the event-time merge (``merge.py``) and are learned in the stream's order: one GAN step per
+``step_size`` values while the learner keeps up; when it falls behind, each round takes all
+that waits in at most ``ROUND_STEPS`` larger steps, so every value is learned at any rate (or,
+with ``backpressure=sample``, only ``ROUND_STEPS`` steps of ``step_size`` are learned and the
+rest counted).
+
+The learner is the only writer of the model's checkpoint (``checkpoint.py``): the GAN and the
+next offset of every partition up to which it has learned, so a restart resumes exactly there.
+Its epoch fence (``fence.py``) stops a paused instance whose successor runs from writing. A
+plain class: ``service.py`` makes it a Ray actor (the one that takes the GPU).
+"""
 
 from __future__ import annotations
 
-from services.trainer.ports import Learner
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["build_learner", "baseline_counts", "schedule_steps"]
+import torch
+
+from gumbel_core import CountingEstimator
+from services.common.settings import TrainerServiceSettings
+from services.trainer.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    CheckpointStore,
+    NoValidCheckpoint,
+    encode,
+    learner_dir,
+    old_layout,
+)
+from services.trainer.fence import EpochFence, Fenced
+from services.trainer.merge import EventTimeMerge, Pieces
+from services.trainer.source import Block
+from services.trainer.status import LearnerStatus
+
+__all__ = ["LearnerActor", "OfferReply", "ROUND_STEPS", "build_learner"]
+
+log = logging.getLogger(__name__)
+
+# Most GAN steps one learning round takes.
+ROUND_STEPS = 8
+# Behind: the oldest waiting piece has waited this long. Then a round takes all that waits in
+# ROUND_STEPS larger steps (or, with backpressure=sample, counts what its steps cannot take).
+# A backlog the learner clears within this keeps one step per step_size values.
+BEHIND_S = 1.0
+# A piece smaller than a step waits this long for more values before it is stepped alone.
+PARTIAL_STEP_WAIT_S = 1.0
 
 
-def build_learner(
-    num_categories: int, estimator: str, seed: int, device: str, samples_per_step: int = 256
-) -> Learner:
-    import torch
-
+def build_learner(settings: TrainerServiceSettings, device: str) -> Any:
+    """The model's ``OnlineGAN`` on ``device``."""
     from gumbel_core import OnlineGAN  # imported late: the services start without it
 
+    cfg = settings.trainer
     # The learner's tensors are tiny ((B, K) with small K): intra-op threads only add
     # synchronisation, and on a busy machine they make a step 10-30x slower (measured:
-    # 60 ms vs 2.2 ms per step at batch 1,024 on 2 loaded cores). One thread per actor;
-    # more actors, not more threads, use more cores.
+    # 60 ms vs 2.2 ms per step at batch 1,024 on 2 loaded cores).
     if device == "cpu":
         torch.set_num_threads(1)
-    # samples_per_step: a backlog polled 4,096 at a time still takes one GAN step per
-    # samples_per_step records, as the quality table does: the GAN converges by steps.
-    return OnlineGAN(
-        num_categories=num_categories, estimator=estimator, seed=seed, device=device,
-        samples_per_step=samples_per_step,
-    )
+    return OnlineGAN(num_categories=cfg.num_categories, estimator=cfg.estimator,
+                     seed=cfg.seed, device=device)
 
 
-def baseline_counts(learner: Learner) -> list[int]:
-    """Exact per-category counts of the records this learner counted."""
-    return [int(round(float(c))) for c in learner.baseline.counts.tolist()]
+@dataclass(frozen=True)
+class OfferReply:
+    """What became of an offer's blocks, by partition, and what may be committed."""
+
+    accepted: list[int] = field(default_factory=list)
+    refused: dict[int, int] = field(default_factory=dict)  # -> the next offset it expects
+    full: list[int] = field(default_factory=list)  # no room yet: offer again later
+    unknown: list[int] = field(default_factory=list)  # not claimed (the learner restarted)
+    committed: dict[int, int] = field(default_factory=dict)  # the last checkpoint's offsets
+    checkpoint_seq: int = 0
 
 
-def schedule_steps(learner: Learner) -> int:
-    """Steps of the learner's temperature schedule since its start or last re-heat."""
-    return int(learner.schedule.steps)
+class LearnerActor:
+    """The learner of ``settings.trainer.model_id``; ``start()`` restores and begins learning."""
+
+    def __init__(self, settings: TrainerServiceSettings, *, device: str | None = None,
+                 autostart: bool = False, exit_on_error: bool = False) -> None:
+        self.settings = settings
+        cfg = settings.trainer
+        self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
+        self._exit_on_error = exit_on_error
+        self._lock = threading.RLock()  # the model, the offsets and the merge change together
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._merge = EventTimeMerge(cfg.num_categories, idle_s=cfg.idle_s,
+                                     max_blocks=cfg.waiting_blocks)
+        self._rows = Pieces.empty(cfg.num_categories)  # released by the merge, not stepped yet
+        self.gan: Any = None
+        self.accepted: dict[int, int] = {}  # partition -> offset the next block must begin at
+        self.learned: dict[int, int] = {}  # partition -> offset after the last value learned
+        self.dead_letters_by_reason: dict[str, int] = {}
+        # partition -> values learned from it: with the offsets, every offset's account
+        self.values_by_partition: dict[int, int] = {}
+        self.records_skipped = 0
+        self.gan_learned = 0
+        self.losses = (math.nan, math.nan)
+        self.window = CountingEstimator(cfg.num_categories, memory=float(cfg.window_records))
+        self._history_lost: str | None = None  # the policy, when the history could not be read
+        self._has_history = False
+        directory = None if cfg.checkpoint_dir is None else learner_dir(cfg.checkpoint_dir,
+                                                                         cfg.model_id)
+        self._store = None if directory is None else CheckpointStore(directory)
+        self._fence = None if directory is None else EpochFence(directory)
+        self._seq = 0
+        self._restored_seq: int | None = None
+        self._committed: dict[int, int] = {}
+        self._committed_seq = 0
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_seconds = 0.0
+        self._checkpoint_time = 0.0
+        self._checkpoint_failures = 0
+        # (when, values, steps, seconds) of each learning call, for the recent rates
+        self._recent: deque[tuple[float, int, int, float]] = deque(maxlen=512)
+        self._record_to_step = 0.0  # age of the newest record learned, at its step
+        self._newest_learned = 0.0
+        self.error: str | None = None
+        self._stopping = False
+        if autostart:
+            self.start()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, background: bool = True) -> None:
+        """Restore the newest checkpoint (or start fresh), then learn on a thread of its own."""
+        if self.gan is not None:
+            return
+        self.gan = build_learner(self.settings, self.device)
+        if self._fence is not None:
+            epoch = self._fence.claim()
+            log.info("learner claimed epoch %d of %s", epoch, self._fence.directory)
+        self._restore()
+        self._last_checkpoint = time.monotonic()
+        if background:
+            self._thread = threading.Thread(target=self._guarded, daemon=True,
+                                            name=f"learner-{self.settings.trainer.model_id}")
+            self._thread.start()
+
+    def _restore(self) -> None:
+        cfg = self.settings.trainer
+        policy = cfg.on_corrupt_checkpoint
+        if self._store is None:
+            return
+        old = old_layout(cfg.checkpoint_dir, cfg.model_id) if cfg.checkpoint_dir else []
+        try:
+            restored = self._store.load_latest()
+        except NoValidCheckpoint as exc:
+            if policy == "fail":
+                raise CheckpointError(
+                    f"{exc}. Set on_corrupt_checkpoint to relearn or accept_loss "
+                    "(GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT)") from exc
+            log.error("%s; on_corrupt_checkpoint=%s", exc, policy)
+            self._history_lost = policy
+            return
+        if restored is None:
+            if old:
+                if policy == "fail":
+                    raise CheckpointError(old_layout_message(cfg.model_id, old))
+                log.error("%d checkpoints of the per-partition layout left alone in %s; "
+                          "on_corrupt_checkpoint=%s: a new learner starts", len(old),
+                          old[0].parent.parent, policy)
+                self._history_lost = policy
+            return
+        state = restored.state
+        self.gan.load_state_dict(state["learner"])
+        self.learned = {int(p): int(o) for p, o in state["offsets"].items()}
+        self.accepted = dict(self.learned)
+        self.dead_letters_by_reason = {str(k): int(v) for k, v in state["dead_letters"].items()}
+        self.values_by_partition = {int(p): int(n)
+                                    for p, n in state["values_by_partition"].items()}
+        self.records_skipped = int(state["records_skipped"])
+        self.gan_learned = int(state["gan_learned"])
+        self.window.load_state_dict(state["window"])
+        self._seq = self._restored_seq = restored.seq
+        self._seq = max([restored.seq, *self._store.sequence_numbers()])
+        self._committed, self._committed_seq = dict(self.learned), restored.seq
+        self._checkpoint_time = float(state.get("time", 0.0))
+        self._has_history = True
+        log.info("learner restored %s (%d values, offsets %s)", restored.path,
+                 self.gan.samples_seen, self.learned)
+
+    def _guarded(self) -> None:
+        try:
+            self._learn_loop()
+        except Fenced as exc:  # a newer instance runs: stop writing, and never restart over it
+            self.error = f"fenced: {exc}"
+            log.error("learner: %s", exc)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("learner failed")
+            if self._exit_on_error:
+                os._exit(1)  # Ray restarts the learner from its last checkpoint
+
+    def stop(self, final_checkpoint: bool = True) -> LearnerStatus:
+        """Learn everything accepted (the merge releases it all), write a final checkpoint;
+        the status. Offers after this are answered ``full``."""
+        with self._lock:
+            self._stopping = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        if self.gan is not None and self.error is None:
+            while self.learn_round(flush=True):
+                pass
+            if final_checkpoint:
+                self.checkpoint()
+        return self.status()
+
+    # -- what ingest actors call ----------------------------------------------------------------
+
+    def claim(self, partitions: Mapping[int, tuple[int, int | None]]) -> dict[int, int]:
+        """Partitions an ingest actor reads from now on, each with (the log's first offset,
+        the group's committed offset or None); where each one's next block must begin."""
+        with self._lock:
+            for p, (beginning, committed) in partitions.items():
+                p = int(p)
+                if p not in self.accepted:
+                    self.accepted[p] = self._first_offset(p, int(beginning), committed)
+                    self.learned.setdefault(p, self.accepted[p])
+                self._merge.watch(p)
+            return {int(p): self.accepted[int(p)] for p in partitions}
+
+    def _first_offset(self, partition: int, beginning: int, committed: int | None) -> int:
+        """Where a partition the model has never learned begins: its first offset; after a lost
+        history, or when the group committed past the start with no checkpoint to say why,
+        ``on_corrupt_checkpoint`` decides, and what is skipped is counted."""
+        policy = self._history_lost
+        if self._store is None:  # no checkpoints at all: the group's offsets are the history
+            return max(beginning, committed) if committed is not None else beginning
+        if policy is None and committed is not None and committed > beginning \
+                and not self._has_history:
+            policy = self.settings.trainer.on_corrupt_checkpoint
+            if policy == "fail":
+                raise CheckpointError(
+                    f"no checkpoint holds partition {partition}, but the group "
+                    f"{self.settings.trainer.group_id!r} committed offset {committed} for it: "
+                    "the records before it would never reach the model. Set "
+                    "on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn "
+                    "(from the earliest offsets) or accept_loss (from the committed ones)")
+        if policy is None:
+            return beginning
+        start = max(beginning, committed) if policy == "accept_loss" and committed is not None \
+            else beginning
+        self.records_skipped += start
+        log.error("partition %d: %s; %d records will never reach the model (records_skipped)",
+                  partition, "relearning from the earliest offset the topic holds"
+                  if policy == "relearn" else "accepting the loss, resuming at the group's "
+                  "committed offset", start)
+        return start
+
+    def offer(self, blocks: Iterable[Block], caught_up: Iterable[int] = ()) -> OfferReply:
+        """Accept each block that begins at its partition's next offset (and has room);
+        ``caught_up``: partitions whose reader is at the log's end."""
+        reply = OfferReply(committed=dict(self._committed), checkpoint_seq=self._committed_seq)
+        with self._lock:
+            for block in blocks:
+                p = block.partition
+                if self._stopping or self._merge.full(p):
+                    reply.full.append(p)
+                elif p not in self.accepted:
+                    reply.unknown.append(p)
+                elif block.start != self.accepted[p]:
+                    reply.refused[p] = self.accepted[p]
+                else:
+                    self.accepted[p] = block.end
+                    self._merge.add(block)
+                    reply.accepted.append(p)
+            self._merge.caught_up(caught_up)
+        if reply.accepted:
+            self._wake.set()
+        return reply
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def _learn_loop(self) -> None:
+        interval = self.settings.trainer.checkpoint_interval_s
+        while not self._stop.is_set():
+            if time.monotonic() - self._last_checkpoint >= interval:
+                self.checkpoint()
+            if not self.learn_round():
+                self._wake.wait(0.05)
+                self._wake.clear()
+
+    def learn_round(self, flush: bool = False) -> int:
+        """Release what the merge lets go, take up to ``ROUND_STEPS`` steps; the rows taken
+        (0: nothing to do). ``flush``: release everything, step what waits however small."""
+        cfg = self.settings.trainer
+        with self._lock:
+            self._rows.extend(self._merge.release(everything=flush))
+            if not len(self._rows):
+                return 0
+            waited = time.monotonic() - float(self._rows.released_at[0])
+            steps, learned_rows, counted_rows = _plan(
+                self._rows.counts.sum(1), cfg.step_size, ROUND_STEPS,
+                behind=waited >= BEHIND_S, sample=cfg.backpressure == "sample",
+                flush=flush or waited >= PARTIAL_STEP_WAIT_S)
+            taken = self._rows.take(learned_rows + counted_rows)
+            if learned_rows:
+                self._learn(taken.counts[:learned_rows], steps)
+            if counted_rows:
+                self.gan.count_counts(taken.counts[learned_rows:])
+            self.window.learn_counts(taken.counts.sum(0))
+            for _, partition, end, dead, values in taken.ends:
+                self.learned[partition] = end
+                self.values_by_partition[partition] = (
+                    self.values_by_partition.get(partition, 0) + values)
+                for reason, n in dead.items():
+                    self.dead_letters_by_reason[reason] = (
+                        self.dead_letters_by_reason.get(reason, 0) + int(n))
+            if len(taken):
+                newest = float(taken.times.max())
+                self._newest_learned = max(self._newest_learned, newest)
+                self._record_to_step = max(0.0, time.time() - newest) if newest > 0 else 0.0
+            return len(taken)
+
+    def _learn(self, rows: torch.Tensor, segments: torch.Tensor) -> None:
+        """One GAN step per segment of ``rows`` (m, K); ``segments`` (m,) says which."""
+        n = int(segments[-1]) + 1
+        counts = torch.zeros(n, rows.shape[1], dtype=torch.float64).index_add_(0, segments, rows)
+        counts = counts[counts.sum(1) > 0]  # (steps, K)
+        if not counts.shape[0]:
+            return
+        started = time.monotonic()
+        stats = self.gan.learn_counts(counts)
+        self.losses = (stats.generator_loss, stats.discriminator_loss)
+        self.gan_learned += int(counts.sum())
+        self._recent.append((time.monotonic(), int(counts.sum()), int(counts.shape[0]),
+                             time.monotonic() - started))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def checkpoint(self) -> int | None:
+        """Write the model and the learned offsets atomically; the checkpoint's number (None
+        without a checkpoint_dir). Its offsets are what ingest actors commit afterwards."""
+        self._last_checkpoint = started = time.monotonic()
+        cfg = self.settings.trainer
+        with self._lock:
+            offsets = dict(self.learned)
+            state = {
+                "format": CHECKPOINT_FORMAT, "model_id": cfg.model_id,
+                "topic": self.settings.kafka.numbers_topic, "learner": self.gan.state_dict(),
+                "offsets": offsets, "dead_letters": dict(self.dead_letters_by_reason),
+                "values_by_partition": dict(self.values_by_partition),
+                "records_skipped": self.records_skipped, "gan_learned": self.gan_learned,
+                "window": self.window.state_dict(), "time": time.time(),
+                "epoch": self._fence.epoch if self._fence is not None else 0,
+            }
+            data = encode(state)  # serialized under the lock: a consistent snapshot
+            self._seq += 1
+            seq = self._seq
+        if self._store is not None:
+            try:
+                check = self._fence.check if self._fence is not None else None
+                self._store.save_bytes(data, state, seq, before_rename=check)
+            except Exception:
+                self._checkpoint_failures += 1
+                raise
+        self._committed, self._committed_seq = offsets, seq
+        self._checkpoint_seconds, self._checkpoint_time = time.monotonic() - started, time.time()
+        return seq if self._store is not None else None
+
+    # -- what the driver reads ----------------------------------------------------------------
+
+    def status(self) -> LearnerStatus:
+        now = time.monotonic()
+        recent = [r for r in list(self._recent) if now - r[0] <= 10.0]
+        span = recent[-1][0] - recent[0][0] if len(recent) > 1 else 0.0
+        steps = sum(r[2] for r in recent)
+        with self._lock:
+            gan = self.gan
+            waiting = self._merge.waiting()
+            idle = not waiting and not len(self._rows)
+            k = self.settings.trainer.num_categories
+            return LearnerStatus(
+                pid=os.getpid(), host=socket.gethostname(),
+                node_id=getattr(self, "node_id", ""), device=self.device,
+                offsets={str(p): o for p, o in sorted(self.learned.items())},
+                values_by_partition={str(p): n for p, n in sorted(
+                    self.values_by_partition.items())},
+                samples_seen=int(gan.samples_seen) if gan is not None else 0,
+                gan_learned=self.gan_learned,
+                baseline_counts=tuple(int(round(float(c))) for c in gan.baseline.counts.tolist())
+                if gan is not None else (0,) * k,
+                window_counts=tuple(float(c) for c in self.window.counts.tolist()),
+                estimate=tuple(float(p) for p in gan.estimate().tolist())
+                if gan is not None else (),
+                temperature=float(gan.temperature) if gan is not None else math.nan,
+                generator_loss=self.losses[0], discriminator_loss=self.losses[1],
+                steps=int(gan.step) if gan is not None else 0,
+                drift_detections=int(gan.drift_detections) if gan is not None else 0,
+                dead_letters=sum(self.dead_letters_by_reason.values()),
+                dead_letters_by_reason=dict(sorted(self.dead_letters_by_reason.items())),
+                records_skipped=self.records_skipped,
+                waiting_blocks=waiting,
+                values_per_s=sum(r[1] for r in recent[1:]) / span if span > 0 else 0.0,
+                steps_per_s=sum(r[2] for r in recent[1:]) / span if span > 0 else 0.0,
+                step_seconds=sum(r[3] for r in recent) / steps if steps else 0.0,
+                record_to_step_seconds=self._record_to_step,
+                checkpoint_seq=self._seq, restored_seq=self._restored_seq,
+                checkpoint_seconds=self._checkpoint_seconds,
+                checkpoint_time=self._checkpoint_time,
+                checkpoint_failures=self._checkpoint_failures,
+                running=self._thread is not None and self._thread.is_alive(),
+                error=self.error,
+                data_time=time.time() if idle and self._merge.all_caught_up()
+                else min(time.time(), self._newest_learned),
+                status_time=time.time(),
+            )
+
+
+def old_layout_message(model_id: str, files: list[Any]) -> str:
+    return (f"model {model_id!r} has {len(files)} checkpoints of the per-partition layout "
+            f"(in {files[0].parent.parent}/actor-<i>/), which one learner per model cannot "
+            "continue: set trainer.on_corrupt_checkpoint ("
+            "GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn (from the earliest offsets) or "
+            "accept_loss (from the group's committed ones); the old files are left alone")
+
+
+def _plan(sizes: torch.Tensor, step_size: int, round_steps: int, *, behind: bool,
+          sample: bool, flush: bool) -> tuple[torch.Tensor, int, int]:
+    """This round's steps over rows of ``sizes`` (m,) values: (the step of each row learned,
+    rows learned, rows after them only counted). Rows are taken in order and never split.
+
+    A step closes once it holds ``step_size`` values; at most ``round_steps`` steps. ``behind``:
+    each step grows to take all that waits in ``round_steps`` steps, or, with ``sample``, the
+    rows after ``round_steps`` steps are only counted. A last step smaller than ``step_size``
+    waits for more values unless ``flush``."""
+    total = float(sizes.sum())
+    target = max(step_size, math.ceil(total / round_steps)) if behind and not sample \
+        else step_size
+    before = torch.cumsum(sizes, 0) - sizes  # (m,) values before each row
+    segments = (before // target).to(torch.int64)  # (m,) the step each row falls in
+    full_steps = int(total // target)
+    steps = min(full_steps, round_steps)
+    if flush and steps < round_steps and total > steps * target:
+        steps += 1  # the small last step too
+    learned = int((segments < steps).sum()) if steps else 0
+    counted = len(sizes) - learned if sample and behind and steps >= round_steps else 0
+    if flush and not steps:  # rows of no values (blocks of only dead letters)
+        counted = len(sizes)
+    return segments[:learned], learned, counted

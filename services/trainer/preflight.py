@@ -15,7 +15,8 @@ from typing import Any
 
 from services.common.errors import StartupError
 from services.common.settings import TrainerSettings
-from services.trainer.checkpoint import CheckpointError, CheckpointStore
+from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir, old_layout
+from services.trainer.learner import old_layout_message
 
 __all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_cpus", "check_gpus"]
 
@@ -41,31 +42,31 @@ def check_checkpoint_dir(cfg: TrainerSettings) -> None:
 
 
 def check_checkpoints_match(cfg: TrainerSettings) -> None:
-    """Existing checkpoints of this model have the same K and estimator, and can be read.
+    """The model's checkpoint has the same K and estimator and can be read, and no checkpoint
+    of the per-partition layout is waiting to be silently mixed in.
 
-    Unreadable ones stop the start only under ``on_corrupt_checkpoint=fail``: the other
-    policies are handled by each actor, which logs and counts what is lost.
+    Unreadable or old-layout ones stop the start only under ``on_corrupt_checkpoint=fail``:
+    with the other policies the learner logs and counts what is lost.
     """
     if cfg.checkpoint_dir is None:
         return
-    model_dir = Path(cfg.checkpoint_dir) / cfg.model_id
-    if not model_dir.is_dir():
+    store = CheckpointStore(learner_dir(cfg.checkpoint_dir, cfg.model_id))
+    try:
+        latest = store.load_latest()
+    except CheckpointError as exc:
+        if cfg.on_corrupt_checkpoint != "fail":
+            return
+        raise StartupError(
+            f"{exc}: the records they hold would be lost. Move them away to investigate, "
+            "or set trainer.on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) "
+            "to relearn or accept_loss"
+        ) from None
+    if latest is not None:
+        _compare(cfg, latest.state.get("learner", {}).get("config", {}), latest.path)
         return
-    for actor_dir in sorted(p for p in model_dir.iterdir() if p.name.startswith("actor-")):
-        try:
-            latest = CheckpointStore(actor_dir).load_latest()
-        except CheckpointError as exc:
-            if cfg.on_corrupt_checkpoint != "fail":
-                continue
-            raise StartupError(
-                f"{exc}: the records they hold would be lost. Move them away to investigate, "
-                "or set trainer.on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) "
-                "to relearn or accept_loss"
-            ) from None
-        if latest is not None:  # format 2: a learner per partition; format 1: one learner
-            learners = latest.state.get("learners") or {"all": latest.state.get("learner", {})}
-            for learner in learners.values():
-                _compare(cfg, learner.get("config", {}), latest.path)
+    old = old_layout(cfg.checkpoint_dir, cfg.model_id)
+    if old and cfg.on_corrupt_checkpoint == "fail":
+        raise StartupError(old_layout_message(cfg.model_id, old))
 
 
 def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> None:
@@ -81,31 +82,30 @@ def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> Non
 
 
 def _check_resource(
-    cfg: TrainerSettings, resource: str, per_actor: float, setting: str, have: float,
-    where: str, hint: str = "",
+    resource: str, wanted: float, setting: str, have: float, where: str, hint: str = "",
 ) -> None:
-    """The actors' ``per_actor`` x ``num_actors`` of ``resource`` exist (else Ray waits for
-    them forever); ``setting`` is the one line's name for the setting to change."""
-    wanted = per_actor * cfg.num_actors
+    """``wanted`` of ``resource`` exist (else Ray waits for them forever); ``setting`` is the
+    one line's name for the setting to change."""
     if wanted > 0 and have < wanted:
         raise StartupError(
-            f"invalid setting {setting}: {cfg.num_actors} actors x {per_actor:g} {resource} "
-            f"need {wanted:g} {resource}s, {where} has {have:g}{hint}"
+            f"invalid setting {setting}: the trainer needs {wanted:g} {resource}s, {where} "
+            f"has {have:g}{hint}"
         )
 
 
 def check_gpus(
     cfg: TrainerSettings, cluster_resources: Mapping[str, float], where: str = "the Ray cluster"
 ) -> None:
-    """The Ray cluster (or this machine) has the GPUs the actors ask for."""
-    _check_resource(cfg, "GPU", cfg.gpus_per_actor,
+    """The Ray cluster (or this machine) has the GPUs the learner asks for."""
+    _check_resource("GPU", cfg.gpus_per_actor,
                     "trainer.gpus_per_actor (--gpus-per-actor, GUMBEL_TRAINER__GPUS_PER_ACTOR)",
-                    float(cluster_resources.get("GPU", 0.0)), where)
+                    float(cluster_resources.get("GPU", 0.0)), where, " (for the learner)")
 
 
 def check_cpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
-    """The Ray cluster has the CPUs the actors ask for."""
-    _check_resource(cfg, "CPU", cfg.cpus_per_actor,
+    """The Ray cluster has the CPUs the learner and the ingest actors ask for."""
+    _check_resource("CPU", cfg.cpus_per_actor * (cfg.num_actors + 1),
                     "trainer.cpus_per_actor (GUMBEL_TRAINER__CPUS_PER_ACTOR)",
                     float(cluster_resources.get("CPU", 0.0)), "the Ray cluster",
-                    "; add nodes, or ask less per actor (e.g. 0.5)")
+                    f" (the learner and {cfg.num_actors} ingest actors x "
+                    f"{cfg.cpus_per_actor:g}); add nodes, or ask less per actor (e.g. 0.5)")

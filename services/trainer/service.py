@@ -1,13 +1,15 @@
 """``gumbel-stream trainer``: start (or join) Ray, run the trainer actors, publish estimates.
 
-The composition root: settings → Kafka topics → Ray actors (``TrainerActor`` made remote
-here, with GPUs and restarts) → ``Coordinator`` → the ``estimates`` topic. SIGTERM or SIGINT
-stops the actors (each writes a final checkpoint) and publishes a final estimate.
+The composition root: settings → Kafka topics → Ray actors made remote here (the model's one
+``LearnerActor``, with the GPU, and N ``IngestActor``s, CPUs only, each given the learner's
+handle) → ``Coordinator`` → the ``estimates`` topic. SIGTERM or SIGINT stops the ingest
+actors, then the learner (its final checkpoint), and publishes a final estimate.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -21,24 +23,28 @@ from services.common.kafka import BrokerUnavailable, ensure_topics, make_produce
 from services.common.schemas import ESTIMATE_HEADERS, Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
-from services.trainer.actor import TrainerActor
 from services.trainer.coordinator import Coordinator
+from services.trainer.ingest import IngestActor, LearnerUnavailable
+from services.trainer.learner import LearnerActor, OfferReply
 from services.trainer.preflight import (
     check_checkpoint_dir,
     check_checkpoints_match,
     check_cpus,
     check_gpus,
 )
+from services.trainer.source import Block
 
-__all__ = ["run", "Trainer", "init_ray", "remote_actor_class"]
+__all__ = ["run", "Trainer", "init_ray", "remote_ingest_class", "remote_learner_class"]
 
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 5.0
 
 
-def init_ray(address: str | None, auth_token: str | None = None) -> bool:
-    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray; True if we started it.
+def init_ray(address: str | None, auth_token: str | None = None,
+             num_cpus: float | None = None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray with at least
+    ``num_cpus`` logical CPUs (default: this machine's); True if we started it.
 
     A cluster with token authentication needs its token: ``auth_token``, or Ray's own
     ``RAY_AUTH_TOKEN`` / ``~/.ray/auth_token`` with ``RAY_AUTH_MODE=token``.
@@ -48,6 +54,8 @@ def init_ray(address: str | None, auth_token: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "local":  # Ray's own word for "start one here", as no address is
+        address = None
     if auth_token:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = auth_token
@@ -56,6 +64,9 @@ def init_ray(address: str | None, auth_token: str | None = None) -> bool:
             # Without an address Ray would join any cluster already started on this machine
             # (`ray start`) and we would say "started locally": "local" always starts our own.
             address=address or "local",
+            # A local Ray counts this machine's cores; the learner and every ingest actor ask
+            # for cpus_per_actor, and on a small machine they share the cores.
+            num_cpus=None if address else max(os.cpu_count() or 1, math.ceil(num_cpus or 0)),
             include_dashboard=False,
             logging_level=logging.WARNING,
             configure_logging=False,
@@ -76,38 +87,94 @@ def init_ray(address: str | None, auth_token: str | None = None) -> bool:
     return True
 
 
-class RayTrainerActor(TrainerActor):
-    """``TrainerActor`` in a Ray worker process: logs like the driver, then starts."""
+def _worker_logging(log_level: int) -> None:
+    """Log like the driver in a Ray worker process (Ray configures the worker's root logger)."""
+    ours = logging.getLogger("services")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(log_level)
+    logging.getLogger("kafka").setLevel(max(log_level, logging.WARNING))
+
+
+class RayLearnerActor(LearnerActor):
+    """``LearnerActor`` in a Ray worker process: logs like the driver, then starts."""
 
     def __init__(self, *args: Any, log_level: int = logging.INFO, **kwargs: Any) -> None:
-        ours = logging.getLogger("services")  # Ray configures the worker's root logger
-        if not ours.handlers:
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            ours.addHandler(handler)
-            ours.propagate = False
-        ours.setLevel(log_level)
-        logging.getLogger("kafka").setLevel(max(log_level, logging.WARNING))
+        _worker_logging(log_level)
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
         super().__init__(*args, **kwargs)
 
 
-def remote_actor_class(settings: TrainerServiceSettings) -> Any:
-    """``TrainerActor`` as a Ray actor class with this deployment's GPUs and restart policy."""
+class RemoteLearner:
+    """The learner as an ingest actor calls it (``LearnerPort``), through its Ray handle: an
+    answer in time, or ``LearnerUnavailable`` while Ray restarts it."""
+
+    def __init__(self, handle: Any, timeout_s: float = 30.0) -> None:
+        self.handle, self.timeout_s = handle, timeout_s
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        from services.trainer.coordinator import UNAVAILABLE
+
+        try:
+            return ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)
+        except UNAVAILABLE as exc:
+            raise LearnerUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    def claim(self, partitions: dict[int, tuple[int, int | None]]) -> dict[int, int]:
+        return self._call("claim", partitions)
+
+    def offer(self, blocks: list[Block], caught_up: list[int]) -> OfferReply:
+        return self._call("offer", blocks, caught_up)
+
+
+class RayIngestActor(IngestActor):
+    """``IngestActor`` in a Ray worker process, feeding the learner behind ``learner``."""
+
+    def __init__(self, settings: TrainerServiceSettings, index: int, num_actors: int,
+                 learner: Any, *, log_level: int = logging.INFO, **kwargs: Any) -> None:
+        _worker_logging(log_level)
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        super().__init__(settings, index, num_actors, RemoteLearner(learner), **kwargs)
+
+
+def remote_learner_class(settings: TrainerServiceSettings) -> Any:
+    """``LearnerActor`` as a Ray actor class: the one that takes the GPU, restarted by Ray."""
     import ray
 
     cfg = settings.trainer
-    return ray.remote(RayTrainerActor).options(
-        # What an actor really uses (one torch thread; a GPU if asked), spread over the nodes:
-        # a cluster of N nodes trains on N nodes instead of packing every actor on one.
+    return ray.remote(RayLearnerActor).options(
         num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor,
+        max_restarts=cfg.max_restarts,
+        max_task_retries=0,
+        # offers from every ingest actor, status and checkpoint answer while it learns
+        max_concurrency=max(8, 2 * cfg.num_actors + 2),
+    )
+
+
+def remote_ingest_class(settings: TrainerServiceSettings) -> Any:
+    """``IngestActor`` as a Ray actor class: CPUs only, spread over the nodes."""
+    import ray
+
+    cfg = settings.trainer
+    return ray.remote(RayIngestActor).options(
+        # What an actor really uses, spread over the nodes: a cluster of N nodes reads on N
+        # nodes instead of packing every actor on one. Never a GPU.
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=0,
         scheduling_strategy="SPREAD",
         max_restarts=cfg.max_restarts,
         max_task_retries=0,
-        max_concurrency=4,  # status() answers while checkpoint() writes
+        max_concurrency=4,  # status() answers while the loop polls
     )
 
 
@@ -118,7 +185,8 @@ def _cause(exc: BaseException) -> str:
 
 
 class Trainer:
-    """The running trainer: N actors, a coordinator, and the estimates producer."""
+    """The running trainer: the learner, N ingest actors, a coordinator, the estimates
+    producer."""
 
     def __init__(
         self,
@@ -129,7 +197,8 @@ class Trainer:
         self._producer: Any = None
         self._publish = publish or self._publish_to_kafka
         self.coordinator: Coordinator | None = None
-        self.actors: list[Any] = []
+        self.learner: Any = None  # the model's one learner actor
+        self.actors: list[Any] = []  # the ingest actors
 
     def _publish_to_kafka(self, estimate: Estimate) -> None:
         if self._producer is None:
@@ -143,13 +212,17 @@ class Trainer:
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
         cfg = self.settings.trainer
-        actor_cls = remote_actor_class(self.settings)
+        level = logging.getLogger().getEffectiveLevel()
+        self.learner = remote_learner_class(self.settings).remote(
+            self.settings, autostart=True, exit_on_error=True, log_level=level)
+        ingest_cls = remote_ingest_class(self.settings)
         self.actors = [
-            actor_cls.remote(self.settings, i, cfg.num_actors, autostart=True, exit_on_error=True,
-                             log_level=logging.getLogger().getEffectiveLevel())
+            ingest_cls.remote(self.settings, i, cfg.num_actors, self.learner, autostart=True,
+                              exit_on_error=True, log_level=level)
             for i in range(cfg.num_actors)
         ]
         self.coordinator = Coordinator(
+            self.learner,
             self.actors,
             model_id=cfg.model_id,
             num_categories=cfg.num_categories,
@@ -163,8 +236,8 @@ class Trainer:
             self.coordinator.wait_ready(ready_timeout_s)
         except RayActorError as exc:  # an actor's constructor raised: say why, in one line
             raise StartupError(f"a trainer actor could not start: {_cause(exc)}") from None
-        log.info("%d trainer actors running (pids %s)", cfg.num_actors,
-                 sorted(self.coordinator.pids().values()))
+        log.info("trainer actors running: the learner and %d ingest actors (pids %s)",
+                 cfg.num_actors, self.coordinator.pids())
 
     def run(self, stop: threading.Event) -> None:
         """Publish (and log) on their intervals until ``stop`` is set."""
@@ -184,8 +257,8 @@ class Trainer:
         log.info("learned %d records (%d dead letters) over %d actors; estimate [%s], "
                  "temperature %.3f", estimate.samples_seen, estimate.dead_letters,
                  estimate.actors, probs, estimate.temperature)
-        for i, message in (self.coordinator.errors() if self.coordinator else {}).items():
-            log.error("actor %d failed: %s (Ray restarts it)", i, message)
+        for who, message in (self.coordinator.errors() if self.coordinator else {}).items():
+            log.error("%s failed: %s (Ray restarts it)", who, message)
 
     def stop(self) -> Estimate | None:
         """Stop the actors (final checkpoints), publish the final estimate, flush, and end the
@@ -194,13 +267,12 @@ class Trainer:
         final = None
         if self.coordinator is not None:
             statuses = self.coordinator.stop()
-            if statuses:
-                final = self.coordinator.publish(statuses)
-                log.info("final estimate: %d records learned, %d dead letters, offsets %s",
-                         final.samples_seen, final.dead_letters, final.offsets)
+            final = self.coordinator.publish(statuses)
+            log.info("final estimate: %d records learned, %d dead letters, offsets %s",
+                     final.samples_seen, final.dead_letters, final.offsets)
             import ray
 
-            for actor in self.actors:
+            for actor in [*self.actors, self.learner]:
                 ray.kill(actor, no_restart=True)
         if self._producer is not None:
             self._producer.flush(timeout=30)
@@ -217,7 +289,8 @@ def run(settings: TrainerServiceSettings) -> int:
     check_checkpoint_dir(settings.trainer)
     check_checkpoints_match(settings.trainer)
     address = settings.trainer.ray_address or os.environ.get("RAY_ADDRESS")
-    if not address and settings.trainer.gpus_per_actor > 0:  # a local Ray gets this machine's
+    # a local Ray gets this machine's GPUs
+    if address in (None, "", "local") and settings.trainer.gpus_per_actor > 0:
         import torch
 
         check_gpus(settings.trainer, {"GPU": float(torch.cuda.device_count())}, "this machine")
@@ -230,8 +303,10 @@ def run(settings: TrainerServiceSettings) -> int:
             return 1
         ensure_topics(settings.kafka)
         token = settings.trainer.ray_auth_token
-        started_ray = init_ray(settings.trainer.ray_address,
-                               token.get_secret_value() if token is not None else None)
+        cfg = settings.trainer
+        started_ray = init_ray(cfg.ray_address,
+                               token.get_secret_value() if token is not None else None,
+                               num_cpus=cfg.cpus_per_actor * (cfg.num_actors + 1))
         try:
             import ray
 

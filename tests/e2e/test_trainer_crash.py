@@ -70,8 +70,9 @@ def test_counters_never_go_back_through_a_trainer_crash(
                60, "the poison dead-lettered", children.report)
     kill_tree(first.process)
     assert learned() < COUNT, "the producer finished before the crash: nothing to relearn"
-    # One record a poll: catching up takes seconds, so the regression is published and scraped.
-    start_trainer(children, "trainer-2", bootstrap, max_batch=1)
+    # 16 records a poll (each poll is one offer to the learner): catching up takes seconds,
+    # so the regression is published and scraped.
+    start_trainer(children, "trainer-2", bootstrap, max_batch=16)
     wait_until(lambda: learned() == COUNT, 300, f"all {COUNT} records learned",
                lambda: f"last: {learned()}\n{children.report()}")
     time.sleep(3)  # a few more scrapes

@@ -19,7 +19,7 @@ def _produce_then_learn(
 ) -> dict[str, Any]:
     """Produce ``count`` packed values to a new topic, learn them with one actor; its status."""
     from services.producer.service import run as run_producer
-    from services.trainer.actor import TrainerActor
+    from services.trainer.local import LocalTrainer
 
     kafka = {"bootstrap_servers": broker.bootstrap_servers, "numbers_topic": topic,
              "dlq_topic": f"{topic}.dlq", "estimates_topic": f"{topic}.estimates",
@@ -34,8 +34,8 @@ def _produce_then_learn(
         kafka=kafka,
         trainer={"checkpoint_dir": tmp_path, "num_actors": 1, "group_id": topic, **trainer},
     )
-    actor = TrainerActor(settings, 0, 1)
-    actor.start(background=True)
+    actor = LocalTrainer(settings, 1)
+    actor.start()
     try:
         deadline = time.monotonic() + 120
         while actor.status().samples_seen < count and time.monotonic() < deadline:
@@ -61,14 +61,13 @@ def test_sample_backpressure_keeps_counts_exact_and_reports_the_fraction(
     """A packed stream far faster than the GAN: it learns a sample, the baseline counts all."""
     from services.trainer.coordinator import aggregate
 
-    count = 200_000
+    count = 2_000_000
     status = _produce_then_learn(
-        kafka_broker, tmp_path, "sampled", count, 4000, partitions=1,
-        backpressure="sample", sample_per_poll=2000,
+        kafka_broker, tmp_path, "sampled", count, 4000, partitions=1, backpressure="sample",
     )
     assert status.samples_seen == sum(status.baseline_counts) == count
     assert 0 < status.gan_learned < count
-    estimate = aggregate([status], model_id="m", num_categories=5, estimator="st",
+    estimate = aggregate(status, [], model_id="m", num_categories=5, estimator="st",
                          backpressure="sample")
     assert estimate.backpressure == "sample"
     assert estimate.learned_fraction == pytest.approx(status.gan_learned / count)

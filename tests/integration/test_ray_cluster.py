@@ -107,7 +107,7 @@ def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
         second.stop()
     final = latest_estimate(settings)
     assert final is not None
-    assert "restored checkpoint" in log_path.read_text()
+    assert "learner restored" in log_path.read_text()
     assert final.samples_seen == len(values)
     assert estimate_counts(final) == counts_of(values)
     print(f"\nDRIVER LOST: produced {len(values):,}, learned {final.samples_seen:,}, lost 0, "

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from services.trainer.actor import TrainerActor
+from services.trainer.local import LocalTrainer
 from tests.integration.trainer_helpers import (
     K,
     counts_of,
@@ -48,7 +48,7 @@ def test_poison_records_never_stop_learning_and_all_reach_the_dlq(kafka_broker, 
         produce(config, values, partitions=2)
         good = [v for v in values if is_good(v)]
         bad = {(i % 2, i // 2): v for i, v in enumerate(values) if not is_good(v)}
-        actor = TrainerActor(config, 0, 1)
+        actor = LocalTrainer(config, 1)
         actor.start()
         try:
             eventually(lambda: sum(actor.offsets.values()) >= len(values), 60, "all consumed")
@@ -84,13 +84,13 @@ def test_corrupt_checkpoints_are_relearned_or_the_loss_is_counted(
                            num_actors=1, on_corrupt_checkpoint=policy)
     values = [str(i % K).encode() for i in range(600)]
     produce(config, values[:400], partitions=1)
-    first = TrainerActor(config, 0, 1)
+    first = LocalTrainer(config, 1)
     first.start()
     eventually(lambda: first.offsets.get(0, 0) >= 400, 60, "first 400 learned")
     first.stop()  # a final checkpoint, then the offsets are committed
     _corrupt(tmp_path)
     produce(config, values[400:], partitions=1, start=400)
-    second = TrainerActor(config, 0, 1)
+    second = LocalTrainer(config, 1)
     second.start()
     try:
         eventually(lambda: second.offsets.get(0, 0) >= 600, 60, "all 600 consumed")

@@ -24,7 +24,7 @@ from kafka.admin import NewTopic
 
 from services.common.codec import FORMAT_HEADER
 from services.common.kafka import make_admin
-from services.trainer.actor import TrainerActor
+from services.trainer.local import LocalTrainer
 from tests.integration.trainer_helpers import eventually, make_settings, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -178,7 +178,7 @@ def test_no_record_stops_the_trainer_and_each_is_learned_or_dead_lettered_once(
             else:
                 good.extend(ids)
 
-        actor = TrainerActor(config, 0, 1)
+        actor = LocalTrainer(config, 1)
         actor.start()
         try:
             eventually(lambda: sum(actor.offsets.values()) >= len(batch), 120, "all consumed")

@@ -10,7 +10,7 @@ import pytest
 
 from services.common.kafka import ensure_topics, make_consumer, make_producer, topic_partitions
 from services.common.settings import TrainerServiceSettings
-from services.trainer.actor import TrainerActor
+from services.trainer.local import LocalTrainer
 from tests.conftest import SASL_PASSWORD as PASSWORD
 from tests.conftest import SASL_USER as USER
 from tests.integration.trainer_helpers import counts_of, eventually, stream
@@ -37,7 +37,7 @@ def test_trainer_learns_over_sasl_scram(sasl_broker, tmp_path: Path) -> None:
     producer.flush(30)
     producer.close()
 
-    actor = TrainerActor(settings, 0, 1)
+    actor = LocalTrainer(settings, 1)
     actor.start()
     try:
         eventually(lambda: actor.status().samples_seen >= 300, 60, "records learned")

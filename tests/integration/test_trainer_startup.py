@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.trainer.checkpoint import CheckpointStore
+from services.trainer.checkpoint import CheckpointStore, learner_dir
 
 
 def _trainer(*args: str, timeout_s: float = 60) -> tuple[int, str, float]:
@@ -58,7 +58,7 @@ def test_a_checkpoint_dir_that_is_a_file_stops_at_once(tmp_path: Path) -> None:
 
 
 def test_checkpoints_of_another_k_stop_at_once(tmp_path: Path) -> None:
-    store = CheckpointStore(tmp_path / "default" / "actor-0")
+    store = CheckpointStore(learner_dir(tmp_path, "default"))
     store.save({"learner": {"config": {"num_categories": 5, "estimator": "st"}}})
     code, stderr, _ = _trainer("--checkpoint-dir", str(tmp_path), "--num-categories", "7")
     assert code == 2
@@ -66,11 +66,21 @@ def test_checkpoints_of_another_k_stop_at_once(tmp_path: Path) -> None:
 
 
 def test_corrupt_checkpoints_stop_at_once_by_default(tmp_path: Path) -> None:
-    store = CheckpointStore(tmp_path / "default" / "actor-0")
+    store = CheckpointStore(learner_dir(tmp_path, "default"))
     store.save({"learner": {}}).path.write_bytes(b"torn")
     code, stderr, _ = _trainer("--checkpoint-dir", str(tmp_path))
     assert code == 2
     _one_clear_line(stderr, "corrupt", "GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT")
+
+
+def test_checkpoints_of_the_per_partition_layout_stop_at_once_naming_the_choice(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint_dir from before one learner per model: refused, never mixed in."""
+    CheckpointStore(tmp_path / "default" / "actor-0").save({"learners": {}, "offsets": {}})
+    code, stderr, seconds = _trainer("--checkpoint-dir", str(tmp_path))
+    assert code == 2 and seconds < 30
+    _one_clear_line(stderr, "per-partition layout", "GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

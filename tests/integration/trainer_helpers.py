@@ -103,6 +103,23 @@ def estimate_counts(estimate: Estimate) -> list[int]:
     return [round(p * estimate.samples_seen) for p in estimate.baseline_probabilities]
 
 
+def partition_sizes(values: list[bytes | None], partitions: int = NUM_PARTITIONS,
+                    start: int = 0) -> dict[str, int]:
+    """Records ``produce`` wrote to each partition."""
+    sizes = {str(p): 0 for p in range(partitions)}
+    for i in range(start, start + len(values)):
+        sizes[str(i % partitions)] += 1
+    return sizes
+
+
+def assert_every_offset_once(learner: Any, sizes: dict[str, int]) -> None:
+    """Every offset of every partition learned exactly once: the learner's next offset is each
+    partition's end, and it learned exactly one value per offset (one-value records, none
+    bad). Per-category totals alone cannot see a loss and a duplicate cancel out."""
+    assert learner.offsets == sizes, (learner.offsets, sizes)
+    assert learner.values_by_partition == sizes, (learner.values_by_partition, sizes)
+
+
 class RunningTrainer:
     """``services.trainer.service.Trainer`` in this process, its loop in a thread."""
 
@@ -121,6 +138,11 @@ class RunningTrainer:
 
     def learned(self) -> int:
         return self.published[-1].samples_seen if self.published else 0
+
+    def learner_status(self) -> Any:
+        """The learner's last status (after ``stop``: its final one)."""
+        assert self.trainer.coordinator is not None
+        return self.trainer.coordinator.last_learner
 
     def stop(self) -> Estimate:
         self.stop_event.set()

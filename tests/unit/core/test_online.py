@@ -367,3 +367,68 @@ def test_a_version_1_state_loads_and_continues():
     assert restored.step == 40 and restored.drift_detections == 0
     assert torch.equal(restored.estimate(), learner.estimate())
     assert restored.learn_many(batches(1, seed=2)[0]).step == 41
+
+
+def test_learn_counts_takes_the_same_step_as_learn_many_from_the_same_state():
+    """One step each from identical states (not a long run: the GAN is chaotic): the counts
+    of a batch give the step its values give."""
+    values = torch.multinomial(torch.tensor([0.0, 0.2, 0.3, 0.5]), 256, True,
+                               generator=torch.Generator().manual_seed(4))
+    by_values, by_counts = OnlineGAN(4, seed=2), OnlineGAN(4, seed=2)
+    a = by_values.learn_many(values)
+    b = by_counts.learn_counts(torch.bincount(values, minlength=4).unsqueeze(0))
+    assert (a.step, a.samples_seen) == (b.step, b.samples_seen) == (1, 256)
+    torch.testing.assert_close(by_values.estimate(), by_counts.estimate(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_values.baseline.counts, by_counts.baseline.counts)
+
+
+def test_learn_counts_steps_once_per_row_and_skips_empty_rows():
+    learner = OnlineGAN(3, seed=0)
+    stats = learner.learn_counts(torch.tensor([[2, 0, 1], [0, 0, 0], [0, 5, 0]]))
+    assert (stats.step, stats.samples_seen) == (2, 8)
+    assert learner.baseline.counts.tolist() == [2.0, 5.0, 1.0]
+
+
+@pytest.mark.parametrize(("counts", "match"), [
+    (torch.tensor([1, 2, 3]), r"shape \(n, 3\)"),
+    (torch.tensor([[1, 2]]), r"shape \(n, 3\)"),
+    (torch.tensor([[1, -1, 0]]), ">= 0"),
+    (torch.tensor([[0.5, 1.0, 0.0]]), "whole numbers"),
+    (torch.tensor([[float("nan"), 1.0, 0.0]]), "finite"),
+    (torch.zeros(2, 3, dtype=torch.int64), "count nothing"),
+])
+def test_bad_counts_raise_and_change_nothing(counts, match):
+    learner = OnlineGAN(3, seed=0)
+    before = learner.state_dict()
+    with pytest.raises(ValueError, match=match):
+        learner.learn_counts(counts)
+    assert learner.step == 0 and learner.samples_seen == 0
+    torch.testing.assert_close(learner.state_dict()["generator"], before["generator"])
+
+
+def test_count_counts_counts_without_a_step():
+    learner = OnlineGAN(3, seed=0)
+    learner.count_counts(torch.tensor([[1, 0, 2], [0, 3, 0]]))
+    assert (learner.step, learner.samples_seen) == (0, 6)
+    assert learner.baseline.counts.tolist() == [1.0, 3.0, 2.0]
+
+
+@pytest.mark.parametrize("estimator", ["st", "soft"])
+def test_the_estimate_is_the_gans_and_never_the_counts(estimator):
+    """A GAN whose training step changes nothing (generator and discriminator frozen) reports
+    the same estimate whatever it is fed: the estimate reads the generator only, never the
+    counting baseline (which differs completely here, and the drift detector fires on it)."""
+    estimates = []
+    for truth in ([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.1, 0.9]):
+        learner = OnlineGAN(4, estimator=estimator, seed=3)
+        learner.gan.train_step = lambda *args, **kwargs: (torch.zeros(()), torch.zeros(()))
+        gen = torch.Generator().manual_seed(0)
+        for step in range(400):
+            batch = torch.multinomial(torch.tensor(truth if step < 200 else truth[::-1]), 256,
+                                      True, generator=gen)
+            learner.learn_many(batch)
+        assert learner.baseline.estimate()[0 if truth[0] else 3] > 0.4  # the counts differ
+        estimates.append(learner.estimate())
+    torch.testing.assert_close(estimates[0], estimates[1], rtol=0, atol=0)
+    torch.testing.assert_close(estimates[0], OnlineGAN(4, estimator=estimator, seed=3)
+                               .generator_probabilities(), rtol=1e-6, atol=1e-7)

@@ -10,7 +10,7 @@ import torch
 
 from services.common.errors import StartupError
 from services.common.settings import TrainerSettings
-from services.trainer.checkpoint import CheckpointStore
+from services.trainer.checkpoint import CheckpointStore, learner_dir
 from services.trainer.preflight import (
     check_checkpoint_dir,
     check_checkpoints_match,
@@ -49,19 +49,19 @@ def test_a_writable_checkpoint_dir_passes_and_leaves_nothing(tmp_path: Path) -> 
     [("num_categories", 7, "--num-categories"), ("estimator", "rao", "--estimator")],
 )
 def test_checkpoints_of_another_shape_name_the_setting(tmp_path, setting, value, flag) -> None:
-    CheckpointStore(tmp_path / "m" / "actor-1").save(_learner_state(5, "st"))
+    CheckpointStore(learner_dir(tmp_path, "m")).save(_learner_state(5, "st"))
     cfg = TrainerSettings(checkpoint_dir=tmp_path, model_id="m", **{setting: value})
     with pytest.raises(StartupError, match=rf"trainer.{setting} \({flag}, .*written with"):
         check_checkpoints_match(cfg)
 
 
 def test_matching_checkpoints_pass(tmp_path: Path) -> None:
-    CheckpointStore(tmp_path / "m" / "actor-0").save(_learner_state(5, "st"))
+    CheckpointStore(learner_dir(tmp_path, "m")).save(_learner_state(5, "st"))
     check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
 
 
 def test_corrupt_checkpoints_stop_the_start_unless_a_policy_says_otherwise(tmp_path) -> None:
-    path = CheckpointStore(tmp_path / "m" / "actor-0").save(_learner_state(5, "st")).path
+    path = CheckpointStore(learner_dir(tmp_path, "m")).save(_learner_state(5, "st")).path
     path.write_bytes(b"torn")
     with pytest.raises(StartupError, match="is corrupt.*on_corrupt_checkpoint"):
         check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
@@ -70,19 +70,32 @@ def test_corrupt_checkpoints_stop_the_start_unless_a_policy_says_otherwise(tmp_p
     )
 
 
+def test_checkpoints_of_the_per_partition_layout_stop_the_start_in_one_line(tmp_path) -> None:
+    """One learner per model cannot continue per-partition learners: refused, not mixed."""
+    CheckpointStore(tmp_path / "m" / "actor-0").save(_learner_state(5, "st"))
+    with pytest.raises(StartupError, match=r"per-partition layout .*on_corrupt_checkpoint \("
+                       r"GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT\) to relearn .* accept_loss"):
+        check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m"))
+    for policy in ("relearn", "accept_loss"):
+        check_checkpoints_match(TrainerSettings(checkpoint_dir=tmp_path, model_id="m",
+                                                on_corrupt_checkpoint=policy))
+
+
 def test_gpus_the_cluster_lacks_name_the_setting() -> None:
-    cfg = TrainerSettings(gpus_per_actor=1, num_actors=2)
-    with pytest.raises(StartupError, match=r"--gpus-per-actor.*need 2 GPUs, the Ray cluster "
-                       r"has 1"):
-        check_gpus(cfg, {"CPU": 2.0, "GPU": 1.0})
-    check_gpus(cfg, {"GPU": 2.0})
+    """Only the learner takes a GPU, however many ingest actors there are."""
+    cfg = TrainerSettings(gpus_per_actor=1, num_actors=4)
+    with pytest.raises(StartupError, match=r"--gpus-per-actor.*needs 1 GPUs, the Ray cluster "
+                       r"has 0.5"):
+        check_gpus(cfg, {"CPU": 2.0, "GPU": 0.5})
+    check_gpus(cfg, {"GPU": 1.0})
     check_gpus(TrainerSettings(), {"CPU": 2.0})
 
 
 def test_cpus_the_cluster_lacks_name_the_setting() -> None:
-    """Actors ask for a CPU each: on too small a cluster Ray would wait for them forever."""
-    with pytest.raises(StartupError, match=r"GUMBEL_TRAINER__CPUS_PER_ACTOR.*need 3 CPUs, the "
-                       r"Ray cluster has 2"):
+    """The learner and each ingest actor ask for a CPU: on too small a cluster Ray would wait
+    for them forever."""
+    with pytest.raises(StartupError, match=r"GUMBEL_TRAINER__CPUS_PER_ACTOR.*needs 4 CPUs, the "
+                       r"Ray cluster has 2 \(the learner and 3 ingest actors"):
         check_cpus(TrainerSettings(num_actors=3), {"CPU": 2.0})
-    check_cpus(TrainerSettings(num_actors=2), {"CPU": 2.0})
-    check_cpus(TrainerSettings(num_actors=4, cpus_per_actor=0.5), {"CPU": 2.0})
+    check_cpus(TrainerSettings(num_actors=1), {"CPU": 2.0})
+    check_cpus(TrainerSettings(num_actors=3, cpus_per_actor=0.5), {"CPU": 2.0})

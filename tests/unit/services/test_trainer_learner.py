@@ -1,0 +1,226 @@
+"""The model's one learner: blocks accepted only at their partition's next offset, learned in
+event time, one step per step_size values while it keeps up, checkpointed with the offsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.common.settings import TrainerServiceSettings
+from services.trainer import learner as learner_module
+from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir
+from services.trainer.learner import LearnerActor, _plan
+from services.trainer.source import Block, piece_counts, piece_times
+
+K = 5
+
+
+def settings(tmp_path: Path | None, **trainer: object) -> TrainerServiceSettings:
+    return TrainerServiceSettings(trainer={"num_categories": K, "model_id": "m",
+                                           "checkpoint_dir": tmp_path, **trainer})
+
+
+def block(partition: int, start: int, values: list[int], t0: float = 1.0,
+          piece: int = 16) -> Block:
+    counts = piece_counts(torch.tensor(values), K, piece)
+    times = torch.linspace(t0, t0 + 0.001 * len(values), counts.shape[0], dtype=torch.float64)
+    return Block(partition, start, start + len(values), counts, times)
+
+
+def started(tmp_path: Path | None, **trainer: object) -> LearnerActor:
+    actor = LearnerActor(settings(tmp_path, **trainer))
+    actor.start(background=False)
+    return actor
+
+
+def test_a_claim_fixes_where_each_partition_begins_and_later_claims_get_the_same() -> None:
+    actor = started(None)
+    assert actor.claim({0: (0, None), 1: (5, None)}) == {0: 0, 1: 5}
+    actor.offer([block(0, 0, [1] * 10)])
+    assert actor.claim({0: (0, 3)}) == {0: 10}  # where the next block must begin now
+
+
+def test_only_a_block_at_its_partitions_next_offset_is_accepted() -> None:
+    """Duplicates, replays and a zombie's late blocks are refused by construction."""
+    actor = started(None)
+    actor.claim({0: (0, None)})
+    first = actor.offer([block(0, 0, [2] * 10)])
+    assert first.accepted == [0]
+    again = actor.offer([block(0, 0, [2] * 10)])  # the same block twice (a replay)
+    assert again.refused == {0: 10} and not again.accepted
+    gap = actor.offer([block(0, 12, [2] * 3)])  # a block past a gap: never skip records
+    assert gap.refused == {0: 10}
+    assert actor.offer([block(3, 0, [1])]).unknown == [3]  # never claimed
+    assert actor.offer([block(0, 10, [3] * 4)]).accepted == [0]
+
+
+def test_a_zombie_reader_of_a_partition_is_refused_once_its_successor_moved_on() -> None:
+    actor = started(None)
+    actor.claim({0: (0, None)})
+    zombie_next = block(0, 0, [1] * 8)  # polled by an actor that then stalled
+    assert actor.offer([block(0, 0, [1] * 8)]).accepted == [0]  # its successor's, same range
+    assert actor.offer([block(0, 8, [4] * 8)]).accepted == [0]
+    assert actor.offer([zombie_next]).refused == {0: 16}
+    while actor.learn_round(flush=True):
+        pass
+    assert actor.status().samples_seen == 16  # each offset once
+
+
+def test_a_partition_at_its_cap_is_full_until_the_learner_makes_room() -> None:
+    actor = started(None, waiting_blocks=2, idle_s=60)
+    actor.claim({0: (0, None), 1: (0, None)})  # 1 holds 0 back: nothing can leave
+    assert actor.offer([block(0, 0, [1] * 4)]).accepted == [0]
+    assert actor.offer([block(0, 4, [1] * 4)]).accepted == [0]
+    assert actor.offer([block(0, 8, [1] * 4)]).full == [0]
+    assert actor.offer([block(1, 0, [2] * 4, t0=5.0)]).accepted == [1]
+    actor.learn_round(flush=True)
+    assert actor.offer([block(0, 8, [1] * 4)]).accepted == [0]
+
+
+def test_offsets_move_only_as_far_as_the_model_has_learned() -> None:
+    actor = started(None, step_size=256)
+    actor.claim({0: (0, None)})
+    actor.offer([block(0, 0, [1] * 100)])
+    actor.learn_round()  # 100 < step_size: the step waits for more values
+    assert actor.status().offsets == {"0": 0} and actor.status().steps == 0
+    actor.offer([block(0, 100, [2] * 200)])
+    actor.learn_round()  # one step of 260 values (rows of 16 are never split): 40 wait
+    status = actor.status()
+    assert status.steps == 1 and status.offsets == {"0": 100}  # the first block, wholly
+    assert status.baseline_counts == (0, 100, 160, 0, 0)
+    actor.learn_round(flush=True)
+    assert actor.status().offsets == {"0": 300}
+
+
+def test_steps_of_step_size_while_it_keeps_up_larger_steps_when_behind() -> None:
+    sizes = torch.full((64,), 16.0)  # 1,024 values waiting
+    segments, learned, counted = _plan(sizes, 256, 8, behind=False, sample=False, flush=False)
+    assert (learned, counted, int(segments.max()) + 1) == (64, 0, 4)  # 4 steps of 256
+    sizes = torch.full((640,), 16.0)  # 10,240 values waiting, behind
+    segments, learned, counted = _plan(sizes, 256, 8, behind=True, sample=False, flush=False)
+    assert (learned, counted, int(segments.max()) + 1) == (640, 0, 8)  # 8 larger steps
+    segments, learned, counted = _plan(sizes, 256, 8, behind=True, sample=True, flush=False)
+    assert (learned, counted) == (128, 512)  # sample: 8 steps of 256, the rest counted
+    _, learned, _ = _plan(torch.full((5,), 16.0), 256, 8, behind=False, sample=False,
+                          flush=True)
+    assert learned == 5  # flushed: the small last step too
+
+
+def test_a_backlog_the_learner_clears_in_time_is_learned_a_step_per_step_size() -> None:
+    actor = started(None, step_size=256)
+    actor.claim({0: (0, None)})
+    values = torch.multinomial(torch.tensor([0.0, 0.0, 0.1, 0.3, 0.6]), 25_600, True,
+                               generator=torch.Generator().manual_seed(0))
+    for i in range(0, 25_600, 2_560):
+        actor.offer([block(0, i, values[i:i + 2_560].tolist(), t0=1.0 + i)])
+    while actor.learn_round():
+        pass
+    status = actor.status()
+    assert status.steps == 100 and status.samples_seen == 25_600 == status.gan_learned
+
+
+def test_the_checkpoint_holds_the_model_and_the_learned_offsets(tmp_path: Path) -> None:
+    actor = started(tmp_path)
+    actor.claim({0: (0, None), 1: (0, None)})
+    actor.offer([block(0, 0, [1] * 300), block(1, 0, [3] * 300)])
+    actor.learn_round(flush=True)
+    final = actor.stop()
+    again = started(tmp_path)
+    status = again.status()
+    assert status.offsets == final.offsets == {"0": 300, "1": 300}
+    assert status.values_by_partition == {"0": 300, "1": 300}
+    assert status.baseline_counts == final.baseline_counts == (0, 300, 0, 300, 0)
+    assert status.estimate == final.estimate and status.restored_seq == final.checkpoint_seq
+    assert again.claim({0: (0, None)}) == {0: 300}
+    assert again.offer([block(0, 0, [1] * 300)]).refused == {0: 300}  # replayed after restart
+
+
+def test_blocks_accepted_but_not_learned_are_not_in_the_checkpoint(tmp_path: Path) -> None:
+    actor = started(tmp_path, idle_s=60)
+    actor.claim({0: (0, None), 1: (0, None)})
+    actor.offer([block(0, 0, [1] * 300)])  # waits for partition 1 in the merge
+    actor.checkpoint()
+    restored = CheckpointStore(learner_dir(tmp_path, "m")).load_latest()
+    assert restored is not None and restored.state["offsets"] == {0: 0, 1: 0}
+
+
+def test_checkpoints_of_the_per_partition_layout_are_refused_not_mixed(tmp_path: Path) -> None:
+    old = tmp_path / "m" / "actor-0"
+    CheckpointStore(old).save({"format": 2, "learners": {}, "offsets": {0: 10}})
+    with pytest.raises(CheckpointError, match="per-partition layout.*relearn.*accept_loss"):
+        started(tmp_path)
+    relearned = started(tmp_path, on_corrupt_checkpoint="relearn")
+    assert relearned.claim({0: (2, 10)}) == {0: 2}
+    assert relearned.status().records_skipped == 2  # deleted by retention before the start
+    accepted = started(tmp_path, on_corrupt_checkpoint="accept_loss", model_id="m")
+    assert accepted.claim({0: (2, 10)}) == {0: 10}
+    assert accepted.status().records_skipped == 10
+    assert (old / "ckpt-000000000001.pt").exists()  # left alone
+
+
+def test_a_group_committed_past_the_start_without_a_checkpoint_is_a_lost_history(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(CheckpointError, match="committed offset 50"):
+        started(tmp_path / "a").claim({0: (0, 50)})
+    assert started(tmp_path / "b").claim({0: (0, None)}) == {0: 0}  # a first start
+    accepted = started(tmp_path / "c", on_corrupt_checkpoint="accept_loss")
+    assert accepted.claim({0: (0, 50)}) == {0: 50}
+    assert accepted.status().records_skipped == 50
+
+
+def test_without_a_checkpoint_dir_the_groups_committed_offsets_are_the_history() -> None:
+    """No checkpoints are kept at all: the group's offsets say where the model left off."""
+    assert started(None).claim({0: (0, 50), 1: (7, None)}) == {0: 50, 1: 7}
+    assert started(None).status().records_skipped == 0
+
+
+def test_dead_letters_count_with_the_offsets_of_the_blocks_learned() -> None:
+    actor = started(None)
+    actor.claim({0: (0, None)})
+    dead = Block(0, 0, 3, torch.zeros(0, K, dtype=torch.int64),
+                 torch.zeros(0, dtype=torch.float64), {"not_a_number": 3})
+    actor.offer([dead])
+    actor.learn_round(flush=True)
+    status = actor.status()
+    assert status.dead_letters == 3 and status.offsets == {"0": 3}
+
+
+def test_one_gan_learns_a_keyed_backlog_as_the_whole_streams_mix() -> None:
+    """Partition p holds the categories c with c mod 4 == p, read one after the other (each
+    partition's whole backlog in one go): the merge orders the pieces by time, so the one GAN
+    sees the stream's mix. Seed 0; over seeds 0-4 the TV was 0.0013-0.0047 (the issue's
+    goal is 0.01, the bound); learning the blocks as they come instead gave 0.70."""
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.tensor([0.05, 0.1, 0.15, 0.3, 0.4])
+    n = 60_000
+    values = torch.multinomial(truth, n, True, generator=gen)
+    times = torch.arange(n, dtype=torch.float64) * 1e-3 + 1.0
+    actor = started(None, idle_s=60)
+    actor.claim({p: (0, None) for p in range(4)})
+    for p in range(4):
+        mine = values % 4 == p
+        own, own_times = values[mine], times[mine]
+        offset = 0
+        for i in range(0, own.numel(), 4096):
+            chunk, chunk_times = own[i:i + 4096], own_times[i:i + 4096]
+            counts = piece_counts(chunk, K, 64)
+            times_ms = (chunk_times * 1000).round().long().tolist()
+            stamps = piece_times(times_ms, counts.shape[0])
+            actor.offer([Block(p, offset, offset + chunk.numel(), counts, stamps)])
+            offset += chunk.numel()
+            while actor.learn_round():
+                pass
+    while actor.learn_round(flush=True):
+        pass
+    status = actor.status()
+    assert status.samples_seen == n
+    empirical = torch.bincount(values, minlength=K).double() / n
+    tv = 0.5 * float((torch.tensor(status.estimate, dtype=torch.float64) - empirical).abs().sum())
+    assert tv < 0.01, tv
+
+
+def test_round_steps_and_behind_are_the_documented_constants() -> None:
+    assert learner_module.ROUND_STEPS == 8 and learner_module.BEHIND_S == 1.0
