@@ -114,7 +114,6 @@ class LearnerActor:
         self.losses = (math.nan, math.nan)
         self.window = CountingEstimator(cfg.num_categories, memory=float(cfg.window_records))
         self._history_lost: str | None = None  # the policy, when the history could not be read
-        self._has_history = False
         directory = None if cfg.checkpoint_dir is None else learner_dir(cfg.checkpoint_dir,
                                                                          cfg.model_id)
         self._store = None if directory is None else CheckpointStore(directory)
@@ -188,11 +187,10 @@ class LearnerActor:
         self.records_skipped = int(state["records_skipped"])
         self.gan_learned = int(state["gan_learned"])
         self.window.load_state_dict(state["window"])
-        self._seq = self._restored_seq = restored.seq
-        self._seq = max([restored.seq, *self._store.sequence_numbers()])
+        self._restored_seq = restored.seq
+        self._seq = max([restored.seq, *self._store.sequence_numbers()])  # never reuse a number
         self._committed, self._committed_seq = dict(self.learned), restored.seq
         self._checkpoint_time = float(state.get("time", 0.0))
-        self._has_history = True
         log.info("learner restored %s (%d values, offsets %s)", restored.path,
                  self.gan.samples_seen, self.learned)
 
@@ -247,7 +245,7 @@ class LearnerActor:
         if self._store is None:  # no checkpoints at all: the group's offsets are the history
             return max(beginning, committed) if committed is not None else beginning
         if policy is None and committed is not None and committed > beginning \
-                and not self._has_history:
+                and self._restored_seq is None:
             policy = self.settings.trainer.on_corrupt_checkpoint
             if policy == "fail":
                 raise CheckpointError(

@@ -173,9 +173,3 @@ class EventTimeMerge:
         return Pieces(torch.cat(counts)[order], all_times[order], released,
                       sorted(((int(where[row]), *rest) for row, *rest in ends),
                              key=lambda e: e[0]))
-
-    def forget(self, partition: int) -> None:
-        """Drop what waits for ``partition`` (its blocks will be offered again)."""
-        self._waiting.pop(partition, None)
-        self._heard.pop(partition, None)
-        self._caught_up.discard(partition)

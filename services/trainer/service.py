@@ -23,7 +23,7 @@ from services.common.kafka import BrokerUnavailable, ensure_topics, make_produce
 from services.common.schemas import ESTIMATE_HEADERS, Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
-from services.trainer.coordinator import Coordinator
+from services.trainer.coordinator import UNAVAILABLE, Coordinator
 from services.trainer.ingest import IngestActor, LearnerUnavailable
 from services.trainer.learner import LearnerActor, OfferReply
 from services.trainer.preflight import (
@@ -119,8 +119,6 @@ class RemoteLearner:
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray
-
-        from services.trainer.coordinator import UNAVAILABLE
 
         try:
             return ray.get(getattr(self.handle, method).remote(*args), timeout=self.timeout_s)

@@ -164,16 +164,11 @@ class PartitionSource:
         self._apply()
 
     def _apply(self) -> None:
-        """Assign the partitions not held; a partition back from being held reads on from its
-        position. (Held partitions are unassigned rather than ``pause()``d: kafka-python 3.0.12
-        can park a paused partition's fetched data and then never fetch it again.)"""
-        reading = [p for p in self.partitions if p not in self._held]
-        before = set(self._consumer.assignment() or ()) if hasattr(self._consumer,
-                                                                    "assignment") else set()
-        self._consumer.assign([self._tp(p) for p in reading])
-        for p in reading:
-            if p in self.positions and self._tp(p) not in before:
-                self._consumer.seek(self._tp(p), self.positions[p])
+        """Assign the partitions not held (kafka-python keeps the position of a partition
+        that stays assigned). Held partitions are unassigned rather than ``pause()``d:
+        kafka-python 3.0.12 can park a paused partition's fetched data and then never fetch
+        it again."""
+        self._consumer.assign([self._tp(p) for p in self.partitions if p not in self._held])
 
     def seek(self, partition: int, offset: int) -> None:
         self.positions[partition] = offset
@@ -188,10 +183,13 @@ class PartitionSource:
             self._apply()
 
     def resume(self, partition: int) -> None:
+        """Read ``partition`` again, on from its position (assigned anew, it has none)."""
         if partition in self._held:
             self._held.discard(partition)
             self._highwaters_held.pop(partition, None)
             self._apply()
+            if partition in self.positions:
+                self._consumer.seek(self._tp(partition), self.positions[partition])
 
     def committed(self, partition: int) -> int | None:
         try:
