@@ -171,6 +171,12 @@ class Estimate(BaseModel):
         description="the categories' names in id order, the `category` label of the monitor's "
         "metrics (None: the ids are the labels)",
     )
+    # Added with one learner per model (issue 21); the default keeps earlier messages valid.
+    values_by_partition: dict[Partition, Count] = Field(
+        default_factory=dict, max_length=MAX_PARTITIONS,
+        description='{"<partition>": values learned from it}: with offsets, the account of '
+        "every partition (one value a record: values = next offset - first offset)",
+    )
 
     @model_validator(mode="after")
     def _distributions_are_valid(self) -> Estimate:

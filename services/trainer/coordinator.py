@@ -131,6 +131,8 @@ def aggregate(
         estimator=estimator,
         actors=max(1, len(ingest)),
         offsets=dict(sorted(learner.offsets.items(), key=lambda item: int(item[0]))),
+        values_by_partition=dict(sorted(learner.values_by_partition.items(),
+                                        key=lambda item: int(item[0]))[:MAX_PARTITIONS]),
         backpressure=backpressure,
         learned_fraction=min(1.0, learner.gan_learned / seen) if seen else 1.0,
         consumer_lag=_count(sum(lags.values())),

@@ -27,10 +27,12 @@ from tests.integration.ray_cluster import (
     stop_driver,
 )
 from tests.integration.trainer_helpers import (
+    assert_every_offset_once,
     counts_of,
     estimate_counts,
     eventually,
     make_settings,
+    partition_sizes,
     produce,
     stream,
 )
@@ -74,6 +76,7 @@ def test_actors_spread_over_two_nodes_and_learn_every_record_once(
     assert final.nodes == 2, f"actors on {final.nodes} node(s)\n{log_path.read_text()[-2000:]}"
     assert final.samples_seen == len(values)
     assert estimate_counts(final) == counts_of(values)
+    assert_every_offset_once(final, partition_sizes(values))
 
 
 def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
@@ -110,6 +113,7 @@ def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
     assert "learner restored" in log_path.read_text()
     assert final.samples_seen == len(values)
     assert estimate_counts(final) == counts_of(values)
+    assert_every_offset_once(final, partition_sizes(values))
     print(f"\nDRIVER LOST: produced {len(values):,}, learned {final.samples_seen:,}, lost 0, "
           f"duplicated 0, stall {watch.longest_stall:.1f} s (includes the new driver's start)")
 

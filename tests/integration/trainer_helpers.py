@@ -112,12 +112,19 @@ def partition_sizes(values: list[bytes | None], partitions: int = NUM_PARTITIONS
     return sizes
 
 
-def assert_every_offset_once(learner: Any, sizes: dict[str, int]) -> None:
-    """Every offset of every partition learned exactly once: the learner's next offset is each
-    partition's end, and it learned exactly one value per offset (one-value records, none
-    bad). Per-category totals alone cannot see a loss and a duplicate cancel out."""
-    assert learner.offsets == sizes, (learner.offsets, sizes)
-    assert learner.values_by_partition == sizes, (learner.values_by_partition, sizes)
+def assert_every_offset_once(account: Any, produced: dict[str, int] | int) -> None:
+    """Every offset of every partition learned exactly once, for one-value records (none bad)
+    on a topic that starts at offset 0: in each partition the model learned exactly as many
+    values as its next offset, and the offsets end where ``produced`` says (by partition, or
+    in total). ``account``: the learner's status or a published Estimate. Per-category totals
+    alone cannot see a loss and a duplicate cancel out."""
+    offsets = {p: o for p, o in account.offsets.items() if o}
+    values = {p: n for p, n in account.values_by_partition.items() if n}
+    assert values == offsets, (values, offsets)
+    if isinstance(produced, int):
+        assert sum(offsets.values()) == produced, (offsets, produced)
+    else:
+        assert offsets == {p: n for p, n in produced.items() if n}, (offsets, produced)
 
 
 class RunningTrainer:

@@ -14,7 +14,8 @@ from services.trainer.status import IngestStatus, LearnerStatus
 
 LEARNER = LearnerStatus(pid=10, samples_seen=100, gan_learned=25, baseline_counts=(30, 70),
                         estimate=(0.25, 0.75), temperature=0.5, steps=4,
-                        offsets={"1": 40, "3": 60}, step_seconds=0.02,
+                        offsets={"1": 40, "3": 60}, values_by_partition={"3": 60, "1": 40},
+                        step_seconds=0.02,
                         record_to_step_seconds=0.3, checkpoint_seconds=0.4,
                         checkpoint_time=990.0, checkpoint_failures=1)
 
@@ -30,6 +31,7 @@ def test_the_estimate_is_the_one_learners_with_its_exact_counts() -> None:
     assert est.baseline_probabilities == [0.3, 0.7]
     assert (est.samples_seen, est.step, est.temperature, est.actors) == (100, 4, 0.5, 2)
     assert est.offsets == {"1": 40, "3": 60}
+    assert list(est.values_by_partition.items()) == [("1", 40), ("3", 60)]
     assert est.learned_fraction == 0.25
 
 
