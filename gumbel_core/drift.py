@@ -23,12 +23,16 @@ class DriftDetector:
     keeps two averages of the batches' frequencies since its last detection: a short one
     over about ``window`` steps and a long one over at most ``long_window`` steps. It fires
     when their L1 distance exceeds ``z`` times the sum over categories of the short average's
-    binomial standard deviation, ``sqrt(p (1 - p) / (n (2 window - 1)))`` for batches of
-    ``n``. Each category's deviation alone has a standard deviation no larger than that
-    term, so ``z = 5`` sits far out in the tail of what sampling noise produces: the
-    stationary test (10 seeds x 1,000,000 samples of each quality-table distribution)
-    measures no detection at all. After a detection both averages restart with the next
-    batch, and nothing fires again before ``2 * window`` steps.
+    binomial standard deviation, ``sqrt(p (1 - p) v)``, where ``v`` is the sum of the squared
+    weights of the batches in the short average, each divided by its batch's size
+    (``1 / (n (2 window - 1))`` for batches all of ``n``). Batches may differ in size (a
+    streaming learner that falls behind takes larger steps): a large batch after small ones
+    does not make the noise the small ones left look like a change. Each category's
+    deviation alone has a standard deviation no larger than that term, so ``z = 5`` sits
+    far out in the tail of what sampling noise produces: the stationary test (10 seeds x
+    1,000,000 samples of each quality-table distribution) measures no detection at all.
+    After a detection both averages restart with the next batch, and nothing fires again
+    before ``2 * window`` steps.
 
     Parameters
     ----------
@@ -74,6 +78,9 @@ class DriftDetector:
         self.long_window = long_window
         self._recent = torch.zeros(num_categories, dtype=torch.float64)  # (K,) short average
         self._long = torch.zeros(num_categories, dtype=torch.float64)  # (K,) long average
+        # sum of (weight^2 / batch size) over the batches in the short average: its variance
+        # is p (1 - p) times this
+        self._recent_var = 0.0
         self._since = 0  # steps since the start or the last detection
         self.detections = 0
         self.drift_detected = False
@@ -98,6 +105,7 @@ class DriftDetector:
         self._since += 1
         short = min(float(self.window), float(self._since))
         self._recent.mul_(1.0 - 1.0 / short).add_(counts, alpha=1.0 / (short * batch))
+        self._recent_var = (1.0 - 1.0 / short) ** 2 * self._recent_var + 1.0 / (short**2 * batch)
         long = min(float(self.long_window), float(self._since))
         self._long.mul_(1.0 - 1.0 / long).add_(counts, alpha=1.0 / (long * batch))
         if self._since < 2 * self.window:
@@ -105,9 +113,8 @@ class DriftDetector:
             return False
         distance = float((self._recent - self._long).abs_().sum())
         p = (self._recent + self._long).mul_(0.5)  # (K,)
-        # Variance of an EMA over W steps of batch frequencies: p(1-p) / (batch * (2W - 1)).
         spread = float(p.sub_(p * p).sqrt_().sum())  # sum of sqrt(p (1 - p))
-        threshold = self.z * spread / math.sqrt(batch * (2 * self.window - 1))
+        threshold = self.z * spread * math.sqrt(self._recent_var)
         self.statistic = distance / threshold if threshold > 0 else 0.0
         if distance > threshold:
             self.drift_detected = True
@@ -119,6 +126,7 @@ class DriftDetector:
         """Forget everything but the count of detections."""
         self._recent.zero_()
         self._long.zero_()
+        self._recent_var = 0.0
         self._since = 0
         self.drift_detected = False
         self.statistic = 0.0
@@ -132,6 +140,7 @@ class DriftDetector:
             "recent": self._recent.clone(),
             "long": self._long.clone(),
             "since": self._since,
+            "recent_var": self._recent_var,
             "detections": self.detections,
         }
 
@@ -143,6 +152,9 @@ class DriftDetector:
         self._recent = state["recent"].to("cpu", torch.float64).clone()
         self._long = state["long"].to("cpu", torch.float64).clone()
         self._since = int(state["since"])
+        # older states lack it: the value for batches of 256 (the quality table's)
+        self._recent_var = float(state.get(
+            "recent_var", 1.0 / (256 * (2 * min(self.window, max(self._since, 1)) - 1))))
         self.detections = int(state["detections"])
         self.drift_detected = False
         self.statistic = 0.0

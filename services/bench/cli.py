@@ -80,6 +80,10 @@ def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:
                 ]
             if name == "ingest_partitions":
                 return streaming.bench_ingest_partitions(kafka, 30_000 if quick else 300_000)
+            if name == "latency":
+                from services.bench.latency import bench_latency
+
+                return bench_latency(kafka, seconds=10.0 if quick else 30.0)
             return [streaming.bench_scale(kafka, n // 2)]
 
     return run
@@ -104,6 +108,11 @@ BENCHES: dict[str, Bench] = {
         _kafka_bench("ingest_partitions"),
         "records/s the learner learns through 2 Ray ingest actors from 32 and 128 partitions, "
         "vs from 2",
+    ),
+    "latency": Bench(
+        _kafka_bench("latency"),
+        "seconds from a record's timestamp to the GAN step that learned it (p50, p99; lower "
+        "is better) at 1,000 records/s, vs to a bare consumer's poll",
     ),
     "produce": Bench(
         _kafka_bench("produce"),
@@ -145,7 +154,8 @@ def describe() -> str:
     for name, bench in BENCHES.items():
         lines.append(textwrap.fill(bench.measures, 78, initial_indent=f"  {name:<{width}}  ",
                                    subsequent_indent=" " * (width + 4)))
-    lines.append(textwrap.fill("ingest, ingest_partitions, produce and scale start Apache "
+    lines.append(textwrap.fill("ingest, ingest_partitions, latency, produce and scale start "
+                               "Apache "
                                "Kafka from the pinned "
                                "jars (Java 17 and Maven); docs/performance.md has the figures "
                                "and the commands that made them", 78))

@@ -97,6 +97,8 @@ def reason_of(error: str) -> str:
 class DecodedBatch:
     values: torch.Tensor  # (N,) int64: good category ids, in record order
     bad: list[BadRecord]
+    # good values of each record, in record order (0: a bad record); None: one each
+    per_record: list[int] | None = None
 
     @property
     def count(self) -> int:
@@ -325,6 +327,7 @@ def decode_values(
     good: list[int] = []
     chunks: list[torch.Tensor] = []
     bad: list[BadRecord] = []
+    per_record: list[int] = []
 
     def set_aside(i: int, error: str) -> None:
         bad.append(BadRecord(
@@ -347,6 +350,7 @@ def decode_values(
             category = fast.get(value)  # type: ignore[arg-type]
             if category is not None:
                 good.append(category)
+                per_record.append(1)
                 continue
             category, error = (_classify_event(value, event_format, num_categories)
                                if by_name and event_format is not None
@@ -355,15 +359,18 @@ def decode_values(
                 set_aside(i, error)
             else:
                 good.append(category)
+            per_record.append(0 if error else 1)
             continue
         ids = _decode_packed(value, packed, num_categories)
         if isinstance(ids, str):
             set_aside(i, ids)
+            per_record.append(0)
             continue
+        per_record.append(int(ids.numel()))
         if good:  # keep record order: flush the ASCII run before this chunk
             chunks.append(torch.tensor(good, dtype=torch.int64))
             good = []
         chunks.append(ids)
     if good or not chunks:
         chunks.append(torch.tensor(good, dtype=torch.int64))
-    return DecodedBatch(chunks[0] if len(chunks) == 1 else torch.cat(chunks), bad)
+    return DecodedBatch(chunks[0] if len(chunks) == 1 else torch.cat(chunks), bad, per_record)

@@ -44,8 +44,6 @@ HEARTBEAT_S = 0.5
 RETRY_S = 0.5
 # At most one warning this often about records outside [0, K) (another producer's K).
 MISMATCH_WARNING_S = 60.0
-# The fewest values in one row of a block (a row costs K counts however few values it holds).
-MIN_PIECE = 16
 
 
 class LearnerUnavailable(RuntimeError):
@@ -58,15 +56,6 @@ class LearnerPort(Protocol):
     def claim(self, partitions: dict[int, tuple[int, int | None]]) -> dict[int, int]: ...
 
     def offer(self, blocks: list[Block], caught_up: list[int]) -> OfferReply: ...
-
-
-def piece_size(step_size: int, partitions: int, num_categories: int) -> int:
-    """Values in one row of a block: a step's share of one partition (at least
-    ``MIN_PIECE``), so that a step of ``step_size`` values takes rows of every partition of
-    that moment. Rows are (K,) counts: for a large K a row is a whole step."""
-    if num_categories > 4096:
-        return step_size
-    return min(step_size, max(MIN_PIECE, step_size // max(1, partitions)))
 
 
 def owned_partitions(partitions: list[int], index: int, num_actors: int) -> list[int]:
@@ -124,7 +113,6 @@ class IngestActor:
                                        cfg.num_categories,
                                        event_format=EventFormat.of(self.settings.events))
         every = self._source.topic_partitions()
-        self._source.piece = piece_size(cfg.step_size, len(every), cfg.num_categories)
         owned = owned_partitions(every, self.index, self.num_actors)
         self._source.assign(owned)
         self._claim(owned)

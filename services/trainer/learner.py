@@ -59,6 +59,9 @@ ROUND_STEPS = 8
 BEHIND_S = 1.0
 # A piece smaller than a step waits this long for more values before it is stepped alone.
 PARTIAL_STEP_WAIT_S = 1.0
+# Upper bounds of the buckets of the learn-latency histogram (seconds from a value's record
+# timestamp to the step that learned it): 1 ms to 100 s, 12% apart, then the rest.
+LATENCY_BOUNDS_S = (*(0.001 * 10 ** (i / 20) for i in range(101)), math.inf)
 
 
 def build_learner(settings: TrainerServiceSettings, device: str) -> Any:
@@ -113,6 +116,8 @@ class LearnerActor:
         self.gan_learned = 0
         self.losses = (math.nan, math.nan)
         self.window = CountingEstimator(cfg.num_categories, memory=float(cfg.window_records))
+        self._latency_bounds = torch.tensor(LATENCY_BOUNDS_S, dtype=torch.float64)
+        self.learn_latency = torch.zeros(len(LATENCY_BOUNDS_S), dtype=torch.float64)
         self._history_lost: str | None = None  # the policy, when the history could not be read
         directory = None if cfg.checkpoint_dir is None else learner_dir(cfg.checkpoint_dir,
                                                                          cfg.model_id)
@@ -307,34 +312,58 @@ class LearnerActor:
             if not len(self._rows):
                 return 0
             waited = time.monotonic() - float(self._rows.released_at[0])
+            sizes = self._rows.counts.sum(1)
+            behind, sample = waited >= BEHIND_S, cfg.backpressure == "sample"
             steps, learned_rows, counted_rows = _plan(
-                self._rows.counts.sum(1), cfg.step_size, ROUND_STEPS,
-                behind=waited >= BEHIND_S, sample=cfg.backpressure == "sample",
+                sizes, cfg.step_size, ROUND_STEPS, behind=behind, sample=sample,
                 flush=flush or waited >= PARTIAL_STEP_WAIT_S)
             taken = self._rows.take(learned_rows + counted_rows)
             if learned_rows:
-                self._learn(taken.counts[:learned_rows], steps)
+                target = _step_target(float(sizes.sum()), cfg.step_size, ROUND_STEPS,
+                                      behind=behind, sample=sample)
+                self._learn(taken.counts[:learned_rows], steps, target)
+                self._note_latency(taken.times[:learned_rows], taken.counts[:learned_rows])
             if counted_rows:
                 self.gan.count_counts(taken.counts[learned_rows:])
             self.window.learn_counts(taken.counts.sum(0))
-            for _, partition, end, dead, values in taken.ends:
-                self.learned[partition] = end
-                self.values_by_partition[partition] = (
-                    self.values_by_partition.get(partition, 0) + values)
-                for reason, n in dead.items():
-                    self.dead_letters_by_reason[reason] = (
-                        self.dead_letters_by_reason.get(reason, 0) + int(n))
+            self._account(taken)
             if len(taken):
                 newest = float(taken.times.max())
                 self._newest_learned = max(self._newest_learned, newest)
                 self._record_to_step = max(0.0, time.time() - newest) if newest > 0 else 0.0
             return len(taken)
 
-    def _learn(self, rows: torch.Tensor, segments: torch.Tensor) -> None:
-        """One GAN step per segment of ``rows`` (m, K); ``segments`` (m,) says which."""
+    def _note_latency(self, times: torch.Tensor, counts: torch.Tensor) -> None:
+        """Each value just learned, into the histogram: now less its record's timestamp."""
+        known = times > 0
+        if bool(known.any()):
+            latency = time.time() - times[known]
+            bucket = torch.bucketize(latency, self._latency_bounds)  # bounds[i-1] < x <= [i]
+            self.learn_latency.index_add_(0, bucket, counts[known].sum(1))
+
+    def _account(self, taken: Pieces) -> None:
+        """Move each partition's learned offset to the end of its last row taken, and count
+        those rows' values and dead letters: the checkpoint's offsets are exact between any
+        two rows, a block half learned included."""
+        values = taken.counts.sum(1)
+        for partition in torch.unique(taken.partitions).tolist():
+            mine = taken.partitions == partition
+            self.learned[partition] = max(self.learned.get(partition, 0),
+                                          int(taken.row_ends[mine].max()))
+            self.values_by_partition[partition] = (
+                self.values_by_partition.get(partition, 0) + int(round(float(values[mine].sum()))))
+        for _, dead in taken.dead:
+            for reason, n in dead.items():
+                self.dead_letters_by_reason[reason] = (
+                    self.dead_letters_by_reason.get(reason, 0) + int(n))
+
+    def _learn(self, rows: torch.Tensor, segments: torch.Tensor, target: int) -> None:
+        """One GAN step per segment of ``rows`` (m, K); ``segments`` (m,) says which. A step
+        that one large row (a packed record) makes larger than ``target`` is split into steps
+        of about ``target`` within this round, so the checkpoint never sees half a row."""
         n = int(segments[-1]) + 1
         counts = torch.zeros(n, rows.shape[1], dtype=torch.float64).index_add_(0, segments, rows)
-        counts = counts[counts.sum(1) > 0]  # (steps, K)
+        counts = _split_large_steps(counts[counts.sum(1) > 0], target)  # (steps, K)
         if not counts.shape[0]:
             return
         started = time.monotonic()
@@ -409,6 +438,8 @@ class LearnerActor:
                 dead_letters_by_reason=dict(sorted(self.dead_letters_by_reason.items())),
                 records_skipped=self.records_skipped,
                 waiting_blocks=waiting,
+                late_values=self._merge.late_values,
+                learn_latency=tuple(self.learn_latency.tolist()),
                 values_per_s=sum(r[1] for r in recent[1:]) / span if span > 0 else 0.0,
                 steps_per_s=sum(r[2] for r in recent[1:]) / span if span > 0 else 0.0,
                 step_seconds=sum(r[3] for r in recent) / steps if steps else 0.0,
@@ -433,6 +464,33 @@ def old_layout_message(model_id: str, files: list[Any]) -> str:
             "accept_loss (from the group's committed ones); the old files are left alone")
 
 
+def _step_target(total: float, step_size: int, round_steps: int, *, behind: bool,
+                 sample: bool) -> int:
+    """Values a step takes: ``step_size``, or, behind without ``sample``, all that waits in
+    ``round_steps`` steps."""
+    return max(step_size, math.ceil(total / round_steps)) if behind and not sample \
+        else step_size
+
+
+def _split_large_steps(counts: torch.Tensor, target: int) -> torch.Tensor:
+    """``counts`` (steps, K) with each step of at least ``2 * target`` values cut into
+    ``floor(size / target)`` steps of its categories in proportion (a stratified split: the
+    values of one record are learned in any order). A step a little over ``target`` (its
+    last row crossed the boundary) stays whole."""
+    parts = torch.clamp(torch.floor(counts.sum(1) / target), min=1).to(torch.int64)
+    if not bool((parts > 1).any()):
+        return counts
+    out = []
+    for row, p in zip(counts, parts.tolist(), strict=True):
+        if p == 1:
+            out.append(row[None])
+            continue
+        edges = torch.floor(row[None, :] * torch.arange(p + 1, dtype=torch.float64)[:, None] / p)
+        out.append(edges.diff(dim=0))
+    split = torch.cat(out)
+    return split[split.sum(1) > 0]
+
+
 def _plan(sizes: torch.Tensor, step_size: int, round_steps: int, *, behind: bool,
           sample: bool, flush: bool) -> tuple[torch.Tensor, int, int]:
     """This round's steps over rows of ``sizes`` (m,) values: (the step of each row learned,
@@ -443,8 +501,7 @@ def _plan(sizes: torch.Tensor, step_size: int, round_steps: int, *, behind: bool
     rows after ``round_steps`` steps are only counted. A last step smaller than ``step_size``
     waits for more values unless ``flush``."""
     total = float(sizes.sum())
-    target = max(step_size, math.ceil(total / round_steps)) if behind and not sample \
-        else step_size
+    target = _step_target(total, step_size, round_steps, behind=behind, sample=sample)
     before = torch.cumsum(sizes, 0) - sizes  # (m,) values before each row
     segments = (before // target).to(torch.int64)  # (m,) the step each row falls in
     full_steps = int(total // target)

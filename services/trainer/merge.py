@@ -11,9 +11,20 @@ values takes pieces of every partition of that moment, as one learner on the who
 would see them.
 
 A partition holds the others back from when an ingest actor claims it, until it has been
-silent for ``idle_s`` or its reader says it is at the log's end (``caught_up``), and again
-from its next block. A partition at its cap of waiting blocks is ``full``: its reader pauses
-it, so a partition far ahead in event time waits without the memory growing.
+silent for ``idle_s``. While its reader says it is at the log's end (``caught_up``) it holds
+them back to a *lateness allowance* before that report (in wall-clock time): a record that
+reaches the log after the report may have been stamped before it (the producer's linger and
+its queue in a burst; the fetch that said the log had ended may be older than the report).
+The allowance is the stream's lag: the longest time between a record's timestamp and its
+block's arrival here, over the blocks of the last ``LAG_MEMORY_S``, at least
+``MIN_LATENESS_S`` and at most ``idle_s``. Records stamped before a report and not yet read
+travel with that lag too, so they are waited for; a backlog read from the past, or a
+producer whose clock runs behind, holds the others back ``idle_s`` at most. Values that
+still arrive older than pieces already released are learned anyway (at once, ordered among
+what is released with them) and counted in ``late_values``.
+
+A partition at its cap of waiting blocks is ``full``: its reader pauses it, so a partition
+far ahead in event time waits without the memory growing.
 
 Times are the records' Kafka timestamps (CreateTime by default: the producer's clock; or
 LogAppendTime, the broker's, when the topic says so). Within a partition they are made
@@ -35,24 +46,31 @@ from services.trainer.source import Block
 
 __all__ = ["EventTimeMerge", "Pieces"]
 
+MIN_LATENESS_S = 0.1  # the least lateness allowance (a producer's linger and one fetch)
+LAG_MEMORY_S = 5.0  # how long a seen lag keeps the allowance up
+
 
 @dataclass
 class Pieces:
     """Rows of per-category counts in the order they are to be learned.
 
-    ``ends`` marks the last row of each block: learning it moves that partition's offset to
-    the block's end and counts the block's values and dead letters."""
+    Learning (or counting) a row moves its partition's offset to the row's end and counts
+    the dead letters ``dead`` names for it: offsets move row by row, so a checkpoint between
+    any two rows is exact."""
 
     counts: torch.Tensor  # (m, K) float64
     times: torch.Tensor  # (m,) float64, unix s of each row's newest record
     released_at: torch.Tensor  # (m,) float64, time.monotonic() each row left the merge
-    ends: list[tuple[int, int, int, dict[str, int], int]] = field(default_factory=list)
-    # (row, partition, end offset, dead letters by reason, values), rows ascending
+    partitions: torch.Tensor  # (m,) int64, each row's partition
+    row_ends: torch.Tensor  # (m,) int64, the offset after each row's last record
+    dead: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (row, by reason)
 
     @classmethod
     def empty(cls, num_categories: int) -> Pieces:
         none = torch.zeros(0, dtype=torch.float64)
-        return cls(torch.zeros(0, num_categories, dtype=torch.float64), none, none.clone())
+        ints = torch.zeros(0, dtype=torch.int64)
+        return cls(torch.zeros(0, num_categories, dtype=torch.float64), none, none.clone(),
+                   ints, ints.clone())
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
@@ -62,15 +80,19 @@ class Pieces:
         self.counts = torch.cat([self.counts, other.counts])
         self.times = torch.cat([self.times, other.times])
         self.released_at = torch.cat([self.released_at, other.released_at])
-        self.ends.extend((base + row, *rest) for row, *rest in other.ends)
+        self.partitions = torch.cat([self.partitions, other.partitions])
+        self.row_ends = torch.cat([self.row_ends, other.row_ends])
+        self.dead.extend((base + row, by_reason) for row, by_reason in other.dead)
 
     def take(self, rows: int) -> Pieces:
         """Remove and return the first ``rows`` rows."""
         head = Pieces(self.counts[:rows], self.times[:rows], self.released_at[:rows],
-                      [e for e in self.ends if e[0] < rows])
+                      self.partitions[:rows], self.row_ends[:rows],
+                      [d for d in self.dead if d[0] < rows])
         self.counts, self.times = self.counts[rows:], self.times[rows:]
         self.released_at = self.released_at[rows:]
-        self.ends = [(row - rows, *rest) for row, *rest in self.ends if row >= rows]
+        self.partitions, self.row_ends = self.partitions[rows:], self.row_ends[rows:]
+        self.dead = [(row - rows, by_reason) for row, by_reason in self.dead if row >= rows]
         return head
 
 
@@ -87,13 +109,18 @@ class EventTimeMerge:
     """Blocks in, pieces out in event-time order; no I/O, an injected clock."""
 
     def __init__(self, num_categories: int, idle_s: float = 2.0, max_blocks: int = 16,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.k, self.idle_s, self.max_blocks = num_categories, idle_s, max_blocks
-        self._clock = clock
+        self._clock, self._wall_clock = clock, wall_clock
         self._waiting: dict[int, deque[_Waiting]] = {}
         self._newest: dict[int, float] = {}  # partition -> newest record time received
-        self._heard: dict[int, float] = {}  # partition -> clock of its last block or claim
-        self._caught_up: set[int] = set()
+        self._heard: dict[int, float] = {}  # partition -> clock of its last block, claim, report
+        self._at_end: dict[int, float] = {}  # partition -> wall time of its last at-end report
+        # (whole second of the clock, the longest lag of the blocks that arrived in it)
+        self._lags: deque[tuple[int, float]] = deque()
+        self._released_newest = float("-inf")  # the newest time of any piece released
+        self.late_values = 0  # values that came after newer pieces of others had left
 
     def watch(self, partition: int) -> None:
         """``partition`` is read from now on: it holds the others back until it has data."""
@@ -110,22 +137,43 @@ class EventTimeMerge:
         if block.counts.shape[0] == 0:  # only bad records: one empty row moves the offset on
             times = torch.zeros(1, dtype=torch.float64)
         times = torch.clamp(times, min=newest) if newest > float("-inf") else times
+        if block.counts.shape[0]:
+            late = times < self._released_newest
+            self.late_values += int(block.counts[late].sum()) if bool(late.any()) else 0
+        self._at_end.pop(p, None)
+        if block.counts.shape[0] and float(times[0]) > 0:
+            self._note_lag(self._wall_clock() - float(times[0]))
         self._waiting.setdefault(p, deque()).append(_Waiting(block, times))
         self._heard[p] = self._clock()
-        self._caught_up.discard(p)
         self._newest[p] = max(newest, float(times[-1]))
 
     def caught_up(self, partitions: Iterable[int]) -> None:
-        """Their reader is at the log's end: they hold nobody back until their next block."""
+        """Their reader is at the log's end now: until their next block they hold the others
+        back only to ``lateness_s`` before this report."""
+        now, wall = self._clock(), self._wall_clock()
         for p in partitions:
-            if not self._waiting.get(p):
-                self._caught_up.add(p)
+            if p in self._waiting and not self._waiting[p]:
+                self._at_end[p], self._heard[p] = wall, now
 
     def all_caught_up(self) -> bool:
         """Nothing waits and every partition read is at its log's end or silent."""
         now = self._clock()
         return not self.waiting() and all(
-            p in self._caught_up or now - heard >= self.idle_s for p, heard in self._heard.items())
+            p in self._at_end or now - heard >= self.idle_s for p, heard in self._heard.items())
+
+    def _note_lag(self, lag: float) -> None:
+        second = int(self._clock())
+        if self._lags and self._lags[-1][0] == second:
+            lag = max(lag, self._lags.pop()[1])
+        self._lags.append((second, lag))
+
+    def allowance(self) -> float:
+        """Seconds before its last at-end report that a partition at its end holds others to."""
+        now = self._clock()
+        while self._lags and now - self._lags[0][0] > LAG_MEMORY_S:
+            self._lags.popleft()
+        seen = max((lag for _, lag in self._lags), default=0.0)
+        return min(self.idle_s, max(MIN_LATENESS_S, seen))
 
     def waiting(self) -> int:
         """Blocks waiting (wholly or in part)."""
@@ -133,17 +181,25 @@ class EventTimeMerge:
 
     def watermark(self) -> float:
         """Pieces whose newest record is at or before this time may leave (-inf: none)."""
-        now = self._clock()
-        holding = [self._newest.get(p, float("-inf")) for p, queue in self._waiting.items()
-                   if queue or (p not in self._caught_up
-                                and now - self._heard.get(p, now) < self.idle_s)]
+        now, allowance = self._clock(), self.allowance()
+        holding = []
+        for p, queue in self._waiting.items():
+            newest = self._newest.get(p, float("-inf"))
+            if queue:
+                holding.append(newest)
+            elif now - self._heard.get(p, now) >= self.idle_s:
+                continue  # silent: its reader is gone or the partition is quiet
+            elif p in self._at_end:
+                holding.append(max(newest, self._at_end[p] - allowance))
+            else:
+                holding.append(newest)
         return min(holding) if holding else float("inf")
 
     def release(self, everything: bool = False) -> Pieces:
         """The pieces that may leave, in time order (ties: by partition), each partition's in
         offset order; ``everything`` releases all (the learner stops)."""
         mark = float("inf") if everything else self.watermark()
-        counts, times, ends = [], [], []
+        counts, times, partitions, row_ends, dead = [], [], [], [], []
         rows = 0
         for partition in sorted(self._waiting):
             queue = self._waiting[partition]
@@ -153,23 +209,32 @@ class EventTimeMerge:
                 if stop <= head.next_row:
                     break
                 block = head.block
-                part = (block.counts[head.next_row:stop].to(torch.float64)
-                        if block.counts.shape[0] else torch.zeros(1, self.k, dtype=torch.float64))
-                counts.append(part)
+                if block.counts.shape[0]:
+                    counts.append(block.counts[head.next_row:stop].to(torch.float64))
+                    row_ends.append(block.row_ends[head.next_row:stop])
+                else:  # only bad records: one empty row moves the offset on
+                    counts.append(torch.zeros(1, self.k, dtype=torch.float64))
+                    row_ends.append(torch.tensor([block.end], dtype=torch.int64))
                 times.append(head.times[head.next_row:stop])
+                partitions.append(torch.full((stop - head.next_row,), partition,
+                                             dtype=torch.int64))
+                dead.extend((rows + row - head.next_row, by_reason)
+                            for row, by_reason in block.dead_rows
+                            if head.next_row <= row < stop)
                 rows += stop - head.next_row
                 head.next_row = stop
                 if stop < head.times.numel():
                     break
-                ends.append((rows - 1, partition, block.end, block.dead_letters, block.values))
                 queue.popleft()
         if not counts:
             return Pieces.empty(self.k)
         all_times = torch.cat(times)
+        self._released_newest = max(self._released_newest, float(all_times.max()))
         order = torch.sort(all_times, stable=True).indices  # partition order breaks ties
         where = torch.empty_like(order)
         where[order] = torch.arange(order.numel())
         released = torch.full((order.numel(),), self._clock(), dtype=torch.float64)
         return Pieces(torch.cat(counts)[order], all_times[order], released,
-                      sorted(((int(where[row]), *rest) for row, *rest in ends),
-                             key=lambda e: e[0]))
+                      torch.cat(partitions)[order], torch.cat(row_ends)[order],
+                      sorted(((int(where[row]), by_reason) for row, by_reason in dead),
+                             key=lambda d: d[0]))

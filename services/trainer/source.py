@@ -6,10 +6,16 @@ records for the dead-letter topic), commit, high watermarks. A ``KafkaConsumer``
 thread-safe: one thread owns a source.
 
 A ``Block`` is what the learner needs of one partition's part of a poll: where it begins and
-ends in the partition, the counts of the K categories in consecutive pieces of at most
-``piece`` values, each piece's newest record time (the learner merges partitions in event
-time piece by piece), and the dead letters by reason. It is a few kilobytes whatever the
-number of records, so the ingest actors send blocks, never values, to the one learner.
+ends in the partition, the counts of the K categories in consecutive pieces, each piece's
+newest record time (the learner merges partitions in event time piece by piece), and the
+dead letters by reason. A piece is one value while the block stays within ``MAX_ROWS`` rows
+and ``MAX_CELLS`` counts (larger polls, packed records and a large K get longer pieces), so
+a step takes the values of every partition of its moment however the partitions are keyed:
+a piece longer than a step's share of its partition would put lumps of one partition's
+categories in a step (with a stream keyed by category, a step's counts would vary far more
+than a sample's, and the drift detector fires on a stationary stream). Whatever the number
+of records, a block is at most ``MAX_CELLS`` counts, so the ingest actors send blocks,
+never values, to the one learner.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,23 +33,36 @@ from kafka.structs import OffsetAndMetadata
 from services.common.codec import BadRecord, EventFormat, decode_values
 from services.common.kafka import topic_partitions
 
-__all__ = ["Block", "Poll", "PartitionSource", "decode_poll", "piece_counts", "piece_times"]
+__all__ = ["Block", "Poll", "PartitionSource", "block_rows", "decode_poll", "make_block"]
 
 log = logging.getLogger(__name__)
 
-MAX_ROWS = 1024  # rows (pieces) of one block at most
+MAX_ROWS = 4096  # rows (pieces) of one block at most: a default poll (max_batch) a value a row
+MAX_CELLS = 1 << 20  # counts of one block at most (8 MB): rows of a large K are longer pieces
+
+
+def block_rows(num_categories: int) -> int:
+    """The most rows a block of ``num_categories`` categories has."""
+    return max(1, min(MAX_ROWS, MAX_CELLS // num_categories))
 
 
 @dataclass(frozen=True)
 class Block:
-    """One partition's records of one poll, reduced to what the learner learns from."""
+    """One partition's records of one poll, reduced to what the learner learns from.
+
+    A row is a piece of whole records: learning it moves the partition's learned offset to
+    the row's end, so a checkpoint taken between any two rows names exactly the values its
+    model has learned (a record is never split between rows)."""
 
     partition: int
     start: int  # the partition's offset the block begins at (the previous block's end)
     end: int  # the offset after its last record
-    counts: torch.Tensor  # (n, K) int64: one row per consecutive piece of <= piece values
+    counts: torch.Tensor  # (n, K) int64: one row per consecutive piece of the block's values
     times: torch.Tensor  # (n,) float64: unix s of each piece's newest record (0: unknown)
-    dead_letters: dict[str, int] = field(default_factory=dict)  # bad records by reason
+    row_ends: torch.Tensor  # (n,) int64: the offset after each piece's last record
+    # (row, bad records by reason) for rows after bad records (a block of only bad ones:
+    # row 0, its one empty row); each is counted when its row is learned
+    dead_rows: tuple[tuple[int, dict[str, int]], ...] = ()
 
     @property
     def last_time(self) -> float:
@@ -52,6 +71,61 @@ class Block:
     @property
     def values(self) -> int:
         return int(self.counts.sum())
+
+    @property
+    def dead_letters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for _, by_reason in self.dead_rows:
+            for reason, n in by_reason.items():
+                total[reason] = total.get(reason, 0) + n
+        return total
+
+
+def make_block(
+    partition: int, start: int, end: int, values: torch.Tensor | list[int], num_categories: int,
+    *, per_record: list[int] | None = None, offsets: list[int] | None = None,
+    stamps_ms: list[int] | None = None, bad: Iterable[tuple[int, str]] = (),
+    max_rows: int | None = None,
+) -> Block:
+    """A block of records ``offsets`` (default: ``start``, ``start + 1``, ...) holding
+    ``per_record`` good values each (default: one) of ``values``, and ``bad`` (offset,
+    reason) records; its pieces of whole records as short as ``max_rows`` rows allow."""
+    values = torch.as_tensor(values, dtype=torch.int64)
+    per = torch.tensor(per_record, dtype=torch.int64) if per_record is not None \
+        else torch.ones(values.numel(), dtype=torch.int64)
+    offs = torch.tensor(offsets, dtype=torch.int64) if offsets is not None \
+        else torch.arange(start, start + per.numel(), dtype=torch.int64)
+    total = int(values.numel())
+    by_row: dict[int, dict[str, int]] = {}
+    if not total:  # only bad records: one empty row moves the offset on
+        for _, reason in bad:
+            by_row.setdefault(0, {})[reason] = by_row.get(0, {}).get(reason, 0) + 1
+        return Block(partition, start, end, torch.zeros(0, num_categories, dtype=torch.int64),
+                     torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64),
+                     tuple(by_row.items()))
+    target = max(1, -(-total // (max_rows or block_rows(num_categories))))
+    before = torch.cumsum(per, 0) - per  # (R,) good values before each record
+    # a record's piece: where its first value falls (a bad one: with the next good value)
+    piece = torch.clamp(before // target, max=(total - 1) // target)
+    _, row = torch.unique_consecutive(piece, return_inverse=True)  # (R,) compact rows
+    n = int(row[-1]) + 1
+    value_row = torch.repeat_interleave(row, per)  # (total,)
+    counts = torch.bincount(value_row * num_categories + values,
+                            minlength=n * num_categories).view(n, num_categories)
+    row_ends = torch.zeros(n, dtype=torch.int64).scatter_reduce(0, row, offs + 1, "amax")
+    row_ends[-1] = end  # the last row takes the block to its end (trailing bad records too)
+    if stamps_ms:
+        stamp = torch.tensor(stamps_ms, dtype=torch.float64) / 1000.0
+        newest = torch.zeros(n, dtype=torch.float64).scatter_reduce(0, row, stamp, "amax")
+        times = torch.cummax(newest, 0).values  # non-decreasing along the partition
+    else:
+        times = torch.zeros(n, dtype=torch.float64)
+    if bad:
+        where = {int(o): i for i, o in enumerate(offs.tolist())}
+        for offset, reason in bad:
+            r = int(row[where[offset]])
+            by_row.setdefault(r, {})[reason] = by_row.get(r, {}).get(reason, 0) + 1
+    return Block(partition, start, end, counts, times, row_ends, tuple(sorted(by_row.items())))
 
 
 @dataclass(frozen=True)
@@ -64,32 +138,8 @@ class Poll:
     polled_at: float  # time.monotonic() of the poll
 
 
-def piece_counts(values: torch.Tensor, num_categories: int, piece: int) -> torch.Tensor:
-    """``(n, K)`` counts of consecutive pieces of at most ``piece`` of ``values`` (N,)."""
-    n = -(-int(values.numel()) // piece)
-    if n == 0:
-        return torch.zeros(0, num_categories, dtype=torch.int64)
-    row = torch.arange(values.numel()) // piece  # (N,) the piece of each value
-    flat = torch.bincount(row * num_categories + values, minlength=n * num_categories)
-    return flat.view(n, num_categories)
-
-
-def piece_times(timestamps_ms: list[int], pieces: int) -> torch.Tensor:
-    """``(pieces,)`` unix s of each piece's newest record, the pieces spread evenly over the
-    records (exact for one value a record with no bad ones; packed records share their
-    record's time). Zeros when the records carry no timestamps."""
-    if not pieces:
-        return torch.zeros(0, dtype=torch.float64)
-    if not timestamps_ms:
-        return torch.zeros(pieces, dtype=torch.float64)
-    times = torch.tensor(timestamps_ms, dtype=torch.float64) / 1000.0  # (R,)
-    running = torch.cummax(times, 0).values  # a piece's newest: the max up to its last record
-    last = (torch.arange(1, pieces + 1) * len(timestamps_ms) + pieces - 1) // pieces - 1
-    return running[last]
-
-
 def decode_poll(
-    records: Mapping[Any, list[Any]], num_categories: int, *, piece: int = 256,
+    records: Mapping[Any, list[Any]], num_categories: int, *, max_rows: int | None = None,
     starts: Mapping[int, int] | None = None, polled_at: float | None = None,
     event_format: EventFormat | None = None,
 ) -> Poll | None:
@@ -98,7 +148,10 @@ def decode_poll(
     ``starts`` is where each partition's block begins (the position the caller read from,
     which may be before the first record's offset when the log has gaps); by default the
     first record's offset. ``event_format`` says how one-value records name categories.
+    ``max_rows`` (default ``block_rows(num_categories)``): each block's rows at most, its
+    pieces as short as that allows.
     """
+    max_rows = max_rows or block_rows(num_categories)
     starts = starts or {}
     blocks: list[Block] = []
     bad: list[BadRecord] = []
@@ -113,20 +166,17 @@ def decode_poll(
         stamps = [record.timestamp for record in batch]
         if not all(isinstance(t, int) and t >= 0 for t in stamps):
             stamps = []
-        by_reason: dict[str, int] = {}
-        for record in part.bad:
-            by_reason[record.reason] = by_reason.get(record.reason, 0) + 1
         if part.bad:  # rare: only bad records need their key and timestamp, for the DLQ
             origin = {r.offset: r for r in batch}
             bad.extend(replace(b, key=origin[b.offset].key, timestamp=origin[b.offset].timestamp)
                        for b in part.bad)
-        # at most MAX_ROWS rows a block: a poll of packed records is millions of values
-        counts = piece_counts(part.values, num_categories,
-                              max(piece, -(-part.count // MAX_ROWS)))
-        blocks.append(Block(
-            partition=tp.partition, start=starts.get(tp.partition, batch[0].offset),
-            end=batch[-1].offset + 1, counts=counts,
-            times=piece_times(stamps, counts.shape[0]), dead_letters=by_reason))
+        # pieces of whole records as short as max_rows allows: a poll of packed records is
+        # millions of values
+        blocks.append(make_block(
+            tp.partition, starts.get(tp.partition, batch[0].offset), batch[-1].offset + 1,
+            part.values, num_categories, per_record=part.per_record,
+            offsets=[record.offset for record in batch], stamps_ms=stamps,
+            bad=[(b.offset, b.reason) for b in part.bad], max_rows=max_rows))
         count += len(batch)
     if not count:
         return None
@@ -136,12 +186,11 @@ def decode_poll(
 class PartitionSource:
     """Actor-owned partitions of one topic, read from given offsets (no group rebalancing)."""
 
-    def __init__(self, consumer: Any, topic: str, num_categories: int, *, piece: int = 256,
+    def __init__(self, consumer: Any, topic: str, num_categories: int, *,
                  event_format: EventFormat | None = None) -> None:
         self._consumer = consumer
         self.topic = topic
         self.num_categories = num_categories
-        self.piece = piece
         self.event_format = event_format
         self.partitions: list[int] = []
         # partition -> where its next block begins: the position read from, moved on by
@@ -208,8 +257,8 @@ class PartitionSource:
         records = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         if not records:
             return None
-        poll = decode_poll(records, self.num_categories, piece=self.piece,
-                           starts=self.positions, event_format=self.event_format)
+        poll = decode_poll(records, self.num_categories, starts=self.positions,
+                           event_format=self.event_format)
         for block in poll.blocks if poll is not None else ():
             self.positions[block.partition] = block.end
         return poll

@@ -32,6 +32,9 @@ class LearnerStatus:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     records_skipped: int = 0  # records knowingly never learned (on_corrupt_checkpoint)
     waiting_blocks: int = 0  # accepted, waiting for the event-time merge or a step
+    late_values: int = 0  # values merged after newer pieces of other partitions had left
+    # values learned per bucket of seconds from record timestamp to step (LATENCY_BOUNDS_S)
+    learn_latency: tuple[float, ...] = ()
     values_per_s: float = 0.0  # values learned per second, recent
     steps_per_s: float = 0.0
     step_seconds: float = 0.0  # mean seconds per GAN step, recent

@@ -71,13 +71,17 @@ def test_the_estimate_is_the_stream_s_whatever_the_partitions_hold(
         if when == "live":
             _produce(settings, values, partition_of)
         eventually(lambda: running.learned() >= RECORDS, 300, f"{RECORDS:,} learned")
+        late = running.learner_status().late_values
         final = running.stop()
     assert final.samples_seen == RECORDS and estimate_counts(final) == counts_of(values)
     tv = _tv(final.probabilities, final.baseline_probabilities)
     print(f"\nUNEVEN {split} {when}, {num_actors} ingest actors: TV(estimate, the stream) "
           f"{tv:.4f}; "
           f"estimate {[round(p, 4) for p in final.probabilities]}, "
-          f"drifts {final.drift_detections}")
+          f"drifts {final.drift_detections}, late values {late}")
     assert len(final.probabilities) == K
     assert tv <= 0.01
     assert final.drift_detections == 0  # a stationary stream, whatever its layout
+    # records merged after newer ones of other partitions had left (0 in 4 runs of keyed
+    # live; 896-3,334 before the lateness allowance followed the stream's lag)
+    assert late <= RECORDS // 100

@@ -191,7 +191,7 @@ def test_packed_one_value_records_reach_the_trainer_as_their_own_categories() ->
                        len(value), -1)
         for offset, ((_, value), headers) in enumerate(zip(fake.sent, fake.headers, strict=True))
     ]
-    batch = decode_poll({TopicPartition("numbers", 0): polled}, k, piece=1)  # a row a value
+    batch = decode_poll({TopicPartition("numbers", 0): polled}, k)  # a row a value
     assert batch is not None
     assert batch.bad == []
     (block,) = batch.blocks

@@ -12,7 +12,7 @@ import pytest
 from kafka import TopicPartition
 
 from services.common.settings import TrainerServiceSettings
-from services.trainer.ingest import IngestActor, LearnerUnavailable, owned_partitions, piece_size
+from services.trainer.ingest import IngestActor, LearnerUnavailable, owned_partitions
 from services.trainer.learner import LearnerActor
 
 Record = namedtuple("Record", "topic partition offset key value headers timestamp")
@@ -121,12 +121,6 @@ def learned(learner: LearnerActor) -> dict[str, int]:
 def test_actor_i_of_n_owns_the_partitions_p_mod_n() -> None:
     assert owned_partitions([0, 1, 2, 3, 4], 1, 2) == [1, 3]
     assert owned_partitions([0, 1], 2, 3) == []
-
-
-def test_a_row_is_a_steps_share_of_one_partition() -> None:
-    assert piece_size(256, 4, 5) == 64
-    assert piece_size(256, 128, 5) == 16  # never fewer values than MIN_PIECE
-    assert piece_size(256, 1, 65_536) == 256  # a row of a large K is a whole step
 
 
 def test_every_record_reaches_the_learner_once_and_bad_ones_the_dead_letter_topic() -> None:

@@ -3,6 +3,7 @@ event time, one step per step_size values while it keeps up, checkpointed with t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ import torch
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_module
 from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir
-from services.trainer.learner import LearnerActor, _plan
-from services.trainer.source import Block, piece_counts, piece_times
+from services.trainer.learner import LATENCY_BOUNDS_S, LearnerActor, _plan, _split_large_steps
+from services.trainer.source import Block, make_block
 
 K = 5
 
@@ -24,9 +25,10 @@ def settings(tmp_path: Path | None, **trainer: object) -> TrainerServiceSettings
 
 def block(partition: int, start: int, values: list[int], t0: float = 1.0,
           piece: int = 16) -> Block:
-    counts = piece_counts(torch.tensor(values), K, piece)
-    times = torch.linspace(t0, t0 + 0.001 * len(values), counts.shape[0], dtype=torch.float64)
-    return Block(partition, start, start + len(values), counts, times)
+    """Records a millisecond apart from ``t0``, in rows of ``piece`` values."""
+    return make_block(partition, start, start + len(values), values, K,
+                      stamps_ms=[round(t0 * 1000) + i for i in range(len(values))],
+                      max_rows=-(-len(values) // piece))
 
 
 @pytest.fixture
@@ -95,7 +97,9 @@ def test_offsets_move_only_as_far_as_the_model_has_learned(no_wall_clock: None) 
     actor.offer([block(0, 100, [2] * 200)])
     actor.learn_round()  # one step of 260 values (rows of 16 are never split): 40 wait
     status = actor.status()
-    assert status.steps == 1 and status.offsets == {"0": 100}  # the first block, wholly
+    # row by row: the first block and 10 rows of the second, not the 40 values that wait
+    assert status.steps == 1 and status.offsets == {"0": 260}
+    assert status.values_by_partition == {"0": 260}
     assert status.baseline_counts == (0, 100, 160, 0, 0)
     actor.learn_round(flush=True)
     assert actor.status().offsets == {"0": 300}
@@ -189,8 +193,8 @@ def test_without_a_checkpoint_dir_the_groups_committed_offsets_are_the_history()
 def test_dead_letters_count_with_the_offsets_of_the_blocks_learned() -> None:
     actor = started(None)
     actor.claim({0: (0, None)})
-    dead = Block(0, 0, 3, torch.zeros(0, K, dtype=torch.int64),
-                 torch.zeros(0, dtype=torch.float64), {"not_a_number": 3})
+    dead = make_block(0, 0, 3, [], K, per_record=[0] * 3,
+                      bad=[(o, "not_a_number") for o in range(3)])
     actor.offer([dead])
     actor.learn_round(flush=True)
     status = actor.status()
@@ -215,10 +219,9 @@ def test_one_gan_learns_a_keyed_backlog_as_the_whole_streams_mix(no_wall_clock: 
         offset = 0
         for i in range(0, own.numel(), 4096):
             chunk, chunk_times = own[i:i + 4096], own_times[i:i + 4096]
-            counts = piece_counts(chunk, K, 64)
             times_ms = (chunk_times * 1000).round().long().tolist()
-            stamps = piece_times(times_ms, counts.shape[0])
-            actor.offer([Block(p, offset, offset + chunk.numel(), counts, stamps)])
+            actor.offer([make_block(p, offset, offset + chunk.numel(), chunk, K,
+                                    stamps_ms=times_ms, max_rows=-(-chunk.numel() // 64))])
             offset += chunk.numel()
             while actor.learn_round():
                 pass
@@ -233,3 +236,54 @@ def test_one_gan_learns_a_keyed_backlog_as_the_whole_streams_mix(no_wall_clock: 
 
 def test_round_steps_and_behind_are_the_documented_constants() -> None:
     assert learner_module.ROUND_STEPS == 8 and learner_module.BEHIND_S == 1.0
+
+
+def test_a_checkpoint_inside_a_block_names_exactly_what_its_model_learned(
+        tmp_path: Path, no_wall_clock: None) -> None:
+    """A learner killed after stepping part of a block: the ingest actor replays from the
+    checkpoint's offset, and every value is counted once (a record is never split between
+    rows, and each row moves the offset). A bad record mid-block counts when its row does."""
+    actor = started(tmp_path, step_size=256)
+    actor.claim({0: (0, None)})
+    values = [i % K for i in range(300)]
+    bad = [(150, "not_a_number")]
+    per_record = [0 if o == 150 else 1 for o in range(301)]
+    whole = make_block(0, 0, 301, values, K, per_record=per_record, bad=bad,
+                       stamps_ms=[1000 + i for i in range(301)], max_rows=301)
+    actor.offer([whole])
+    actor.learn_round()  # one step of 256 values; 44 wait
+    actor.checkpoint()
+    status = actor.status()
+    assert status.offsets == {"0": 257} and status.samples_seen == 256  # 256 values + 1 bad
+    assert status.dead_letters == 1
+    again = started(tmp_path, step_size=256)
+    assert again.claim({0: (0, None)}) == {0: 257}  # where the ingest actor replays from
+    rest = make_block(0, 257, 301, values[256:], K,
+                      stamps_ms=[1000 + o for o in range(257, 301)])
+    assert again.offer([rest]).accepted == [0]
+    again.learn_round(flush=True)
+    final = again.status()
+    assert final.samples_seen == 300 and final.offsets == {"0": 301}
+    assert final.values_by_partition == {"0": 300} and final.dead_letters == 1
+    assert final.baseline_counts == tuple(values.count(c) for c in range(K))
+
+
+def test_a_packed_record_larger_than_a_step_is_learned_in_steps_of_step_size() -> None:
+    """A row is a whole record (for exact offsets), but the GAN still steps ``step_size``
+    values at a time: the record's counts are cut in proportion, all in one round."""
+    counts = torch.tensor([[1000.0, 2000.0, 1000.0, 0.0, 0.0], [10.0, 20.0, 30.0, 40.0, 50.0]])
+    split = _split_large_steps(counts, 256)
+    assert split.shape[0] == 15 + 1 and torch.equal(split.sum(0), counts.sum(0))
+    assert 256 <= float(split[:15].sum(1).min()) and float(split[:15].sum(1).max()) <= 2 * 256
+
+
+def test_each_value_learned_counts_in_the_latency_histogram(no_wall_clock: None) -> None:
+    actor = started(None, step_size=16)
+    actor.claim({0: (0, None)})
+    now_ms = round(time.time() * 1000)
+    actor.offer([make_block(0, 0, 32, [1] * 32, K, stamps_ms=[now_ms - 2000] * 32)])
+    actor.learn_round(flush=True)
+    histogram = actor.status().learn_latency
+    assert len(histogram) == len(LATENCY_BOUNDS_S) and sum(histogram) == 32
+    (bucket,) = [i for i, n in enumerate(histogram) if n]
+    assert LATENCY_BOUNDS_S[bucket - 1] < 2.0 <= LATENCY_BOUNDS_S[bucket] * 1.2  # about 2 s old
