@@ -234,6 +234,7 @@ def bench_ingest(
                 num_actors=1,
                 max_batch=max_records,
                 backpressure=backpressure,
+                group_id=f"bench-{topic}-{i}",  # a new group: nothing committed by run i-1
             )
             trainer = LocalTrainer(settings, 1).start()
             rate = _steady_rate(lambda: trainer.status().samples_seen, n, timeout_s=600)
