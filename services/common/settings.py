@@ -32,6 +32,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from services.common.schemas import MAX_NAME_LENGTH
+
 __all__ = [
     "ESTIMATORS",
     "COMPRESSION_TYPES",
@@ -259,6 +261,10 @@ class KafkaSettings(BaseModel):
         return config
 
 
+# A model id names a directory under checkpoint_dir and a consumer group: no path separators,
+# no leading dot (".." or a hidden directory), short enough for any file system.
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
 def parse_categories(value: Any) -> list[str]:
     """``"click,view,buy"`` or a sequence of names → distinct, non-empty names."""
     if value is None or value == "":
@@ -276,6 +282,10 @@ def parse_categories(value: Any) -> list[str]:
         raise ValueError(f"category names must be distinct ({', '.join(duplicates)} repeated)")
     if len(names) < 2:
         raise ValueError("needs at least 2 category names")
+    too_long = [n for n in names if len(n) > MAX_NAME_LENGTH]
+    if too_long:  # the Estimate refuses them: say so now, not at the first publish
+        raise ValueError(f"a category name is longer than {MAX_NAME_LENGTH} characters "
+                         f"({len(too_long[0])}: {too_long[0][:40]!r}...)")
     return names
 
 
@@ -328,7 +338,8 @@ class ProducerSettings(BaseModel):
         default_factory=lambda: [0.0, 0.0, 0.1, 0.3, 0.6],
         description="the true distribution, comma-separated, sums to 1",
     )
-    rate: float = Field(1000.0, ge=0, description="records per second; 0 = as fast as possible")
+    rate: float = Field(1000.0, ge=0, allow_inf_nan=False,
+                        description="records per second; 0 = as fast as possible")
     count: int = Field(0, ge=0, description="stop after this many records; 0 = forever")
     seed: int = Field(0, description="random seed of the stream (same seed, same records)")
     drift: DriftSchedule = Field(
@@ -383,7 +394,10 @@ class TrainerSettings(BaseModel):
     num_categories: int = Field(5, ge=2, description="K: categories are `0..K-1`")
     seed: int = Field(0, description="random seed of the learner")
     model_id: str = Field(
-        "default", min_length=1, description="key of the published estimates"
+        "default", pattern=MODEL_ID_PATTERN,
+        description="key of the published estimates; it names a checkpoint directory and "
+        "a consumer group, so letters, digits, `.`, `_` and `-` only, starting with a letter "
+        "or digit, at most 128 characters",
     )
     group_id: str | None = Field(
         None, min_length=1,

@@ -44,6 +44,7 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("format", ["producer", "--format", "xml"], {}, ["--format"]),
     ("bootstrap-without-port", ["producer", "--bootstrap-servers", "localhost"], {},
      ["--bootstrap-servers", "GUMBEL_KAFKA__BOOTSTRAP_SERVERS"]),
+    ("infinite-rate", ["producer", "--rate", "inf"], {}, ["--rate", "finite"]),
     ("unknown-flag", ["producer", "--rates", "5"], {}, ["--rates"]),
     ("abbreviated-flag", ["producer", "--rat", "5"], {}, ["--rat"]),
     ("flag-without-value", ["producer", "--rate"], {}, ["--rate"]),
@@ -51,6 +52,14 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
      ["GUMBEL_PRODUCER__RATEE"]),
     # trainer
     ("no-actors", ["trainer", "--num-actors", "0"], {}, ["--num-actors"]),
+    # a model id names a directory under --checkpoint-dir: never a path out of it
+    ("model-id-path", ["trainer", "--model-id", "../x"], {}, ["--model-id"]),
+    ("model-id-absolute", ["trainer", "--model-id", "/abs"], {}, ["--model-id"]),
+    ("model-id-too-long", ["trainer", "--model-id", "m" * 300], {}, ["--model-id"]),
+    # the Estimate refuses names over 256 characters: refused at start, not at the publish
+    ("category-name-too-long", ["trainer", "--format", "string", "--categories",
+                                "x" * 300 + ",b", "--num-categories", "2"], {},
+     ["--categories", "longer than 256"]),
     ("estimator", ["trainer", "--estimator", "gumbel"], {}, ["--estimator"]),
     ("negative-gpus", ["trainer", "--gpus-per-actor", "-1"], {}, ["--gpus-per-actor"]),
     ("one-category", ["trainer", "--num-categories", "1"], {}, ["--num-categories"]),
