@@ -194,6 +194,7 @@ def load_settings(cls: type[BaseModel], flags: Sequence[Flag], args: argparse.Na
     Raises ``SettingsError`` whose message names the setting, its flag and its variable.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError as PydanticSettingsError
 
     overrides: dict[str, Any] = {}
     flag_of: dict[tuple[str, str], Flag] = {}
@@ -210,6 +211,8 @@ def load_settings(cls: type[BaseModel], flags: Sequence[Flag], args: argparse.Na
         return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(_validation_message(cls, exc, flag_of)) from None
+    except PydanticSettingsError as exc:  # a source that cannot be read (GUMBEL_SECRETS_DIR)
+        raise SettingsError(str(exc)) from None
 
 
 def _validation_message(

@@ -31,6 +31,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from services.common.schemas import MAX_NAME_LENGTH
 
@@ -546,6 +547,11 @@ class _ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The directory is itself a setting, so it comes from the environment, read here.
         secrets_dir = os.environ.get(SECRETS_DIR_ENV) or None
+        if secrets_dir is not None and not Path(secrets_dir).is_dir():
+            what = "a file" if Path(secrets_dir).is_file() else "missing (or a symlink loop)"
+            raise PydanticSettingsError(
+                f"invalid setting {SECRETS_DIR_ENV}: {secrets_dir!r} is {what}, not a "
+                "directory of secret files")
         secrets = NestedSecretsSettingsSource(
             file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
             secrets_prefix="", secrets_nested_delimiter="__",

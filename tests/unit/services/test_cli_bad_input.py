@@ -46,6 +46,10 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
      ["--bootstrap-servers", "GUMBEL_KAFKA__BOOTSTRAP_SERVERS"]),
     ("infinite-rate", ["producer", "--rate", "inf"], {}, ["--rate", "finite"]),
     ("unknown-flag", ["producer", "--rates", "5"], {}, ["--rates"]),
+    ("secrets-dir-missing", ["producer"], {"GUMBEL_SECRETS_DIR": "/nonexistent/gumbel-secrets"},
+     ["GUMBEL_SECRETS_DIR", "missing"]),
+    ("secrets-dir-a-file", ["producer"], {"GUMBEL_SECRETS_DIR": "/etc/passwd"},
+     ["GUMBEL_SECRETS_DIR", "a file"]),
     ("abbreviated-flag", ["producer", "--rat", "5"], {}, ["--rat"]),
     ("flag-without-value", ["producer", "--rate"], {}, ["--rate"]),
     ("unknown-env-setting", ["producer"], {"GUMBEL_PRODUCER__RATEE": "5"},
@@ -150,3 +154,12 @@ def test_an_unreachable_broker_is_one_error_line(command: str) -> None:
     assert [line for line in lines if address in line] == errors, output
     assert all(" INFO " in line for line in lines if line not in errors), output
     assert "started" not in output and "http://" not in result.stdout, output
+
+
+@pytest.mark.skipif(not EXECUTABLE.exists(), reason="gumbel-stream is not installed here")
+def test_a_secrets_dir_that_is_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    result = run_cli(["trainer"], {"GUMBEL_SECRETS_DIR": str(tmp_path / "a")})
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "GUMBEL_SECRETS_DIR" in result.stderr and "symlink loop" in result.stderr
