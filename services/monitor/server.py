@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,13 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class MonitorServer(ThreadingHTTPServer):
-    """One thread per connection; a connection idle for ``idle_timeout_s`` is closed.
+    """One thread per connection; a connection idle for ``idle_timeout_s`` is closed, and so
+    is one whose request has not been read and answered within ``request_deadline_s``.
 
-    Without the timeout every client that connects and goes quiet (a crashed scraper, a
-    half-open TCP connection, a port scanner) would hold a thread for ever.
+    Without the idle timeout every client that connects and goes quiet (a crashed scraper, a
+    half-open TCP connection, a port scanner) would hold a thread for ever; without the
+    deadline a client sending a header byte every few seconds (slowloris) would, since the
+    idle timeout counts per read. The listen backlog is 128, not socketserver's 5: a burst
+    of clients (a dashboard opened by a room of people) waits in the kernel's queue instead
+    of timing out. A client that goes away mid-request is one DEBUG line, not a traceback.
     """
 
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -36,12 +44,58 @@ class MonitorServer(ThreadingHTTPServer):
         state: LatestEstimates,
         idle_timeout_s: float = 30.0,
         page: LivePage | None = None,
+        request_deadline_s: float = 20.0,
     ) -> None:
         self.registry = registry
         self.state = state
         self.idle_timeout_s = idle_timeout_s
+        self.request_deadline_s = request_deadline_s
         self.page = page if page is not None else LivePage(state)
+        self._deadlines: dict[socket.socket, float] = {}  # connection -> its request's end
+        self._deadlines_lock = threading.Lock()
+        self._closed = threading.Event()
         super().__init__(address, _Handler)
+        threading.Thread(target=self._enforce_deadlines, name="monitor-http-deadlines",
+                         daemon=True).start()
+
+    def begin_request(self, connection: socket.socket) -> None:
+        with self._deadlines_lock:
+            self._deadlines[connection] = time.monotonic() + self.request_deadline_s
+
+    def end_request(self, connection: socket.socket) -> None:
+        with self._deadlines_lock:
+            self._deadlines.pop(connection, None)
+
+    def _enforce_deadlines(self) -> None:
+        """Shut down connections past their deadline: the blocked read in their thread ends."""
+        while not self._closed.wait(min(1.0, self.request_deadline_s / 4)):
+            now = time.monotonic()
+            with self._deadlines_lock:
+                late = [c for c, deadline in self._deadlines.items() if now >= deadline]
+                for connection in late:
+                    del self._deadlines[connection]
+            for connection in late:
+                log.debug("closing a connection whose request took over %gs",
+                          self.request_deadline_s)
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line, never socketserver's traceback on stderr (it would break JSON logs)."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            log.debug("client %s went away: %s", client_address, exc)
+        else:
+            log.error("request from %s failed: %s: %s", client_address,
+                      type(exc).__name__, exc)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,6 +107,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Per server rather than the class-wide ``timeout``; a read that times out makes
         # handle_one_request close the connection.
         self.connection.settimeout(self.server.idle_timeout_s)
+
+    def handle_one_request(self) -> None:
+        # The deadline runs from the first wait for a request line to the end of the reply.
+        self.server.begin_request(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.end_request(self.connection)
 
     def _reply(self, status: int, body: bytes, content_type: str,
                headers: dict[str, str] | None = None) -> None:
@@ -131,9 +193,11 @@ def start_server(
     state: LatestEstimates,
     idle_timeout_s: float = 30.0,
     page: LivePage | None = None,
+    request_deadline_s: float = 20.0,
 ) -> MonitorServer:
     """Bind (OSError if the port is taken) and serve in a daemon thread; ``shutdown()`` stops."""
-    server = MonitorServer((host, port), registry, state, idle_timeout_s, page)
+    server = MonitorServer((host, port), registry, state, idle_timeout_s, page,
+                           request_deadline_s)
     thread = threading.Thread(target=server.serve_forever, name="monitor-http", daemon=True)
     thread.start()
     return server

@@ -102,3 +102,72 @@ def test_a_kept_alive_connection_is_closed_once_idle(served) -> None:
         while conn.recv(1024):
             pass
         assert time.monotonic() - started < 5
+
+
+@pytest.fixture()
+def deadline_server() -> Iterator[MonitorServer]:
+    state = LatestEstimates(stale_after_s=60)
+    server = start_server("127.0.0.1", 0, CollectorRegistry(), state, idle_timeout_s=2.0,
+                          request_deadline_s=1.5)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_slow_client_is_cut_off_at_the_request_deadline(deadline_server) -> None:
+    """One header byte every 0.3 s never trips the 2 s idle timeout (it counts per read):
+    the whole-request deadline (1.5 s) closes the connection all the same (slowloris)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", deadline_server.server_port), timeout=10) as c:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                c.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.3)
+            c.setblocking(False)
+            try:
+                if c.recv(1024) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+                break
+            finally:
+                c.setblocking(True)
+        assert closed and time.monotonic() - started < 5
+
+
+def test_a_burst_of_200_clients_is_served_without_a_timeout(deadline_server) -> None:
+    """socketserver's listen backlog of 5 turned such a burst into timeouts; ours is 128."""
+    assert deadline_server.request_queue_size >= 128
+    port = deadline_server.server_port
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(200)]
+    try:
+        for c in clients:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for c in clients:
+            reply = b""
+            while chunk := c.recv(4096):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 503")  # answered (no estimate yet)
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_client_gone_mid_request_is_one_debug_line_not_a_traceback(
+        deadline_server, caplog, capsys) -> None:
+    caplog.set_level("DEBUG", logger="services.monitor.server")
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError:
+        deadline_server.handle_error(None, ("127.0.0.1", 5))
+    assert capsys.readouterr().err == ""
+    (record,) = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert record.levelname == "DEBUG"
