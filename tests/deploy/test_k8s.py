@@ -174,3 +174,23 @@ def test_every_container_runs_under_the_restricted_pod_security_standard(
 def test_there_are_pods_to_check() -> None:
     assert set(POD_IDS) >= {"producer/producer", "monitor/monitor", "trainer/trainer",
                             "gumbel-ray/head", "gumbel-ray/gpu"}
+
+
+def test_the_self_run_prometheus_may_list_and_watch_the_pods_it_discovers() -> None:
+    """Pod discovery (prometheus-config.yaml) without a Role is refused (403) by the API
+    server: the shipped service account is bound to list and watch pods in the namespace
+    the scrape config discovers."""
+    config = yaml.safe_load(by_kind("ConfigMap")[[c["metadata"]["name"] for c in
+                                                 by_kind("ConfigMap")].index(
+        "gumbel-prometheus")]["data"]["prometheus.yml"])
+    (sd,) = config["scrape_configs"][0]["kubernetes_sd_configs"]
+    namespaces = sd["namespaces"]["names"]
+    (account,) = by_kind("ServiceAccount")
+    (binding,) = by_kind("RoleBinding")
+    (role,) = [r for r in by_kind("Role") if r["metadata"]["name"] == binding["roleRef"]["name"]]
+    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"],
+            "namespace": namespaces[0]} in binding["subjects"]
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert namespaces == [kustomization["namespace"]] and sd["role"] == "pod"
+    assert any(rule["resources"] == ["pods"] and {"list", "watch"} <= set(rule["verbs"])
+               for rule in role["rules"])
