@@ -182,3 +182,16 @@ def test_the_sasl_secret_holds_settings_that_parse_together() -> None:
     assert unknown_setting_keys(TrainerServiceSettings, env) == []
     settings = parse_settings(TrainerServiceSettings, env)
     assert settings.kafka.security_protocol.startswith("SASL")
+
+
+def test_the_release_label_kube_prometheus_stack_selects_by_is_set_by_the_component(
+        tmp_path: Path) -> None:
+    """A parameter in the component (labels: release), on the PodMonitors and the
+    PrometheusRule only: without it kube-prometheus-stack's default selectors ignore them."""
+    docs = _kustomize(tmp_path, ["prometheus-operator"])
+    selected = [d for d in docs if d["kind"] in ("PodMonitor", "PrometheusRule")]
+    assert len(selected) >= 2
+    assert {d["metadata"]["labels"].get("release") for d in selected} == {
+        "kube-prometheus-stack"}
+    others = [d for d in docs if d["kind"] not in ("PodMonitor", "PrometheusRule")]
+    assert not any("release" in d["metadata"].get("labels", {}) for d in others)
