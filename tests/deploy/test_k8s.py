@@ -194,3 +194,25 @@ def test_the_self_run_prometheus_may_list_and_watch_the_pods_it_discovers() -> N
     assert namespaces == [kustomization["namespace"]] and sd["role"] == "pod"
     assert any(rule["resources"] == ["pods"] and {"list", "watch"} <= set(rule["verbs"])
                for rule in role["rules"])
+
+
+def test_no_actor_lands_on_the_head_and_the_workers_hold_every_actor() -> None:
+    """The head offers Ray no CPU (its GCS must not share a node with a learner that may
+    exhaust memory), so the ingest actors and the learner must fit on the workers' CPUs."""
+    (cluster,) = by_kind("RayCluster")
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (trainer,) = [d for d in by_kind("ConfigMap") if d["metadata"]["name"] == "gumbel-trainer"]
+    actors = int(trainer["data"]["GUMBEL_TRAINER__NUM_ACTORS"]) + 1  # and the learner
+    cpus_per_actor = float(trainer["data"].get("GUMBEL_TRAINER__CPUS_PER_ACTOR", 1.0))
+    worker_cpus = sum(group["replicas"] * float(
+        group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+        for group in cluster["spec"]["workerGroupSpecs"])
+    assert actors * cpus_per_actor <= worker_cpus
+
+
+def test_ray_pods_request_what_they_are_limited_to() -> None:
+    (cluster,) = by_kind("RayCluster")
+    for group, pod in pod_specs(cluster):
+        for container in pod["containers"]:
+            resources = container["resources"]
+            assert resources["requests"] == resources["limits"], f"{group}/{container['name']}"
