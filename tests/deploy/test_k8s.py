@@ -216,3 +216,14 @@ def test_ray_pods_request_what_they_are_limited_to() -> None:
         for container in pod["containers"]:
             resources = container["resources"]
             assert resources["requests"] == resources["limits"], f"{group}/{container['name']}"
+
+
+def test_the_driver_has_probes_and_a_grace_period_for_its_stop_path() -> None:
+    (driver,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "trainer"]
+    pod = driver["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    (container,) = pod["containers"]
+    compose = yaml.safe_load((K8S_DIR.parent.parent / "docker-compose.yml").read_text())
+    check = compose["services"]["trainer"]["healthcheck"]["test"][1:]  # after "CMD"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"] == check, probe
