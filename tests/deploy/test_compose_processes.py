@@ -219,8 +219,9 @@ def _query(stack: Stack, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
-# The dashboard's template variables as Grafana sends them with "All" selected.
-DASHBOARD_VARIABLES = {"$model_id": ".+"}
+# The dashboard's template variables as Grafana sends them with "All" selected;
+# $__rate_interval is at least 4 scrape intervals (the data source's timeInterval, 5s).
+DASHBOARD_VARIABLES = {"$model_id": ".+", "$__rate_interval": "20s"}
 
 
 def _as_grafana_sends(expr: str) -> str:

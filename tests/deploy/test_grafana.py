@@ -86,8 +86,8 @@ def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
                  "process_resident_memory_bytes"):
         assert name in by_metric, name
     exprs = [e for _, e in dashboard_exprs()]
-    assert "sum(rate(gumbel_produced_total[1m]))" in exprs
-    assert 'sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}[1m]))' \
+    assert "sum(rate(gumbel_produced_total[$__rate_interval]))" in exprs
+    assert 'sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}[$__rate_interval]))' \
         in exprs
 
 
@@ -147,8 +147,10 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     # promtool parses each expression as a recording rule's expr: a real PromQL parse.
     promtool = require_binary("promtool")
     exprs = dashboard_exprs()
+    # Grafana replaces its range variables with a duration before Prometheus sees the query
     rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)
+        {"record": f"dashboard:query_{i}", "expr": expr.replace("$__rate_interval", "1m")}
+        for i, (_, expr) in enumerate(exprs)
     ]}]}
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump(rules))
@@ -201,3 +203,13 @@ def test_panels_of_several_models_name_the_model(dashboard: dict) -> None:
                                    r"(?! by \(category\) \(gumbel_true_probability\))",
                                    target["expr"])
                 assert not across, (panel["title"], target["expr"])
+
+
+def test_every_rate_uses_grafanas_rate_interval() -> None:
+    """A fixed [1m] is too short for a slow scrape interval and too coarse for a fast one;
+    $__rate_interval follows the data source's scrape interval (at least 4 scrapes)."""
+    rates = [(title, expr) for title, expr in dashboard_exprs() if "rate(" in expr]
+    assert rates
+    for title, expr in rates:
+        for call in re.findall(r"\b(?:i?rate)\([^()]*\)", expr):
+            assert "[$__rate_interval]" in call, f"{title}: {call}"
