@@ -341,6 +341,10 @@ def exported_metric_names(text: str) -> set[str]:
     return names
 
 
+# Series Prometheus makes itself for every target (alerts may use them; no service serves them)
+PROMETHEUS_OWN = {"up"}
+
+
 def metrics_the_services_export() -> set[str]:
     """Every name the producer and the monitor serve, in-process, once every field is sent.
 

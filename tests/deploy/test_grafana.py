@@ -87,8 +87,8 @@ def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
         assert name in by_metric, name
     exprs = [e for _, e in dashboard_exprs()]
     assert "sum(rate(gumbel_produced_total[$__rate_interval]))" in exprs
-    assert 'sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}[$__rate_interval]))' \
-        in exprs
+    assert ('sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}'
+            '[$__rate_interval]))') in exprs
 
 
 def test_every_metric_a_panel_queries_is_one_the_services_export() -> None:
