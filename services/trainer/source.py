@@ -160,8 +160,9 @@ def decode_poll(
         if not batch:
             continue
         # Comprehensions, not a loop of appends: this runs once per record at Kafka's speed.
+        offsets = [record.offset for record in batch]
         part = decode_values([record.value for record in batch], [tp.partition] * len(batch),
-                             [record.offset for record in batch], num_categories,
+                             offsets, num_categories,
                              [record.headers for record in batch], event_format=event_format)
         stamps = [record.timestamp for record in batch]
         if not all(isinstance(t, int) and t >= 0 for t in stamps):
@@ -175,7 +176,7 @@ def decode_poll(
         blocks.append(make_block(
             tp.partition, starts.get(tp.partition, batch[0].offset), batch[-1].offset + 1,
             part.values, num_categories, per_record=part.per_record,
-            offsets=[record.offset for record in batch], stamps_ms=stamps,
+            offsets=offsets, stamps_ms=stamps,
             bad=[(b.offset, b.reason) for b in part.bad], max_rows=max_rows))
         count += len(batch)
     if not count:
