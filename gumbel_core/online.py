@@ -61,17 +61,28 @@ class LearnerConfig:
     # it starts boosted too (docs/learner.md: on the post's distribution TV 0.021 instead of
     # 0.111 after 30,000 records).
     boost_at_start: bool = True
+    # Replay: after a detected drift (and at the start, with boost_at_start) the learner keeps
+    # the counts of the records since then, up to replay_records of them, and every step
+    # trains replay_steps more D and G steps on that buffer. They are adversarial steps on
+    # real records like any other, so the GAN fits the newest data in far fewer records
+    # than one step per batch allows; the buffer holds only records after the detection.
+    replay_steps: int = 0
+    replay_records: int = 10_000
 
     def __post_init__(self) -> None:
         if self.drift_z is not None and not self.drift_z > 0:
             raise ValueError(f"drift_z must be None or > 0, got {self.drift_z!r}")
-        for name in ("drift_window", "drift_long_window", "boost_steps"):
+        for name in ("drift_window", "drift_long_window", "boost_steps", "replay_records"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         for name in ("generator_lr_boost", "discriminator_lr_boost"):
             if not getattr(self, name) >= 1.0:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if isinstance(self.replay_steps, bool) or not isinstance(self.replay_steps, int) or (
+            self.replay_steps < 0
+        ):
+            raise ValueError(f"replay_steps must be an int >= 0, got {self.replay_steps!r}")
         if self.samples_per_step is not None and not self.samples_per_step > 0:
             raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -212,6 +223,9 @@ class OnlineGAN:
         # The step a learning-rate boost began (None: no boost running).
         self._boost_since: int | None = 0 if self.config.boost_at_start else None
         self._lr_scale = (1.0, 1.0)
+        # (K,) counts of the records since the last detection (or the start) while replaying
+        self._replay = torch.zeros(num_categories, dtype=torch.float64)
+        self._replaying = self.config.replay_steps > 0 and self.config.boost_at_start
         self.step = 0
         self.samples_seen = 0
 
@@ -383,14 +397,36 @@ class OnlineGAN:
 
     def check_drift(self, counts: torch.Tensor) -> bool:
         """Feed one step's ``(K,)`` counts to the drift detector; on a drift, respond: the
-        reported average restarts, the schedule re-heats, the learning rates are boosted."""
-        if self.detector is None or not self.detector.update(counts):
-            return False
-        self._average_since = self.step
-        self._boost_since = self.step
-        if self.config.reheat_on_drift:
-            self.schedule.reheat()
-        return True
+        reported average restarts, the schedule re-heats, the learning rates are boosted and
+        the replay buffer restarts. Then, while replaying, the replay steps."""
+        detected = self.detector is not None and self.detector.update(counts)
+        if detected:
+            self._average_since = self.step
+            self._boost_since = self.step
+            if self.config.reheat_on_drift:
+                self.schedule.reheat()
+            self._replay.zero_()
+            self._replaying = self.config.replay_steps > 0
+        if self._replaying:
+            self._replay_steps(counts)
+        if detected and self.config.replay_steps:
+            # The reported average restarts from the generator as the replay left it (the
+            # step's own update above came before the replay).
+            with torch.no_grad():
+                self._ema.copy_(self.gan.generator.logits.detach().softmax(-1))
+        return detected
+
+    def _replay_steps(self, counts: torch.Tensor) -> None:
+        """Add the step's counts to the replay buffer and train ``replay_steps`` D and G steps
+        on the whole buffer; the buffer's last round once it holds ``replay_records``."""
+        self._replay.add_(counts.detach().to("cpu", torch.float64))
+        size = int(self._replay.sum())
+        if size >= self.config.replay_records:
+            self._replaying = False
+        buffer = self._replay.to(self.device, torch.float32)
+        tau = self.schedule.value
+        for _ in range(self.config.replay_steps):
+            self.gan.train_step(buffer, tau, self._rng, batch_size=size)
 
     def count_many(self, values: torch.Tensor) -> None:
         """Count values in the baseline and ``samples_seen`` without a GAN step.
@@ -477,6 +513,8 @@ class OnlineGAN:
                 "response": {
                     "average_since": self._average_since,
                     "boost_since": self._boost_since,
+                    "replay": self._replay.clone(),
+                    "replaying": self._replaying,
                 },
                 "baseline": self.baseline.state_dict(),
             }
@@ -522,6 +560,10 @@ class OnlineGAN:
         self._average_since = int(response["average_since"])
         boost = response["boost_since"]
         self._boost_since = None if boost is None else int(boost)
+        # states saved before replay existed: nothing buffered, not replaying
+        self._replay = response.get("replay", torch.zeros(self.num_categories)).to(
+            "cpu", torch.float64).clone()
+        self._replaying = bool(response.get("replaying", False))
         self.baseline.load_state_dict(state["baseline"])
         self.step = int(state["step"])
         self.samples_seen = int(state["samples_seen"])
