@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,8 +324,16 @@ def best_baseline(medians: dict[str, float]) -> str:
     return min((label for label in medians if _is_baseline(label)), key=medians.__getitem__)
 
 
-def _fixed_counters(medians: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in medians.items() if _is_baseline(k) and k != DETECTOR_COUNTER}
+def _baselines_text(medians: dict[str, float], fmt: Callable[[float], str]) -> str:
+    """The best baseline, the best fixed-memory counter and the detector-restarted counter."""
+    best = best_baseline(medians)
+    fixed = {k: v for k, v in medians.items() if _is_baseline(k) and k != DETECTOR_COUNTER}
+    best_fixed = min(fixed, key=fixed.__getitem__)
+    return (
+        f"best baseline {best} {fmt(medians[best])}; best fixed-memory counter {best_fixed} "
+        f"{fmt(medians[best_fixed])}, counter restarted by the DriftDetector "
+        f"{fmt(medians[DETECTOR_COUNTER])}"
+    )
 
 
 def run_drift_bench(quick: bool = False) -> list[BenchResult]:
@@ -340,16 +348,12 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
         medians = switch_medians(runs)
         settled = {label: m["settled"] for label, m in medians.items()}
         best = best_baseline(settled)
-        fixed = _fixed_counters(settled)
-        best_fixed = min(fixed, key=fixed.__getitem__)
         gan = medians["gan"]
         detail = (
             f"{what}: records after the switch until within TV {TOLERANCE} for the next "
             f"{SETTLE_RECORDS:,}, median of seeds {seed_list}: GAN {_fmt(gan['settled'])} "
             f"(first crossing {_fmt(gan['first'])}, overshoot {_fmt_tv(gan['overshoot'])}); "
-            f"best baseline {best} {_fmt(settled[best])}; best fixed-memory counter "
-            f"{best_fixed} {_fmt(settled[best_fixed])}, counter restarted by the DriftDetector "
-            f"{_fmt(settled[DETECTOR_COUNTER])}"
+            + _baselines_text(settled, _fmt)
         )
         if "gan_tau_1" in settled:
             detail += f"; GAN with tau held at 1 {_fmt(settled['gan_tau_1'])}"
@@ -382,14 +386,10 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
         per_learner_tv = {label: [t.mean_tv[label] for t in tracks] for label in tracks[0].mean_tv}
         medians_tv = {label: statistics.median(v) for label, v in per_learner_tv.items()}
         best = best_baseline(medians_tv)
-        fixed = _fixed_counters(medians_tv)
-        best_fixed = min(fixed, key=fixed.__getitem__)
         gan_tv = medians_tv["gan"]
         detail = (
             f"{what}: mean TV to the truth, median of seeds {seed_list}: GAN {gan_tv:.4f}; "
-            f"best baseline {best} {medians_tv[best]:.4f}; best fixed-memory counter "
-            f"{best_fixed} {medians_tv[best_fixed]:.4f}, counter restarted by the "
-            f"DriftDetector {medians_tv[DETECTOR_COUNTER]:.4f}"
+            + _baselines_text(medians_tv, lambda tv: f"{tv:.4f}")
         )
         if "gan_tau_1" in medians_tv:
             detail += f"; GAN with tau held at 1 {medians_tv['gan_tau_1']:.4f}"
