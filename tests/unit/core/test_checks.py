@@ -2,7 +2,7 @@
 
 Each variant is something with ``learn_many(values)``, ``estimate()``, ``state_dict()`` and
 ``load_state_dict(state)``: every estimator's :class:`OnlineGAN`, its other paths (autograd,
-MLP discriminator, ``samples_per_step``), :class:`CountingEstimator` with and without
+MLP discriminator, ``samples_per_step``, replay), :class:`CountingEstimator` with and without
 forgetting, and :class:`GraphedOnlineGAN` run eagerly on the CPU (``capture=False``; the
 capture itself is checked only on a GPU, in test_gpu_step.py). Comparisons are between two
 runs on this machine, so bit-identical means bit-identical here, whatever the CPU.
@@ -41,6 +41,10 @@ VARIANTS = [
     Variant("OnlineGAN[st, autograd]", lambda seed: OnlineGAN(K, seed=seed, closed_form=False)),
     Variant("OnlineGAN[st, MLP D]", lambda seed: OnlineGAN(K, seed=seed, discriminator="mlp")),
     Variant("OnlineGAN[chunked]", lambda seed: OnlineGAN(K, seed=seed, samples_per_step=50)),
+    Variant(
+        "OnlineGAN[replay]",
+        lambda seed: OnlineGAN(K, seed=seed, replay_steps=3, replay_records=2_000),
+    ),
     Variant("CountingEstimator", lambda seed: CountingEstimator(K)),
     Variant("CountingEstimator[decay]", lambda seed: CountingEstimator(K, decay=0.999)),
     *(
