@@ -94,7 +94,7 @@ def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
     first = DriverPod(settings, two_node_cluster, tmp_path / "trainer-1.log")
     try:
         eventually(lambda: learned_at_least(settings, 2000), 180,
-                   f"the first 2,000 learned\n{(tmp_path / 'trainer-1.log').read_text()[-2000:]}")
+                   lambda: f"the first 2,000 learned\n{first.log_path.read_text()[-3000:]}")
         time.sleep(2.0)  # a checkpoint or two
     finally:
         first.kill()  # the driver's pod only: the cluster's nodes stay up
@@ -104,7 +104,8 @@ def test_a_lost_driver_restarted_resumes_from_the_checkpoints(
     watch = ProgressWatch()
     try:
         eventually(lambda: watch.sample(settings, len(values)), 240,
-                   "every record learned after the restart")
+                   lambda: "every record learned after the restart\n"
+                   + log_path.read_text()[-3000:])
         time.sleep(1.5)  # a duplicate would show up as more
     finally:
         second.stop()

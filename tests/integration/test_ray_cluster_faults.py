@@ -87,7 +87,8 @@ def _run_with_fault(cluster: RayCluster, settings, tmp_path: Path, fault, after_
     driver = start_driver(settings, cluster.address, log_path)
     try:
         eventually(lambda: _on_both_nodes(settings), 180,
-                   f"actors on both nodes learning the first records ({latest_estimate(settings)})")
+                   lambda: f"actors on both nodes learning the first records "
+                   f"({latest_estimate(settings)})\n{log_path.read_text()[-3000:]}")
         rest = _produce_slowly(settings, values[FIRST:], FIRST)
         time.sleep(1.0)
         fault(cluster.workers[0])
@@ -95,7 +96,7 @@ def _run_with_fault(cluster: RayCluster, settings, tmp_path: Path, fault, after_
             after_fault()
         watch = ProgressWatch()
         eventually(lambda: watch.sample(settings, TOTAL), 300,
-                   f"every record learned after the fault\n{log_path.read_text()[-3000:]}")
+                   lambda: f"every record learned after the fault\n{log_path.read_text()[-3000:]}")
         rest.join(60)
         time.sleep(1.5)  # a duplicate would show up as more
         stop_driver(driver, log_path)

@@ -90,11 +90,15 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30)
     return records
 
 
-def eventually(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+def eventually(check: Callable[[], bool], timeout_s: float,
+               what: str | Callable[[], str]) -> None:
+    """Wait for ``check``; ``what`` may be a callable, so that a log in the message is read
+    when the wait fails, not (empty) when it starts."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+            message = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {message}")
         time.sleep(0.2)
 
 

@@ -413,14 +413,16 @@ def test_count_counts_counts_without_a_step():
     assert learner.baseline.counts.tolist() == [1.0, 3.0, 2.0]
 
 
-@pytest.mark.parametrize("estimator", ["st", "soft"])
-def test_the_estimate_is_the_gans_and_never_the_counts(estimator):
+@pytest.mark.parametrize(("estimator", "options"), [
+    ("st", {}), ("soft", {}), ("st", {"replay_steps": 5, "replay_records": 2000})])
+def test_the_estimate_is_the_gans_and_never_the_counts(estimator, options):
     """A GAN whose training step changes nothing (generator and discriminator frozen) reports
     the same estimate whatever it is fed: the estimate reads the generator only, never the
-    counting baseline (which differs completely here, and the drift detector fires on it)."""
+    counting baseline (which differs completely here, and the drift detector fires on it);
+    the replay response, which trains on counts of recent records, included."""
     estimates = []
     for truth in ([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.1, 0.9]):
-        learner = OnlineGAN(4, estimator=estimator, seed=3)
+        learner = OnlineGAN(4, estimator=estimator, seed=3, **options)
         learner.gan.train_step = lambda *args, **kwargs: (torch.zeros(()), torch.zeros(()))
         gen = torch.Generator().manual_seed(0)
         for step in range(400):
@@ -430,5 +432,5 @@ def test_the_estimate_is_the_gans_and_never_the_counts(estimator):
         assert learner.baseline.estimate()[0 if truth[0] else 3] > 0.4  # the counts differ
         estimates.append(learner.estimate())
     torch.testing.assert_close(estimates[0], estimates[1], rtol=0, atol=0)
-    torch.testing.assert_close(estimates[0], OnlineGAN(4, estimator=estimator, seed=3)
+    torch.testing.assert_close(estimates[0], OnlineGAN(4, estimator=estimator, seed=3, **options)
                                .generator_probabilities(), rtol=1e-6, atol=1e-7)
