@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BenchResult", "machine_info", "format_table"]
+__all__ = ["BenchResult", "machine_info", "format_table", "load_results"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,25 @@ def format_table(results: list[BenchResult]) -> str:
         for r in results
     )
     return header + rows
+
+
+def load_results(path: str) -> list[BenchResult]:
+    """The results of a ``gumbel-stream bench --json`` run saved at ``path``."""
+    with open(path) as f:
+        rows = json.load(f)["results"]
+    return [BenchResult(**{k: v for k, v in row.items() if k != "ratio"}) for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m services.bench.results FILE``: a saved run as the markdown table the
+    docs show (docs/performance.md holds deploy/bench/results.json's table verbatim)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m services.bench.results RESULTS.json", file=sys.stderr)
+        return 2
+    print(format_table(load_results(args[0])), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

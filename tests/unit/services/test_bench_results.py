@@ -1,0 +1,37 @@
+"""A saved ``gumbel-stream bench --json`` run reads back, and docs/performance.md prints it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.bench.results import BenchResult, format_table, load_results, main
+
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = ROOT / "deploy/bench/results.json"
+
+
+def test_a_saved_run_reads_back_as_the_results_it_saved(tmp_path: Path) -> None:
+    saved = [BenchResult("learn", 3.0, 2.0, "samples/s", "gumbel-stream bench learn", "d"),
+             BenchResult("drift", 1.0, 4.0, "1/x", "gumbel-stream bench drift", "",
+                         {"gan": [1, 2]})]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"machine": {}, "results": [r.to_dict() for r in saved]}))
+    assert load_results(str(path)) == saved
+
+
+def test_the_performance_page_holds_the_committed_runs_table() -> None:
+    table = format_table(load_results(str(RESULTS)))
+    assert table in (ROOT / "docs/performance.md").read_text(), (
+        "docs/performance.md does not hold deploy/bench/results.json's table: paste "
+        "`python -m services.bench.results deploy/bench/results.json`")
+
+
+def test_the_command_prints_the_table_and_refuses_no_file(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(RESULTS)]) == 0
+    assert capsys.readouterr().out == format_table(load_results(str(RESULTS)))
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().err
