@@ -24,7 +24,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
-  say "Kafka jars: $(bash deploy/kafka/fetch-jars.sh)"
+  say "Kafka jars: $(bash services/apache_kafka/fetch-jars.sh)"
 else
   say "no java/mvn: Kafka tests will fall back to the embedded Tansu broker"
 fi

@@ -33,8 +33,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
+# The broker's pom (pinned jars), its fetch script and log4j2 settings: package data, so an
+# installed wheel starts Apache Kafka as a clone does (pyproject's package-data lists them).
+KAFKA_FILES_DIR = Path(__file__).resolve().parent / "apache_kafka"
 
 
 class BrokerError(RuntimeError):
@@ -82,22 +83,22 @@ def java_available() -> bool:
 
 
 def kafka_version() -> str:
-    pom = (KAFKA_DEPLOY_DIR / "pom.xml").read_text()
+    pom = (KAFKA_FILES_DIR / "pom.xml").read_text()
     start = pom.index("<kafka.version>") + len("<kafka.version>")
     return pom[start : pom.index("</kafka.version>")]
 
 
 def kafka_jars_dir() -> Path:
     """The folder of Kafka broker jars (and the admin tools' classes), fetched from Maven
-    Central on first use and again when deploy/kafka/pom.xml changes (cached)."""
+    Central on first use and again when services/apache_kafka/pom.xml changes (cached)."""
     configured = os.environ.get("GUMBEL_KAFKA_JARS")
     default = Path.home() / ".cache" / "gumbel-stream" / f"kafka-{kafka_version()}"
     dest = Path(configured) if configured else default
-    stamp = hashlib.sha1((KAFKA_DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()
+    stamp = hashlib.sha1((KAFKA_FILES_DIR / "pom.xml").read_bytes()).hexdigest()
     complete = dest / ".complete"
     if complete.exists() and complete.read_text().strip() == stamp:
         return dest
-    script = KAFKA_DEPLOY_DIR / "fetch-jars.sh"
+    script = KAFKA_FILES_DIR / "fetch-jars.sh"
     log.info("fetching Apache Kafka %s jars into %s", kafka_version(), dest)
     result = subprocess.run(
         ["bash", str(script), str(dest)], capture_output=True, text=True, check=False
@@ -283,7 +284,7 @@ def start_apache_kafka(
         f"-Xmx{heap}",
         f"-Xms{heap}",
         "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.yaml'}",
+        f"-Dlog4j2.configurationFile={KAFKA_FILES_DIR / 'log4j2.yaml'}",
         "-cp",
         classpath,
     ]

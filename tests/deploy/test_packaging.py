@@ -3,28 +3,18 @@ requirement without extras, and a setuptools that understands the SPDX license f
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import zipfile
 from email.parser import Parser
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.wheel import build_wheel
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-# PEP 639: `license = "<SPDX expression>"` and `license-files` need setuptools 77.
-SETUPTOOLS_FOR_SPDX = (77,)
-
-
-def _major_minor(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
-
-
 def test_the_build_asks_for_a_setuptools_that_reads_the_license_field() -> None:
     project = PYPROJECT["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
@@ -45,27 +35,15 @@ def test_gumbel_core_is_marked_typed() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if _major_minor(version("setuptools")) < SETUPTOOLS_FOR_SPDX:
-        pytest.skip(f"setuptools {version('setuptools')} here; the build needs >= 77")
-    src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    for package in ("gumbel_core", "services"):
-        shutil.copytree(ROOT / package, src / package, ignore=ignore)
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(src)],
-        check=True, capture_output=True, timeout=300,
-    )
-    (built,) = out.glob("gumbel_stream-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-def test_the_wheel_ships_py_typed_and_the_license(wheel: Path) -> None:
+def test_the_wheel_ships_py_typed_the_license_and_the_run_time_files(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "gumbel_core/py.typed" in names
+    # What the commands read at run time: the broker's files, the monitor's live page.
+    assert {"services/apache_kafka/pom.xml", "services/apache_kafka/fetch-jars.sh",
+            "services/apache_kafka/log4j2.yaml", "services/monitor/static/index.html"} <= set(names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
 

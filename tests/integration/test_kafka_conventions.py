@@ -149,10 +149,10 @@ def test_an_existing_estimates_topic_that_is_not_compacted_is_warned_about(
 
 def consumer_groups_describe(bootstrap: str, group: str) -> list[dict[str, str]]:
     """``kafka-consumer-groups.sh --describe --group`` (its class, from the jars): the rows."""
-    from services.brokers import KAFKA_DEPLOY_DIR, kafka_jars_dir
+    from services.brokers import KAFKA_FILES_DIR, kafka_jars_dir
 
     result = subprocess.run(
-        ["java", "-Xmx192m", f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.yaml'}",
+        ["java", "-Xmx192m", f"-Dlog4j2.configurationFile={KAFKA_FILES_DIR / 'log4j2.yaml'}",
          "-cp", f"{kafka_jars_dir()}/*",
          "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
          "--bootstrap-server", bootstrap, "--describe", "--group", group],

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the pinned Apache Kafka broker jars (and their runtime dependencies) from Maven Central
 # into a cache folder, once. Tests and benchmarks start the broker from these jars.
-# Usage: deploy/kafka/fetch-jars.sh [DEST]   (default: $GUMBEL_KAFKA_JARS or ~/.cache/gumbel-stream/kafka-<version>)
+# Usage: services/apache_kafka/fetch-jars.sh [DEST]   (default: $GUMBEL_KAFKA_JARS or ~/.cache/gumbel-stream/kafka-<version>)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
