@@ -21,7 +21,9 @@ ASCII values may have leading zeros (``b"03"`` is 3, as ``int()`` and Java's ``p
 it), within ``MAX_RECORD_BYTES``.
 
 Everything malformed becomes a ``BadRecord`` for the dead-letter topic, with the record's
-key, headers and timestamp so it can be replayed as it was; nothing raises.
+key, headers and timestamp so it can be replayed as it was; nothing raises. What a bad record
+stands for is a ``MalformedRecordError`` (``BadRecord.exception``), whose class the dead
+letter names as Kafka Connect names the exception of a failed conversion.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "EventFormat",
     "BadRecord",
+    "MalformedRecordError",
     "DecodedBatch",
     "reason_of",
     "decode_values",
@@ -73,6 +76,18 @@ DEAD_LETTER_REASONS = schemas.DEAD_LETTER_REASONS
 Headers = Sequence[tuple[str, bytes]] | None
 
 
+class MalformedRecordError(ValueError):
+    """A record that is no category in the format it claims; ``reason`` is its kind.
+
+    The decoder sets such records aside instead of raising it (one bad record must not stop a
+    poll): ``BadRecord.exception`` is the error it stands for.
+    """
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason_of(error)
+
+
 @dataclass(frozen=True)
 class BadRecord:
     value: bytes | None
@@ -86,6 +101,10 @@ class BadRecord:
     @property
     def reason(self) -> str:
         return reason_of(self.error)
+
+    @property
+    def exception(self) -> MalformedRecordError:
+        return MalformedRecordError(self.error)
 
 
 def reason_of(error: str) -> str:

@@ -2,12 +2,21 @@
 
 A dead letter keeps the original value, key, headers (a packed record's ``gumbel-format``
 survives, so it can be decoded again) and timestamp (the dead letter's own Kafka timestamp, as
-Kafka Connect's dead-letter queue keeps it), and adds where it came from and why: ``error``,
-``source_topic``, ``source_partition``, ``source_offset``, ``source_timestamp``, and Kafka
-Connect's ``__connect.errors.*`` headers: ``topic``, ``partition``, ``offset``, ``stage``
+Kafka Connect's dead-letter queue keeps it), and adds where it came from and why: ours,
+``error`` (``"<reason>: <detail>"``), ``error_reason`` (the reason alone, one of
+``DEAD_LETTER_REASONS``), ``source_topic``, ``source_partition``, ``source_offset``,
+``source_timestamp``; and Kafka Connect's ``__connect.errors.*`` context headers, as its
+``DeadLetterQueueReporter`` writes them: ``topic``, ``partition``, ``offset``,
+``connector.name`` (the model id), ``task.id`` (the ingest actor), ``stage``
 (``VALUE_CONVERTER``: decoding the value failed), ``class.name`` (the decoder),
-``exception.class.name`` (the reason kind, one of ``DEAD_LETTER_REASONS``) and
-``exception.message``.
+``exception.class.name`` (the exception's fully qualified class,
+``services.common.codec.MalformedRecordError``) and ``exception.message``. There is no
+``exception.stacktrace``: the decoder sets a record aside without raising, so there is no
+trace to keep.
+
+A name we add replaces the original record's header of that name (its other headers are kept,
+in order). Connect appends instead, and its readers take the last header of a name; with one
+header per name, a reader that takes the first (or builds a dict) reads the same.
 
 A record the dead-letter topic cannot take must still never stop the trainer: a value larger
 than ``max_value_bytes`` is written truncated (header ``gumbel-dlq-truncated`` with the
@@ -32,9 +41,9 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 
-from services.common.codec import BadRecord
+from services.common.codec import BadRecord, decode_values
 
-__all__ = ["DeadLetterWriter", "dead_letter_headers", "DEFAULT_MAX_VALUE_BYTES"]
+__all__ = ["DeadLetterWriter", "dead_letter_headers", "with_headers", "DEFAULT_MAX_VALUE_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +66,57 @@ _RECORD_REJECTED = (
 
 # Kafka Connect's stage and class of the failing step: our value decoder.
 CONNECT_STAGE = "VALUE_CONVERTER"
-DECODER_CLASS = "services.common.codec.decode_values"
+DECODER_CLASS = f"{decode_values.__module__}.{decode_values.__qualname__}"
+CONNECT_PREFIX = "__connect.errors."
 
 
-def dead_letter_headers(record: BadRecord, source_topic: str) -> KafkaHeaders:
-    """Where the record came from and why it was set aside (ours and Kafka Connect's names)."""
+def _class_name(exc: BaseException) -> str:
+    """The exception's fully qualified class name, as Connect writes ``getClass().getName()``."""
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def dead_letter_headers(
+    record: BadRecord, source_topic: str, connector_name: str | None = None,
+    task_id: int | None = None,
+) -> KafkaHeaders:
+    """Where the record came from and why it was set aside (ours and Kafka Connect's names).
+
+    ``connector_name`` and ``task_id`` (the model id and the ingest actor) are Connect's
+    ``connector.name`` and ``task.id``, written when given.
+    """
+    exc = record.exception
     headers: KafkaHeaders = [
         ("error", record.error.encode("utf-8")),
+        ("error_reason", exc.reason.encode("utf-8")),
         ("source_topic", source_topic.encode("utf-8")),
         ("source_partition", str(record.partition).encode("ascii")),
         ("source_offset", str(record.offset).encode("ascii")),
-        ("__connect.errors.topic", source_topic.encode("utf-8")),
-        ("__connect.errors.partition", str(record.partition).encode("ascii")),
-        ("__connect.errors.offset", str(record.offset).encode("ascii")),
-        ("__connect.errors.stage", CONNECT_STAGE.encode("ascii")),
-        ("__connect.errors.class.name", DECODER_CLASS.encode("ascii")),
-        ("__connect.errors.exception.class.name", record.reason.encode("utf-8")),
-        ("__connect.errors.exception.message", record.error.encode("utf-8")),
     ]
     if record.timestamp is not None:
         headers.append(("source_timestamp", str(record.timestamp).encode("ascii")))
-    return headers
+    connect = [
+        ("topic", source_topic.encode("utf-8")),
+        ("partition", str(record.partition).encode("ascii")),
+        ("offset", str(record.offset).encode("ascii")),
+    ]
+    if connector_name is not None:
+        connect.append(("connector.name", connector_name.encode("utf-8")))
+    if task_id is not None:
+        connect.append(("task.id", str(task_id).encode("ascii")))
+    connect += [
+        ("stage", CONNECT_STAGE.encode("ascii")),
+        ("class.name", DECODER_CLASS.encode("ascii")),
+        ("exception.class.name", _class_name(exc).encode("ascii")),
+        ("exception.message", str(exc).encode("utf-8")),
+    ]
+    return headers + [(CONNECT_PREFIX + name, value) for name, value in connect]
+
+
+def with_headers(original: KafkaHeaders, added: KafkaHeaders) -> KafkaHeaders:
+    """``original`` without the names in ``added`` (the rest kept in order), then ``added``."""
+    names = {name for name, _ in added}
+    return [(name, value) for name, value in original if name not in names] + added
 
 
 def _size(value: bytes | None) -> int:
@@ -93,8 +132,12 @@ class DeadLetterWriter:
         topic: str,
         source_topic: str = "numbers",
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        *,
+        connector_name: str | None = None,
+        task_id: int | None = None,
     ) -> None:
         self._producer = producer
+        self._connector_name, self._task_id = connector_name, task_id
         self._topic = topic
         self._source_topic = source_topic
         self._max_value_bytes = max_value_bytes
@@ -143,7 +186,7 @@ class DeadLetterWriter:
             )
 
     def _send(self, record: BadRecord) -> None:
-        headers = dead_letter_headers(record, self._source_topic)
+        headers = self._headers(record)
         value, key = record.value, record.key
         if _size(value) > self._max_value_bytes:
             assert value is not None
@@ -163,7 +206,7 @@ class DeadLetterWriter:
             original = []
         try:
             future = self._producer.send(
-                self._topic, value=value, key=key, headers=original + headers,
+                self._topic, value=value, key=key, headers=with_headers(original, headers),
                 timestamp_ms=record.timestamp,
             )
         except MessageSizeTooLargeError:  # kafka-python checks max_request_size in send()
@@ -173,7 +216,7 @@ class DeadLetterWriter:
 
     def _send_bare(self, record: BadRecord) -> None:
         """The dead letter with no value, key or original headers: only why and whence."""
-        headers = dead_letter_headers(record, self._source_topic) + [
+        headers = self._headers(record) + [
             ("gumbel-dlq-value-dropped", str(_size(record.value)).encode("ascii")),
         ]
         if _size(record.value) <= self._max_value_bytes:  # else counted when truncated
@@ -185,6 +228,10 @@ class DeadLetterWriter:
             self._lost(record, exc)
             return
         future.add_errback(self._on_lost, record)
+
+    def _headers(self, record: BadRecord) -> KafkaHeaders:
+        return dead_letter_headers(record, self._source_topic, self._connector_name,
+                                   self._task_id)
 
     def _on_rejected(self, exc: BaseException, record: BadRecord) -> None:
         # Runs on the producer's I/O thread: only note it; flush() rewrites it.

@@ -117,7 +117,8 @@ class IngestActor:
         self._source.assign(owned)
         self._claim(owned)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
-                                     kafka.numbers_topic, kafka.dlq_max_value_bytes)
+                                     kafka.numbers_topic, kafka.dlq_max_value_bytes,
+                                     connector_name=cfg.model_id, task_id=self.index)
         log.info("ingest actor %d (pid %d) reads partitions %s of %s from %s", self.index,
                  os.getpid(), owned, kafka.numbers_topic, self._source.positions)
         if background:

@@ -4,6 +4,7 @@ Kafka Connect-style dead letters, and the trainer's lag as ``kafka-consumer-grou
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -25,6 +26,7 @@ from services.common.kafka import (
     topic_config,
 )
 from services.common.settings import COMPRESSION_TYPES, KafkaSettings, codec_available
+from tests.conftest import require_binary
 from tests.integration.trainer_helpers import (
     NUM_PARTITIONS,
     K,
@@ -164,12 +166,25 @@ def consumer_groups_describe(bootstrap: str, group: str) -> list[dict[str, str]]
             if len(cols) == len(lines[header])]
 
 
+def _kcat_headers(bootstrap: str, topic: str) -> list[tuple[str, str]]:
+    """The one record's headers as kcat, an independent client, reads them (``-J``)."""
+    kcat = require_binary("kcat")
+    result = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"],
+        capture_output=True, timeout=60, check=True)
+    # kcat writes the value's bytes as they are (not UTF-8 here); the headers are.
+    [line] = result.stdout.decode("utf-8", "replace").splitlines()
+    flat = json.loads(line)["headers"]  # [name, value, name, value, ...]
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _send_packed_poison(settings: Any, timestamp_ms: int) -> int:
     """A packed record with a value out of range (K=5) to partition 0; its offset."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     value = bytes([1, 2, 200, 3])
     future = producer.send(settings.kafka.numbers_topic, value=value, key=b"sensor-9",
-                           headers=[("gumbel-format", b"u8"), ("trace-id", b"abc")],
+                           headers=[("gumbel-format", b"u8"), ("trace-id", b"abc"),
+                                    ("error", b"an upstream header of our name")],
                            partition=0, timestamp_ms=timestamp_ms)
     offset = future.get(30).offset
     producer.close()
@@ -222,17 +237,28 @@ def test_dead_letters_and_the_lag_an_operator_sees(
         p: (end, 100) for p, end in ends.items()}
 
     [dead] = read_topic(kafka.bootstrap_servers, kafka.dlq_topic, 1)
+    names = [name for name, _ in dead.headers]
+    assert len(names) == len(set(names)), names  # ours replaced the record's own `error`
+    assert names[:2] == ["gumbel-format", "trace-id"]  # the original's others, in order
     headers = dict(dead.headers)
     assert (dead.value, dead.key) == (bytes([1, 2, 200, 3]), b"sensor-9")
     assert headers["gumbel-format"] == b"u8" and headers["trace-id"] == b"abc"
     assert dead.timestamp == stamp
+    assert headers["error"].startswith(b"out_of_range: ")
+    assert headers["error_reason"] == b"out_of_range"
     assert headers["__connect.errors.topic"] == kafka.numbers_topic.encode()
     assert headers["__connect.errors.partition"] == b"0"
     assert headers["__connect.errors.offset"] == str(poison_offset).encode()
+    assert headers["__connect.errors.connector.name"] == settings.trainer.model_id.encode()
+    assert headers["__connect.errors.task.id"] == b"0"  # the actor that owns partition 0
     assert headers["__connect.errors.stage"] == b"VALUE_CONVERTER"
-    assert headers["__connect.errors.exception.class.name"] == b"out_of_range"
+    assert headers["__connect.errors.class.name"] == b"services.common.codec.decode_values"
+    assert headers["__connect.errors.exception.class.name"] == (
+        b"services.common.codec.MalformedRecordError")
     assert headers["__connect.errors.exception.message"].startswith(b"out_of_range: ")
     assert headers["source_timestamp"] == str(stamp).encode()
+    assert _kcat_headers(kafka.bootstrap_servers, kafka.dlq_topic) == [
+        (name, value.decode()) for name, value in dead.headers]
     # ... and it still decodes as the packed record it was.
     again = decode_values([dead.value], [0], [0], K, headers=[dead.headers])
     assert again.bad and again.bad[0].reason == "out_of_range"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from typing import Any
 
 import pytest
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from services.common.codec import BadRecord
-from services.common.dead_letters import DeadLetterWriter
+from services.common.codec import DEAD_LETTER_REASONS, BadRecord, MalformedRecordError
+from services.common.dead_letters import DeadLetterWriter, dead_letter_headers
 
 
 class Future:
@@ -69,11 +70,54 @@ def test_value_key_and_headers_are_kept_and_origin_added() -> None:
     assert (mine["source_topic"], mine["source_partition"], mine["source_offset"]) == (
         b"numbers", b"2", b"40")
     assert mine["source_timestamp"] == b"1234"
+    assert mine["error_reason"] == b"not_integer"
     assert mine["__connect.errors.topic"] == b"numbers"
-    assert mine["__connect.errors.exception.class.name"] == b"not_integer"
+    assert mine["__connect.errors.exception.class.name"] == (
+        b"services.common.codec.MalformedRecordError")
     assert mine["__connect.errors.exception.message"].startswith(b"not_integer: ")
     assert mine["__connect.errors.stage"] == b"VALUE_CONVERTER"
     assert sent["timestamp_ms"] == 1234  # the original's, as Kafka Connect keeps it
+
+
+def _import(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_connect_headers_name_classes_and_the_reason_has_its_own_header() -> None:
+    record = BadRecord(b"9", "out_of_range: 9 not in [0, 5)", 1, 7, timestamp=5)
+    headers = dead_letter_headers(record, "numbers", connector_name="m1", task_id=3)
+    names = [name for name, _ in headers]
+    assert len(names) == len(set(names))
+    values = {name: value.decode() for name, value in headers}
+    # Kafka Connect's DeadLetterQueueReporter names a class here, never a reason or message.
+    raised = _import(values["__connect.errors.exception.class.name"])
+    assert issubclass(raised, ValueError) and raised is MalformedRecordError
+    assert callable(_import(values["__connect.errors.class.name"]))  # the decoder
+    assert values["error_reason"] == "out_of_range" and "out_of_range" in DEAD_LETTER_REASONS
+    assert values["__connect.errors.exception.message"] == "out_of_range: 9 not in [0, 5)"
+    assert values["error"] == values["__connect.errors.exception.message"]
+    assert (values["__connect.errors.connector.name"], values["__connect.errors.task.id"]) == (
+        "m1", "3")
+    assert [n for n in names if n.startswith("__connect.errors.")] == [
+        f"__connect.errors.{n}" for n in ("topic", "partition", "offset", "connector.name",
+                                          "task.id", "stage", "class.name",
+                                          "exception.class.name", "exception.message")]
+
+
+def test_a_name_we_add_replaces_the_originals_and_the_others_keep_their_order() -> None:
+    producer = Producer()
+    original = (("trace", b"t1"), ("error", b"theirs"), ("gumbel-format", b"u8"),
+                ("__connect.errors.topic", b"older"), ("source_offset", b"1"), ("x", b"2"))
+    DeadLetterWriter(producer, "numbers.dlq", "numbers").write([_bad(b"x", headers=original)])
+    headers = producer.sent[0]["headers"]
+    names = [name for name, _ in headers]
+    assert len(names) == len(set(names)), names
+    assert headers[:3] == [("trace", b"t1"), ("gumbel-format", b"u8"), ("x", b"2")]
+    mine = dict(headers)
+    assert mine["error"].startswith(b"not_integer: ")
+    assert mine["__connect.errors.topic"] == b"numbers"
+    assert mine["source_offset"] == b"40"
 
 
 def test_a_record_without_a_timestamp_gets_the_producers() -> None:
