@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,6 +22,8 @@ __all__ = [
     "ActorMetrics",
     "Count",
     "Estimate",
+    "HISTOGRAM_MAX_BUCKETS",
+    "Histogram",
     "estimate_json_schema",
 ]
 
@@ -43,6 +46,8 @@ MAX_NAME_LENGTH = 256
 # label sets, and the message, small whatever a sender claims.
 MAX_ACTORS = 1_024
 MAX_PARTITIONS = 10_000
+# A histogram's buckets become Prometheus series (one per bucket): a bounded label set.
+HISTOGRAM_MAX_BUCKETS = 64
 
 # The trainer's backpressure policies; a consumer labels anything else "other".
 BACKPRESSURE_POLICIES = ("learn_all", "sample")
@@ -60,11 +65,50 @@ Partition = Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
 Seconds = Annotated[float, Field(ge=0)]
 
 
+class Histogram(BaseModel):
+    """Observations of a duration in seconds, cumulative since the measuring process started,
+    as Prometheus reads a histogram: ``counts[i]`` observations at most ``bounds[i]``, the
+    last (``le="+Inf"``) all of them, and ``sum`` their total.
+
+    The counts never fall within one process; a new process (a restart) starts again from 0,
+    which Prometheus's ``rate()`` reads as the counter reset it is.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    bounds: list[Annotated[float, Field(gt=0)]] = Field(
+        max_length=HISTOGRAM_MAX_BUCKETS - 1,
+        description="the buckets' upper bounds in seconds, increasing (+Inf is implied)",
+    )
+    counts: list[Count] = Field(
+        max_length=HISTOGRAM_MAX_BUCKETS,
+        description="cumulative: observations at most each bound, then all of them (+Inf)",
+    )
+    sum: float = Field(ge=0, description="the observations' total, in seconds")
+
+    @model_validator(mode="after")
+    def _buckets_are_cumulative(self) -> Histogram:
+        if len(self.counts) != len(self.bounds) + 1:
+            raise ValueError(f"counts has {len(self.counts)} values, expected one per bound "
+                             f"and one for +Inf: {len(self.bounds) + 1}")
+        if any(b <= a for a, b in pairwise(self.bounds)):
+            raise ValueError(f"bounds must increase: {self.bounds}")
+        if any(b < a for a, b in pairwise(self.counts)):
+            raise ValueError(f"counts must be cumulative (never falling): {self.counts}")
+        return self
+
+    @property
+    def count(self) -> int:
+        return self.counts[-1]
+
+
 class ActorMetrics(BaseModel):
     """How one ingest actor is doing, with the learner it feeds: what an operator needs to see
     the trainer itself.
 
-    Rates and times are recent averages (the last few seconds); counts are the actor's own,
+    Rates and times are recent averages (the last few seconds; kept one release for the
+    dashboards that read them: ``records_read`` and the Estimate's histograms replace them);
+    counts are the actor's own,
     the step and checkpoint figures the model's learner's. ``checkpoint_failures`` counts
     since the learner's process started and ``restarts`` since the trainer's driver started:
     both go back to 0 with their process.
@@ -100,6 +144,9 @@ class ActorMetrics(BaseModel):
     learned_fraction: float = Field(
         1.0, ge=0, le=1, description="of the values counted, the share the GAN learned"
     )
+    # Added in the metrics work (issue 22 §3); the default keeps earlier messages valid.
+    records_read: Count = Field(0, description="records the actor read from Kafka since its "
+                                "process started (a counter: back to 0 with a new process)")
 
 
 class Estimate(BaseModel):
@@ -176,6 +223,20 @@ class Estimate(BaseModel):
         default_factory=dict, max_length=MAX_PARTITIONS,
         description='{"<partition>": values learned from it}: with offsets, the account of '
         "every partition (one value a record: values = next offset - first offset)",
+    )
+
+    # Added in the metrics work (issue 22 §3); the defaults keep earlier messages valid.
+    # The learner's latencies, cumulative since its process started (None: not measured).
+    step_duration: Histogram | None = Field(
+        None, description="seconds per GAN step of the model's learner, one observation a step"
+    )
+    record_to_step: Histogram | None = Field(
+        None, description="seconds from a record's Kafka timestamp to the GAN step that "
+        "learned it, one observation per value learned",
+    )
+    poll_to_step: Histogram | None = Field(
+        None, description="seconds from the ingest actor's poll of a record to the GAN step "
+        "that learned it, one observation per value learned",
     )
 
     @model_validator(mode="after")

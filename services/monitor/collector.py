@@ -10,16 +10,29 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from services.common.schemas import (
     BACKPRESSURE_POLICIES,
     SCHEMA_VERSION,
     ActorMetrics,
     Estimate,
+    Histogram,
 )
-from services.monitor.state import ActorCounters, Counters, Latest, LatestEstimates
+from services.monitor.state import (
+    ActorCounters,
+    Counters,
+    Latest,
+    LatestEstimates,
+    dead_letter_labels,
+)
 
 __all__ = ["EstimateCollector", "category_labels", "total_variation"]
 
@@ -43,14 +56,28 @@ def _version() -> str:
         return "unknown"
 
 
+# The learner's latencies, read from the estimate's cumulative histograms.
+_HISTOGRAMS: tuple[tuple[str, str, Callable[[Estimate], Histogram | None]], ...] = (
+    ("gumbel_step_duration_seconds", "Duration of one GAN step of the model's learner.",
+     lambda e: e.step_duration),
+    ("gumbel_record_to_step_seconds", "Seconds from a record's Kafka timestamp to the GAN step "
+     "that learned it, one observation per value learned.", lambda e: e.record_to_step),
+    ("gumbel_poll_to_step_seconds", "Seconds from the ingest actor's poll of a record to the "
+     "GAN step that learned it, one observation per value learned.", lambda e: e.poll_to_step),
+)
+# Deprecated (issue 22 §3): the histograms and counters above and below replace them; kept
+# one release for dashboards that read them (docs/services.md#metrics).
+_DEPRECATED = " Deprecated: use {} (this series goes in the next release)."
 # Per ingest actor (and the learner it feeds), read from the estimate's ActorMetrics.
 _ACTOR_GAUGES: tuple[tuple[str, str, Callable[[ActorMetrics], float]], ...] = (
     ("gumbel_actor_records_per_second", "Records the ingest actor read per second, over its "
-     "last seconds.", lambda m: m.records_per_s),
+     "last seconds." + _DEPRECATED.format("rate(gumbel_actor_records_read_total)"),
+     lambda m: m.records_per_s),
     ("gumbel_actor_step_seconds", "Mean duration of one GAN step of the model's learner, "
-     "recent.", lambda m: m.step_seconds),
+     "recent." + _DEPRECATED.format("gumbel_step_duration_seconds"), lambda m: m.step_seconds),
     ("gumbel_actor_poll_to_learn_seconds", "Age of the newest record the learner stepped on, "
-     "at that step.", lambda m: m.poll_to_learn_seconds),
+     "at that step." + _DEPRECATED.format("gumbel_record_to_step_seconds"),
+     lambda m: m.poll_to_learn_seconds),
     ("gumbel_actor_queued_batches", "Blocks the ingest actor holds because the learner had no "
      "room yet (their partitions are not read meanwhile).", lambda m: m.queue_depth),
     ("gumbel_actor_lag_records", "Records on the actor's partitions the model has not learned "
@@ -67,6 +94,14 @@ _ACTOR_COUNTERS: tuple[tuple[str, str, Callable[[ActorCounters], int]], ...] = (
     ("gumbel_actor_dead_letters", "Malformed records the ingest actor sent to the "
      "dead-letter topic.", lambda c: c.dead_letters),
 )
+
+
+def _histogram(name: str, doc: str, histogram: Histogram) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=[])
+    family.add_metric([], [(floatToGoString(b), c) for b, c in
+                           zip([*histogram.bounds, float("inf")], histogram.counts, strict=True)],
+                      sum_value=histogram.sum)
+    return family
 
 
 def _merged(families: Iterable[Metric]) -> Iterator[Metric]:
@@ -133,6 +168,10 @@ class EstimateCollector(Collector):
     def _model_metrics(self, latest: Latest) -> Iterator[Metric]:
         yield from self._estimate_metrics(latest.estimate)
         yield from self._counter_metrics(latest.counters)
+        for name, doc, histogram in _HISTOGRAMS:
+            measured = histogram(latest.estimate)
+            if measured is not None:  # a trainer that does not measure it: no made-up zeros
+                yield _histogram(name, doc, measured)
         if latest.estimate.actor_metrics:  # a trainer that does not send them: no made-up zeros
             yield from self._actor_metrics(latest.estimate, latest.counters.actors)
 
@@ -215,13 +254,20 @@ class EstimateCollector(Collector):
             "gumbel_samples_learned", "Records learned from, all actors.",
             value=counters.samples_learned,
         )
-        yield CounterMetricFamily(
-            "gumbel_dead_letters", "Malformed records sent to the dead-letter topic, all actors.",
-            value=counters.dead_letters,
+        # Every reason from the start (0 until one comes): rate() and increase() need the
+        # series before its first dead letter to count that one.
+        dead = CounterMetricFamily(
+            "gumbel_dead_letters", "Malformed records sent to the dead-letter topic, all actors, "
+            "per reason (other: any reason this monitor does not know, or none sent).",
+            labels=["reason"],
         )
+        for reason, count in dead_letter_labels(counters).items():
+            dead.add_metric([reason], count)
+        yield dead
         by_reason = CounterMetricFamily(
             "gumbel_dead_letters_by_reason", "Dead letters per reason (other: any reason this "
-            "monitor does not know).", labels=["reason"],
+            "monitor does not know)." + _DEPRECATED.format("gumbel_dead_letters_total{reason}"),
+            labels=["reason"],
         )
         for reason, count in counters.dead_letters_by_reason.items():
             by_reason.add_metric([reason], count)
@@ -290,3 +336,11 @@ class EstimateCollector(Collector):
             for m in actors:
                 counter.add_metric([str(m.index)], count(counters.get(m.index, ActorCounters())))
             yield counter
+        # As the actor's process counts it: a restart is a counter reset that rate() handles.
+        read = CounterMetricFamily(
+            "gumbel_actor_records_read", "Records the ingest actor read from Kafka (back to 0 "
+            "when the actor restarts).", labels=["actor"],
+        )
+        for m in actors:
+            read.add_metric([str(m.index)], m.records_read)
+        yield read

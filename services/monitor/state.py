@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, ActorMetrics, Estimate
 
-__all__ = ["ActorCounters", "Counters", "Health", "Latest", "LatestEstimates", "reason_label"]
+__all__ = ["ActorCounters", "Counters", "Health", "Latest", "LatestEstimates",
+           "dead_letter_labels", "reason_label"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Counters:
     dead_letters_truncated: int = 0
     drift_detections: int = 0
     dead_letters_by_reason: Mapping[str, int] = field(default_factory=dict)
+    # the most dead letters an estimate counted beyond its reasons (a trainer that sends none)
+    dead_letters_unattributed: int = 0
     # Per actor index (fewer than MAX_ACTORS): kept when an actor leaves an estimate, so
     # its counters do not restart if it comes back.
     actors: Mapping[int, ActorCounters] = field(default_factory=dict)
@@ -117,8 +120,25 @@ class Counters:
             dead_letters_truncated=max(self.dead_letters_truncated,
                                        estimate.dead_letters_truncated),
             dead_letters_by_reason=dict(sorted(by_reason.items())),
+            dead_letters_unattributed=max(
+                self.dead_letters_unattributed,
+                estimate.dead_letters - sum(estimate.dead_letters_by_reason.values())),
             actors=actors,
         )
+
+
+def dead_letter_labels(counters: Counters) -> dict[str, int]:
+    """``gumbel_dead_letters_total`` by its ``reason`` label: every known reason (0 until one
+    comes) and ``other``, which also holds the dead letters a trainer sent no reason for.
+
+    Each value is a high-water mark or a sum of them, so none falls; the sum is at least
+    ``counters.dead_letters`` (equal when every estimate's reasons add up to its count, as
+    the trainer's do).
+    """
+    labels = dict.fromkeys((*DEAD_LETTER_REASONS, "other"), 0)
+    labels.update(counters.dead_letters_by_reason)
+    labels["other"] += counters.dead_letters_unattributed
+    return labels
 
 
 @dataclass(frozen=True)

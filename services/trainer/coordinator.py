@@ -87,6 +87,7 @@ def actor_metrics(status: IngestStatus, learner: LearnerStatus, lags: Mapping[in
         restarts=_count(restarts),
         dead_letters=_count(status.dead_letters),
         learned_fraction=min(1.0, max(0.0, learner.gan_learned / seen)) if seen > 0 else 1.0,
+        records_read=_count(status.records_read),
     )
 
 
@@ -146,6 +147,9 @@ def aggregate(
         dead_letters_by_reason=dict(sorted(learner.dead_letters_by_reason.items())),
         dead_letters_truncated=sum(s.dead_letters_truncated for s in ingest),
         category_names=list(category_names) if category_names else None,
+        step_duration=learner.step_duration,
+        record_to_step=learner.record_to_step,
+        poll_to_step=learner.poll_to_step,
         actor_metrics=[  # one entry per index (the last status given), as the schema asks
             actor_metrics(s, learner, lags, (restarts or {}).get(i, 0))
             for i, s in sorted({s.index: s for s in ingest}.items()) if 0 <= i < MAX_ACTORS

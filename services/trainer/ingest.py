@@ -96,6 +96,7 @@ class IngestActor:
         self._dead_letters = 0  # bad records sent to the dead-letter topic by this actor
         self._next_mismatch_warning = 0.0
         self._recent: deque[tuple[float, int]] = deque(maxlen=256)
+        self._records_read = 0  # since this process started: the monitor's counter
         self._sent_caught_up: list[int] | None = None
         self._last_offer = 0.0
         self.error: str | None = None
@@ -197,6 +198,7 @@ class IngestActor:
         if poll is not None:
             self._dead_letter(poll)
             self._recent.append((time.monotonic(), poll.records))
+            self._records_read += poll.records
         blocks = [*self._held.values(), *(poll.blocks if poll is not None else [])]
         caught_up = self._caught_up()
         heartbeat = time.monotonic() - self._last_offer >= HEARTBEAT_S
@@ -312,6 +314,7 @@ class IngestActor:
             highwaters={str(p): h for p, h in sorted((source.highwaters() if source else {})
                                                      .items())},
             records_per_s=sum(r[1] for r in recent[1:]) / span if span > 0 else 0.0,
+            records_read=self._records_read,
             held_blocks=len(self._held), refused_blocks=self._refused,
             dead_letters=self._dead_letters,
             dead_letters_truncated=dlq.truncated if dlq is not None else 0,

@@ -43,6 +43,13 @@ from services.trainer.checkpoint import (
     old_layout,
 )
 from services.trainer.fence import EpochFence, Fenced
+from services.trainer.histogram import (
+    FINE_EVERY,
+    FINE_LATENCY_BUCKETS_S,
+    LATENCY_BUCKETS_S,
+    STEP_BUCKETS_S,
+    SecondsHistogram,
+)
 from services.trainer.merge import EventTimeMerge, Pieces
 from services.trainer.source import Block
 from services.trainer.status import LearnerStatus
@@ -61,7 +68,7 @@ BEHIND_S = 1.0
 PARTIAL_STEP_WAIT_S = 1.0
 # Upper bounds of the buckets of the learn-latency histogram (seconds from a value's record
 # timestamp to the step that learned it): 1 ms to 100 s, 12% apart, then the rest.
-LATENCY_BOUNDS_S = (*(0.001 * 10 ** (i / 20) for i in range(101)), math.inf)
+LATENCY_BOUNDS_S = (*FINE_LATENCY_BUCKETS_S, math.inf)
 
 
 def build_learner(settings: TrainerServiceSettings, device: str) -> Any:
@@ -116,8 +123,10 @@ class LearnerActor:
         self.gan_learned = 0
         self.losses = (math.nan, math.nan)
         self.window = CountingEstimator(cfg.num_categories, memory=float(cfg.window_records))
-        self._latency_bounds = torch.tensor(LATENCY_BOUNDS_S, dtype=torch.float64)
-        self.learn_latency = torch.zeros(len(LATENCY_BOUNDS_S), dtype=torch.float64)
+        # Latencies since this process started, for the Estimate's histograms (and the bench).
+        self.record_to_step = SecondsHistogram(FINE_LATENCY_BUCKETS_S)
+        self.poll_to_step = SecondsHistogram(LATENCY_BUCKETS_S)
+        self.step_duration = SecondsHistogram(STEP_BUCKETS_S)
         self._history_lost: str | None = None  # the policy, when the history could not be read
         directory = None if cfg.checkpoint_dir is None else learner_dir(cfg.checkpoint_dir,
                                                                          cfg.model_id)
@@ -322,7 +331,8 @@ class LearnerActor:
                 target = _step_target(float(sizes.sum()), cfg.step_size, ROUND_STEPS,
                                       behind=behind, sample=sample)
                 self._learn(taken.counts[:learned_rows], steps, target)
-                self._note_latency(taken.times[:learned_rows], taken.counts[:learned_rows])
+                self._note_latency(taken.times[:learned_rows], taken.polled_at[:learned_rows],
+                                   taken.counts[:learned_rows])
             if counted_rows:
                 self.gan.count_counts(taken.counts[learned_rows:])
             self.window.learn_counts(taken.counts.sum(0))
@@ -333,13 +343,15 @@ class LearnerActor:
                 self._record_to_step = max(0.0, time.time() - newest) if newest > 0 else 0.0
             return len(taken)
 
-    def _note_latency(self, times: torch.Tensor, counts: torch.Tensor) -> None:
-        """Each value just learned, into the histogram: now less its record's timestamp."""
-        known = times > 0
-        if bool(known.any()):
-            latency = time.time() - times[known]
-            bucket = torch.bucketize(latency, self._latency_bounds)  # bounds[i-1] < x <= [i]
-            self.learn_latency.index_add_(0, bucket, counts[known].sum(1))
+    def _note_latency(self, times: torch.Tensor, polled_at: torch.Tensor,
+                      counts: torch.Tensor) -> None:
+        """Each value just learned, into the histograms: now less its record's timestamp, and
+        now less its poll (rows whose time is unknown, 0, are left out)."""
+        now, values = time.time(), counts.sum(1)  # (m,)
+        for histogram, since in ((self.record_to_step, times), (self.poll_to_step, polled_at)):
+            known = since > 0
+            if bool(known.any()):
+                histogram.observe(now - since[known], values[known])
 
     def _account(self, taken: Pieces) -> None:
         """Move each partition's learned offset to the end of its last row taken, and count
@@ -368,10 +380,12 @@ class LearnerActor:
             return
         started = time.monotonic()
         stats = self.gan.learn_counts(counts)
+        took, steps = time.monotonic() - started, int(counts.shape[0])
         self.losses = (stats.generator_loss, stats.discriminator_loss)
         self.gan_learned += int(counts.sum())
-        self._recent.append((time.monotonic(), int(counts.sum()), int(counts.shape[0]),
-                             time.monotonic() - started))
+        self._recent.append((time.monotonic(), int(counts.sum()), steps, took))
+        # learn_counts times its steps together: each is counted at their mean
+        self.step_duration.observe(torch.tensor([took / steps]), torch.tensor([float(steps)]))
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -439,7 +453,10 @@ class LearnerActor:
                 records_skipped=self.records_skipped,
                 waiting_blocks=waiting,
                 late_values=self._merge.late_values,
-                learn_latency=tuple(self.learn_latency.tolist()),
+                learn_latency=tuple(self.record_to_step.per_bucket.tolist()),
+                record_to_step=self.record_to_step.to_schema(every=FINE_EVERY),
+                poll_to_step=self.poll_to_step.to_schema(),
+                step_duration=self.step_duration.to_schema(),
                 values_per_s=sum(r[1] for r in recent[1:]) / span if span > 0 else 0.0,
                 steps_per_s=sum(r[2] for r in recent[1:]) / span if span > 0 else 0.0,
                 step_seconds=sum(r[3] for r in recent) / steps if steps else 0.0,

@@ -63,6 +63,7 @@ class Pieces:
     released_at: torch.Tensor  # (m,) float64, time.monotonic() each row left the merge
     partitions: torch.Tensor  # (m,) int64, each row's partition
     row_ends: torch.Tensor  # (m,) int64, the offset after each row's last record
+    polled_at: torch.Tensor  # (m,) float64, unix s its block was polled (Block.polled_at)
     dead: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (row, by reason)
 
     @classmethod
@@ -70,7 +71,7 @@ class Pieces:
         none = torch.zeros(0, dtype=torch.float64)
         ints = torch.zeros(0, dtype=torch.int64)
         return cls(torch.zeros(0, num_categories, dtype=torch.float64), none, none.clone(),
-                   ints, ints.clone())
+                   ints, ints.clone(), none.clone())
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
@@ -82,16 +83,18 @@ class Pieces:
         self.released_at = torch.cat([self.released_at, other.released_at])
         self.partitions = torch.cat([self.partitions, other.partitions])
         self.row_ends = torch.cat([self.row_ends, other.row_ends])
+        self.polled_at = torch.cat([self.polled_at, other.polled_at])
         self.dead.extend((base + row, by_reason) for row, by_reason in other.dead)
 
     def take(self, rows: int) -> Pieces:
         """Remove and return the first ``rows`` rows."""
         head = Pieces(self.counts[:rows], self.times[:rows], self.released_at[:rows],
-                      self.partitions[:rows], self.row_ends[:rows],
+                      self.partitions[:rows], self.row_ends[:rows], self.polled_at[:rows],
                       [d for d in self.dead if d[0] < rows])
         self.counts, self.times = self.counts[rows:], self.times[rows:]
         self.released_at = self.released_at[rows:]
         self.partitions, self.row_ends = self.partitions[rows:], self.row_ends[rows:]
+        self.polled_at = self.polled_at[rows:]
         self.dead = [(row - rows, by_reason) for row, by_reason in self.dead if row >= rows]
         return head
 
@@ -199,7 +202,7 @@ class EventTimeMerge:
         """The pieces that may leave, in time order (ties: by partition), each partition's in
         offset order; ``everything`` releases all (the learner stops)."""
         mark = float("inf") if everything else self.watermark()
-        counts, times, partitions, row_ends, dead = [], [], [], [], []
+        counts, times, partitions, row_ends, polled, dead = [], [], [], [], [], []
         rows = 0
         for partition in sorted(self._waiting):
             queue = self._waiting[partition]
@@ -218,6 +221,8 @@ class EventTimeMerge:
                 times.append(head.times[head.next_row:stop])
                 partitions.append(torch.full((stop - head.next_row,), partition,
                                              dtype=torch.int64))
+                polled.append(torch.full((stop - head.next_row,), block.polled_at,
+                                         dtype=torch.float64))
                 dead.extend((rows + row - head.next_row, by_reason)
                             for row, by_reason in block.dead_rows
                             if head.next_row <= row < stop)
@@ -236,5 +241,6 @@ class EventTimeMerge:
         released = torch.full((order.numel(),), self._clock(), dtype=torch.float64)
         return Pieces(torch.cat(counts)[order], all_times[order], released,
                       torch.cat(partitions)[order], torch.cat(row_ends)[order],
+                      torch.cat(polled)[order],
                       sorted(((int(where[row]), by_reason) for row, by_reason in dead),
                              key=lambda d: d[0]))

@@ -63,6 +63,7 @@ class Block:
     # (row, bad records by reason) for rows after bad records (a block of only bad ones:
     # row 0, its one empty row); each is counted when its row is learned
     dead_rows: tuple[tuple[int, dict[str, int]], ...] = ()
+    polled_at: float = 0.0  # unix s at which the ingest actor polled it (0: unknown)
 
     @property
     def last_time(self) -> float:
@@ -85,7 +86,7 @@ def make_block(
     partition: int, start: int, end: int, values: torch.Tensor | list[int], num_categories: int,
     *, per_record: list[int] | None = None, offsets: list[int] | None = None,
     stamps_ms: list[int] | None = None, bad: Iterable[tuple[int, str]] = (),
-    max_rows: int | None = None,
+    max_rows: int | None = None, polled_at: float = 0.0,
 ) -> Block:
     """A block of records ``offsets`` (default: ``start``, ``start + 1``, ...) holding
     ``per_record`` good values each (default: one) of ``values``, and ``bad`` (offset,
@@ -102,7 +103,7 @@ def make_block(
             by_row.setdefault(0, {})[reason] = by_row.get(0, {}).get(reason, 0) + 1
         return Block(partition, start, end, torch.zeros(0, num_categories, dtype=torch.int64),
                      torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64),
-                     tuple(by_row.items()))
+                     tuple(by_row.items()), polled_at)
     target = max(1, -(-total // (max_rows or block_rows(num_categories))))
     before = torch.cumsum(per, 0) - per  # (R,) good values before each record
     # a record's piece: where its first value falls (a bad one: with the next good value)
@@ -125,7 +126,8 @@ def make_block(
         for offset, reason in bad:
             r = int(row[where[offset]])
             by_row.setdefault(r, {})[reason] = by_row.get(r, {}).get(reason, 0) + 1
-    return Block(partition, start, end, counts, times, row_ends, tuple(sorted(by_row.items())))
+    return Block(partition, start, end, counts, times, row_ends, tuple(sorted(by_row.items())),
+                 polled_at)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def decode_poll(
     blocks: list[Block] = []
     bad: list[BadRecord] = []
     count = 0
+    wall = time.time()  # the blocks' poll time: the learner, another process, measures from it
     for tp, batch in records.items():
         if not batch:
             continue
@@ -177,7 +180,7 @@ def decode_poll(
             tp.partition, starts.get(tp.partition, batch[0].offset), batch[-1].offset + 1,
             part.values, num_categories, per_record=part.per_record,
             offsets=offsets, stamps_ms=stamps,
-            bad=[(b.offset, b.reason) for b in part.bad], max_rows=max_rows))
+            bad=[(b.offset, b.reason) for b in part.bad], max_rows=max_rows, polled_at=wall))
         count += len(batch)
     if not count:
         return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from services.common.schemas import Histogram
+
 __all__ = ["IngestStatus", "LearnerStatus"]
 
 
@@ -35,6 +37,10 @@ class LearnerStatus:
     late_values: int = 0  # values merged after newer pieces of other partitions had left
     # values learned per bucket of seconds from record timestamp to step (LATENCY_BOUNDS_S)
     learn_latency: tuple[float, ...] = ()
+    # the Estimate's histograms, cumulative since this process started (None: not measured)
+    record_to_step: Histogram | None = None
+    poll_to_step: Histogram | None = None
+    step_duration: Histogram | None = None
     values_per_s: float = 0.0  # values learned per second, recent
     steps_per_s: float = 0.0
     step_seconds: float = 0.0  # mean seconds per GAN step, recent
@@ -62,6 +68,7 @@ class IngestStatus:
     positions: dict[str, int] = field(default_factory=dict)  # partition -> next offset read
     highwaters: dict[str, int] = field(default_factory=dict)  # from the last fetch
     records_per_s: float = 0.0  # records read per second, recent
+    records_read: int = 0  # records read since this process started
     held_blocks: int = 0  # blocks the learner had no room for yet (their partitions paused)
     refused_blocks: int = 0  # blocks the learner refused: not at its next offset (replays)
     dead_letters: int = 0  # malformed records this actor sent to the dead-letter topic

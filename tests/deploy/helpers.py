@@ -349,12 +349,13 @@ def metrics_the_services_export() -> set[str]:
     """Every name the producer and the monitor serve, in-process, once every field is sent.
 
     The monitor is fed an Estimate with every optional field set (actor metrics with a
-    checkpoint, data time, reasons), so a metric shown only when the trainer sends it counts.
+    checkpoint, data time, reasons, histograms), so a metric shown only when the trainer
+    sends it counts.
     """
     from prometheus_client import CollectorRegistry, generate_latest
 
     from services.common.process_metrics import register_process_collectors
-    from services.common.schemas import ActorMetrics
+    from services.common.schemas import ActorMetrics, Histogram
     from services.monitor.collector import EstimateCollector
     from services.monitor.state import LatestEstimates
     from services.producer.metrics import ProducerMetrics
@@ -363,9 +364,11 @@ def metrics_the_services_export() -> set[str]:
     producer, monitor = CollectorRegistry(), CollectorRegistry()
     ProducerMetrics(producer).set_distribution([0.5, 0.5])
     state = LatestEstimates()
+    latency = Histogram(bounds=[1.0], counts=[1, 1], sum=0.5)
     state.offer(make_estimate(
         data_timestamp=1.0, dead_letters_by_reason={"empty": 1},
         actor_metrics=[ActorMetrics(index=0, lag_by_partition={"0": 1}, checkpoint_time=1.0)],
+        step_duration=latency, record_to_step=latency, poll_to_step=latency,
     ).to_bytes())
     monitor.register(EstimateCollector(state))
     names: set[str] = set()

@@ -78,17 +78,30 @@ def test_dashboard_has_the_promised_panels(dashboard: dict) -> None:
                  # the trainer's actors (issue 12 §3)
                  "gumbel_consumer_lag_records", "gumbel_partition_lag_records",
                  "gumbel_learned_fraction", "gumbel_actor_learned_fraction",
-                 "gumbel_actor_step_seconds", "gumbel_actor_poll_to_learn_seconds",
-                 "gumbel_actor_records_per_second", "gumbel_actor_queued_batches",
+                 "gumbel_actor_queued_batches",
                  "gumbel_actor_lag_records", "gumbel_actor_last_checkpoint_timestamp_seconds",
                  "gumbel_actor_checkpoint_duration_seconds",
                  "gumbel_actor_checkpoint_failures_total", "gumbel_actor_restarts_total",
-                 "process_resident_memory_bytes"):
+                 "process_resident_memory_bytes",
+                 # histograms and counters, not averages (issue 22 §3)
+                 "gumbel_step_duration_seconds_bucket", "gumbel_record_to_step_seconds_bucket",
+                 "gumbel_poll_to_step_seconds_bucket", "gumbel_actor_records_read_total"):
         assert name in by_metric, name
     exprs = [e for _, e in dashboard_exprs()]
     assert "sum(rate(gumbel_produced_total[$__rate_interval]))" in exprs
     assert ('sum by (model_id) (rate(gumbel_samples_learned_total{model_id=~"$model_id"}'
             '[$__rate_interval]))') in exprs
+    assert ("histogram_quantile(0.99, sum by (model_id, le) (rate(gumbel_step_duration_seconds"
+            '_bucket{model_id=~"$model_id"}[$__rate_interval])))') in exprs
+
+
+def test_no_panel_reads_a_deprecated_average() -> None:
+    """The gauges the histograms and counters replace stay one release, for others' dashboards
+    (docs/services.md#metrics); ours reads the new series."""
+    queried = {name for _, expr in dashboard_exprs() for name in promql_metric_names(expr)}
+    assert not queried & {"gumbel_actor_records_per_second", "gumbel_actor_step_seconds",
+                          "gumbel_actor_poll_to_learn_seconds",
+                          "gumbel_dead_letters_by_reason_total"}
 
 
 def test_every_metric_a_panel_queries_is_one_the_services_export() -> None:

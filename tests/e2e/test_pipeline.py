@@ -13,7 +13,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from services.common.schemas import Estimate
+from services.common.schemas import Estimate, Histogram
 from tests.conftest import require_binary
 from tests.e2e.conftest import (
     GUMBEL_STREAM,
@@ -74,7 +74,7 @@ def test_pipeline(fresh_kafka_broker, children: Children) -> None:
     assert total_variation(baseline, TRUTH) <= 0.01  # exact counts of 60,000 draws
     assert truth_seen == dict(enumerate(TRUTH))  # the producer was scraped too
     assert produced_seen is not None and 0 < produced_seen <= COUNT
-    assert prometheus.scalar("gumbel_dead_letters_total") == 0
+    assert prometheus.scalar("sum(gumbel_dead_letters_total)") == 0
     assert prometheus.scalar('up{job="monitor"}') == 1
     _check_the_trainer_metrics(prometheus, children)
 
@@ -104,12 +104,23 @@ def _check_the_trainer_metrics(prometheus: Prometheus, children: Children) -> No
                  "gumbel_actor_poll_to_learn_seconds", "gumbel_actor_queued_batches",
                  "gumbel_actor_lag_records", "gumbel_actor_learned_fraction",
                  "gumbel_actor_restarts_total", "gumbel_actor_checkpoint_failures_total",
-                 "gumbel_actor_dead_letters_total"):
+                 "gumbel_actor_dead_letters_total", "gumbel_actor_records_read_total"):
         assert set(per_actor(name)) == actors, name
     learned_per_s = per_actor("max_over_time(gumbel_actor_records_per_second[10m])")
     assert min(learned_per_s.values()) > 0, learned_per_s  # both actors learned
     step = per_actor("max_over_time(gumbel_actor_step_seconds[10m])")
     assert min(step.values()) > 0, step
+    # the histograms and counters that replace those averages (issue 22 §3)
+    read = per_actor("gumbel_actor_records_read_total")
+    assert min(read.values()) > 0 and sum(read.values()) >= COUNT, read
+    for name in ("gumbel_record_to_step_seconds", "gumbel_poll_to_step_seconds"):
+        # every record has a Kafka timestamp and a poll time: one observation per value
+        assert prometheus.scalar(f"{name}_count") == COUNT, name
+        _check_histogram(prometheus, name)
+    assert (prometheus.scalar("gumbel_step_duration_seconds_count") or 0) > 0
+    _check_histogram(prometheus, "gumbel_step_duration_seconds")
+    assert (prometheus.scalar("histogram_quantile(0.5, sum by (le) "
+                              "(gumbel_record_to_step_seconds_bucket))") or 0) > 0
     assert per_actor("gumbel_actor_learned_fraction") == {"0": 1.0, "1": 1.0}
     assert per_actor("gumbel_actor_restarts_total") == {"0": 0.0, "1": 0.0}
     assert per_actor("gumbel_actor_checkpoint_failures_total") == {"0": 0.0, "1": 0.0}
@@ -131,6 +142,16 @@ def _check_the_trainer_metrics(prometheus: Prometheus, children: Children) -> No
         'max_over_time(process_resident_memory_bytes{job="producer"}[10m])') or 0) > 0
 
 
+def _check_histogram(prometheus: Prometheus, name: str) -> None:
+    """As Prometheus stored it: buckets cumulative in le, +Inf the count, a sum."""
+    buckets = sorted((float(r["metric"]["le"]), float(r["value"][1]))
+                     for r in prometheus.query(f"{name}_bucket"))
+    counts = [c for _, c in buckets]
+    assert len(buckets) > 2 and counts == sorted(counts), (name, buckets)
+    assert buckets[-1] == (float("inf"), prometheus.scalar(f"{name}_count")), name
+    assert (prometheus.scalar(f"{name}_sum") or 0) > 0, name
+
+
 def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: Children) -> None:
     """The metric path without the trainer: an Estimate we publish ourselves."""
     kcat = require_binary("kcat")
@@ -145,6 +166,7 @@ def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: C
         num_categories=5, probabilities=[0.0, 0.05, 0.1, 0.3, 0.55],
         baseline_probabilities=TRUTH, temperature=0.5, generator_loss=0.7,
         discriminator_loss=1.3, estimator="st", actors=2, offsets={"0": 10},
+        step_duration=Histogram(bounds=[0.001, 0.01, 0.1], counts=[4, 9, 10, 10], sum=0.05),
     )
     kafka = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     kafka.send("estimates", key=b"default", value=published.to_bytes())
@@ -155,7 +177,10 @@ def test_producer_and_monitor_through_prometheus(fresh_kafka_broker, children: C
                "the published estimate in Prometheus", children.report)
     assert prometheus.by_category("gumbel_estimated_probability")[4] == 0.55
     assert prometheus.scalar("gumbel_total_variation") == pytest.approx(0.05)
-    assert prometheus.scalar("gumbel_dead_letters_total") == 1
+    assert prometheus.scalar('gumbel_dead_letters_total{reason="other"}') == 1  # no reason sent
+    assert prometheus.scalar("sum(gumbel_dead_letters_total)") == 1
+    assert prometheus.scalar("gumbel_step_duration_seconds_count") == 10
+    _check_histogram(prometheus, "gumbel_step_duration_seconds")
 
     producer = children.children["producer"].process
     wait_until(lambda: producer.poll() is not None, 120, "the producer to finish",

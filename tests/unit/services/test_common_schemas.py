@@ -11,12 +11,14 @@ from pydantic import ValidationError
 
 from services.common.schemas import (
     DEAD_LETTER_REASONS,
+    HISTOGRAM_MAX_BUCKETS,
     MAX_ACTORS,
     MAX_CATEGORIES,
     MAX_COUNT,
     MAX_PARTITIONS,
     ActorMetrics,
     Estimate,
+    Histogram,
 )
 from tests.unit.services.monitor_fakes import make_estimate
 
@@ -142,7 +144,7 @@ def test_actor_metrics_need_only_the_index_and_round_trip() -> None:
 
 
 @pytest.mark.parametrize("name", ["queue_depth", "lag", "checkpoint_failures", "restarts",
-                                  "dead_letters"])
+                                  "dead_letters", "records_read"])
 def test_every_actor_count_is_bounded(name: str) -> None:
     assert _is_valid(_with_actor(**{name: MAX_COUNT}))
     for value in (MAX_COUNT + 1, 10**400, -1):
@@ -236,3 +238,37 @@ def test_category_names_are_k_distinct_names(names: list[str]) -> None:
 def test_an_estimate_without_names_stays_valid() -> None:
     assert make_estimate().category_names is None
     assert make_estimate(category_names=["a", "b", "c"]).category_names == ["a", "b", "c"]
+
+
+# --- histograms (issue 22 §3) ---------------------------------------------------------------
+
+HISTOGRAM = {"bounds": [0.01, 0.1, 1.0], "counts": [1, 5, 5, 6], "sum": 2.5}
+
+
+def test_histograms_default_to_none_so_older_messages_stay_valid_and_round_trip() -> None:
+    older = make_estimate()
+    assert (older.step_duration, older.record_to_step, older.poll_to_step) == (None,) * 3
+    assert older.actor_metrics == [] and ActorMetrics(index=0).records_read == 0
+    sent = make_estimate(step_duration=Histogram(**HISTOGRAM), poll_to_step=Histogram(
+        bounds=[1.0], counts=[0, 0], sum=0.0))
+    assert Estimate.from_bytes(sent.to_bytes()) == sent
+    assert sent.step_duration is not None and sent.step_duration.count == 6
+
+
+@pytest.mark.parametrize("changes", [
+    {"counts": [1, 5, 6]},  # one fewer than the bounds and +Inf
+    {"counts": [1, 5, 4, 6]},  # falls: not cumulative
+    {"bounds": [0.01, 1.0, 0.1]},  # not increasing
+    {"bounds": [0.0, 0.1, 1.0]},  # a bound of 0 s
+    {"counts": [-1, 5, 5, 6]},
+    {"counts": [1, 5, 5, MAX_COUNT + 1]},
+    {"sum": -1.0},
+    {"sum": math.nan},
+    {"sum": math.inf},
+    {"bounds": [0.01, 0.1, math.inf]},  # +Inf is implied, never sent
+    {"bounds": [0.001 * (i + 1) for i in range(HISTOGRAM_MAX_BUCKETS)],
+     "counts": [0] * (HISTOGRAM_MAX_BUCKETS + 1)},
+])
+def test_a_histogram_is_cumulative_bounded_and_finite(changes: dict[str, Any]) -> None:
+    assert _is_valid(_as_json(record_to_step=HISTOGRAM))
+    assert not _is_valid(_as_json(record_to_step={**HISTOGRAM, **changes}))

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.schemas import ActorMetrics
+from services.common.schemas import DEAD_LETTER_REASONS, ActorMetrics, Histogram
 from services.monitor.collector import EstimateCollector, total_variation
 from services.monitor.state import LatestEstimates
 from tests.unit.services.monitor_fakes import make_estimate
@@ -51,7 +51,8 @@ def test_exposes_every_documented_metric_with_its_type() -> None:
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert {name: types.get(name) for name in DOCUMENTED_METRICS} == DOCUMENTED_METRICS
     assert 'gumbel_samples_learned_total{model_id="default"} 5000.0' in text
-    assert 'gumbel_dead_letters_total{model_id="default"} 3.0' in text
+    # the estimate's 3 dead letters come with no reason: they are counted as other
+    assert 'gumbel_dead_letters_total{model_id="default",reason="other"} 3.0' in text
 
 
 def test_values_come_from_the_latest_estimate() -> None:
@@ -127,7 +128,7 @@ def test_counters_are_monotonic_across_a_trainer_restore() -> None:
     state.offer(make_estimate(samples_seen=1000, dead_letters=9).to_bytes())
     state.offer(make_estimate(samples_seen=900, dead_letters=8).to_bytes())  # restored
     assert registry.get_sample_value("gumbel_samples_learned_total") == 1000
-    assert registry.get_sample_value("gumbel_dead_letters_total") == 9
+    assert registry.get_sample_value("gumbel_dead_letters_total", {"reason": "other"}) == 9
     state.offer(make_estimate(samples_seen=1100, dead_letters=8).to_bytes())
     assert registry.get_sample_value("gumbel_samples_learned_total") == 1100
 
@@ -183,6 +184,7 @@ ACTOR_METRICS = {  # docs/services.md#metrics, per actor and per partition
     "gumbel_actor_checkpoint_failures": "counter",
     "gumbel_actor_restarts": "counter",
     "gumbel_actor_dead_letters": "counter",
+    "gumbel_actor_records_read": "counter",  # issue 22 §3
 }
 
 
@@ -194,7 +196,7 @@ TWO_ACTORS = _actors(
     {"index": 0, "records_per_s": 1000.0, "step_seconds": 0.01, "poll_to_learn_seconds": 0.2,
      "queue_depth": 3, "lag": 30, "lag_by_partition": {"0": 10, "2": 20},
      "checkpoint_time": 990.5, "checkpoint_seconds": 0.05, "checkpoint_failures": 1,
-     "restarts": 2, "dead_letters": 4, "learned_fraction": 0.5},
+     "restarts": 2, "dead_letters": 4, "learned_fraction": 0.5, "records_read": 12_345},
     {"index": 1, "lag": 7, "lag_by_partition": {"1": 7, "3": 0}},
 )
 
@@ -223,6 +225,8 @@ def test_exposes_every_actor_metric_with_its_type_and_values() -> None:
     assert value("gumbel_actor_restarts_total", zero) == 2
     assert value("gumbel_actor_restarts_total", one) == 0
     assert value("gumbel_actor_dead_letters_total", zero) == 4
+    assert value("gumbel_actor_records_read_total", zero) == 12_345
+    assert value("gumbel_actor_records_read_total", one) == 0
 
 
 def test_no_checkpoint_series_before_an_actors_first_checkpoint() -> None:
@@ -298,7 +302,7 @@ def test_actor_counters_are_monotonic_across_restores_and_restarts() -> None:
 def test_every_metric_the_monitor_exports_is_in_the_docs() -> None:
     state = LatestEstimates()
     state.offer(make_estimate(
-        data_timestamp=1.0, dead_letters_by_reason={"empty": 1},
+        data_timestamp=1.0, dead_letters_by_reason={"empty": 1}, **HISTOGRAMS,
         actor_metrics=_actors({"index": 0, "lag_by_partition": {"0": 1}, "checkpoint_time": 1.0}),
     ).to_bytes())
     docs = (Path(__file__).resolve().parents[3] / "docs" / "services.md").read_text()
@@ -408,3 +412,97 @@ def test_category_names_are_the_category_label_of_every_per_category_metric() ->
     assert value("gumbel_baseline_probability", {"category": "click"}) == 0.25
     assert value("gumbel_window_baseline_probability", {"category": "buy"}) == 0.8
     assert value("gumbel_estimated_probability", {"category": "2"}) is None
+
+
+# --- histograms and counters, not averages (issue 22 §3) ------------------------------------
+
+HISTOGRAMS = {  # the Estimate's field -> what the monitor exposes it as
+    "step_duration": Histogram(bounds=[0.001, 0.01, 0.1], counts=[2, 7, 9, 10], sum=0.4),
+    "record_to_step": Histogram(bounds=[0.1, 1.0], counts=[0, 400, 500], sum=520.5),
+    "poll_to_step": Histogram(bounds=[0.1, 1.0], counts=[450, 500, 500], sum=30.0),
+}
+HISTOGRAM_NAMES = {"step_duration": "gumbel_step_duration_seconds",
+                   "record_to_step": "gumbel_record_to_step_seconds",
+                   "poll_to_step": "gumbel_poll_to_step_seconds"}
+
+
+def _families(registry: CollectorRegistry) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+
+
+def test_latencies_are_prometheus_histograms() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate(**HISTOGRAMS).to_bytes())
+    families = _families(_registry(state))
+    for field, name in HISTOGRAM_NAMES.items():
+        family, sent = families[name], HISTOGRAMS[field]
+        assert family.type == "histogram", name
+        buckets = [s for s in family.samples if s.name == f"{name}_bucket"]
+        (count,) = [s.value for s in family.samples if s.name == f"{name}_count"]
+        (total,) = [s.value for s in family.samples if s.name == f"{name}_sum"]
+        assert [float(s.labels["le"]) for s in buckets] == [*sent.bounds, float("inf")]
+        values = [s.value for s in buckets]
+        assert values == sorted(values) == sent.counts  # cumulative: never falling
+        assert buckets[-1].labels["le"] == "+Inf" and values[-1] == count == sent.count
+        assert total == sent.sum
+        assert all(s.labels["model_id"] == "default" for s in family.samples)
+
+
+def test_the_old_mean_and_rate_gauges_stay_one_release_marked_deprecated() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate(**HISTOGRAMS, actor_metrics=TWO_ACTORS,
+                              dead_letters_by_reason={"empty": 3}).to_bytes())
+    families = _families(_registry(state))
+    for name in ("gumbel_actor_records_per_second", "gumbel_actor_step_seconds",
+                 "gumbel_actor_poll_to_learn_seconds", "gumbel_dead_letters_by_reason"):
+        assert "Deprecated: use " in families[name].documentation, name
+
+
+def test_no_histogram_series_from_a_trainer_that_sends_none() -> None:
+    state = LatestEstimates()
+    state.offer(make_estimate().to_bytes())
+    assert not set(HISTOGRAM_NAMES.values()) & set(_families(_registry(state)))
+
+
+def test_a_learner_restart_is_a_counter_reset_of_its_histograms() -> None:
+    """The counts start again from 0 with the learner's process: shown as they come, for
+    rate() to read the fall as the reset it is (no high-water mark, unlike samples)."""
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(**HISTOGRAMS).to_bytes())
+    restarted = Histogram(bounds=[0.001, 0.01, 0.1], counts=[0, 1, 1, 1], sum=0.005)
+    state.offer(make_estimate(step_duration=restarted).to_bytes())
+    assert registry.get_sample_value("gumbel_step_duration_seconds_count") == 1
+    assert registry.get_sample_value("gumbel_step_duration_seconds_bucket", {"le": "0.01"}) == 1
+
+
+def test_dead_letters_total_has_a_reason_label_that_sums_to_the_dead_letters() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+    state.offer(make_estimate(dead_letters=12, dead_letters_by_reason={
+        "empty": 1, "not_utf8": 4, "new_kind": 2, "other_new": 5}).to_bytes())
+    (family,) = [f for f in text_string_to_metric_families(generate_latest(registry).decode())
+                 if f.name == "gumbel_dead_letters"]
+    assert family.type == "counter"
+    by_reason = {s.labels["reason"]: s.value for s in family.samples
+                 if s.name == "gumbel_dead_letters_total"}
+    assert sum(by_reason.values()) == 12
+    # every known reason from the start, so that increase() counts a reason's first one
+    assert set(by_reason) == {*DEAD_LETTER_REASONS, "other"}
+    assert (by_reason["empty"], by_reason["not_utf8"], by_reason["other"]) == (1, 4, 7)
+    assert by_reason["too_large"] == 0
+
+
+def test_dead_letters_without_a_reason_are_other_and_never_fall() -> None:
+    state = LatestEstimates()
+    registry = _registry(state)
+
+    def other() -> float | None:
+        return registry.get_sample_value("gumbel_dead_letters_total", {"reason": "other"})
+
+    state.offer(make_estimate(dead_letters=5).to_bytes())  # an older trainer: no reasons
+    assert other() == 5
+    state.offer(make_estimate(dead_letters=6, dead_letters_by_reason={"empty": 6}).to_bytes())
+    assert other() == 5  # a counter never falls, even when the reasons come later
+    assert registry.get_sample_value("gumbel_dead_letters_total", {"reason": "empty"}) == 6

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.common.schemas import MAX_ACTORS, MAX_COUNT, Estimate
+from services.common.schemas import MAX_ACTORS, MAX_COUNT, Estimate, Histogram
 from services.trainer import coordinator as coordinator_module
 from services.trainer.coordinator import Coordinator, aggregate, lag_by_partition
 from services.trainer.status import IngestStatus, LearnerStatus
@@ -46,7 +46,8 @@ def test_lag_is_each_high_watermark_less_the_learners_offset() -> None:
 
 def test_each_ingest_actor_gets_its_metrics_with_its_restarts() -> None:
     ingest = [IngestStatus(1, partitions=(1, 3), highwaters={"1": 50, "3": 80},
-                           records_per_s=5e4, held_blocks=2, dead_letters=6),
+                           records_per_s=5e4, records_read=70_000, held_blocks=2,
+                           dead_letters=6),
               IngestStatus(0)]
     est = _aggregate(LEARNER, ingest, restarts={1: 3})
     first, second = est.actor_metrics
@@ -56,9 +57,19 @@ def test_each_ingest_actor_gets_its_metrics_with_its_restarts() -> None:
         "index": 1, "records_per_s": 5e4, "step_seconds": 0.02, "poll_to_learn_seconds": 0.3,
         "queue_depth": 2, "lag": 30, "lag_by_partition": {"1": 10, "3": 20},
         "checkpoint_time": 990.0, "checkpoint_seconds": 0.4, "checkpoint_failures": 1,
-        "restarts": 3, "dead_letters": 6, "learned_fraction": 0.25,
+        "restarts": 3, "dead_letters": 6, "learned_fraction": 0.25, "records_read": 70_000,
     }
     Estimate.from_bytes(est.to_bytes())
+
+
+def test_the_learners_histograms_travel_in_the_estimate() -> None:
+    """Issue 22 §3: cumulative, for the monitor to expose as Prometheus histograms."""
+    step = Histogram(bounds=[0.001, 0.01], counts=[1, 3, 4], sum=0.05)
+    latency = Histogram(bounds=[1.0], counts=[90, 100], sum=70.0)
+    learner = LearnerStatus(step_duration=step, record_to_step=latency, poll_to_step=latency)
+    est = Estimate.from_bytes(_aggregate(learner, [IngestStatus(0)]).to_bytes())
+    assert (est.step_duration, est.record_to_step, est.poll_to_step) == (step, latency, latency)
+    assert _aggregate(LEARNER, [IngestStatus(0)]).step_duration is None  # none measured
 
 
 def test_hostile_statuses_are_clamped_and_the_estimate_still_publishes() -> None:
@@ -67,13 +78,14 @@ def test_hostile_statuses_are_clamped_and_the_estimate_still_publishes() -> None
                             checkpoint_time=math.nan, checkpoint_seconds=-2.0,
                             checkpoint_failures=-5, samples_seen=10, gan_learned=50,
                             temperature=math.nan, generator_loss=math.inf)
-    ingest = IngestStatus(0, records_per_s=math.nan, held_blocks=10**30, partitions=(0,),
+    ingest = IngestStatus(0, records_per_s=math.nan, records_read=-3, held_blocks=10**30,
+                          partitions=(0,),
                           positions={"0": 0}, highwaters={"0": 10**30})
     est = _aggregate(learner, [ingest], restarts={0: 10**30})
     (m,) = est.actor_metrics
     assert (m.records_per_s, m.step_seconds, m.poll_to_learn_seconds) == (0.0, 0.0, 0.0)
     assert (m.checkpoint_time, m.checkpoint_seconds) == (None, 0.0)
-    assert m.checkpoint_failures == 0
+    assert m.checkpoint_failures == m.records_read == 0
     assert m.queue_depth == m.restarts == m.lag_by_partition["0"] == MAX_COUNT
     assert m.learned_fraction == 1.0
     assert est.temperature == 1.0 and est.generator_loss == 0.0

@@ -287,3 +287,27 @@ def test_each_value_learned_counts_in_the_latency_histogram(no_wall_clock: None)
     assert len(histogram) == len(LATENCY_BOUNDS_S) and sum(histogram) == 32
     (bucket,) = [i for i, n in enumerate(histogram) if n]
     assert LATENCY_BOUNDS_S[bucket - 1] < 2.0 <= LATENCY_BOUNDS_S[bucket] * 1.2  # about 2 s old
+
+
+def test_the_status_carries_cumulative_latency_histograms(no_wall_clock: None) -> None:
+    """Issue 22 §3: step time, record-to-step and poll-to-step, cumulative since the start."""
+    actor = started(None, step_size=16)
+    actor.claim({0: (0, None)})
+    now = time.time()
+    stamps = [round((now - 2.0) * 1000)] * 32
+    actor.offer([make_block(0, 0, 32, [1] * 32, K, stamps_ms=stamps, polled_at=now - 0.5)])
+    actor.learn_round(flush=True)
+    status = actor.status()
+    record, poll, step = status.record_to_step, status.poll_to_step, status.step_duration
+    assert record is not None and poll is not None and step is not None
+    assert record.count == poll.count == 32  # one observation per value learned
+    assert record.sum == pytest.approx(32 * 2.0, rel=0.1)
+    assert poll.sum == pytest.approx(32 * 0.5, rel=0.3)
+    assert record.counts == sorted(record.counts) and len(record.bounds) <= 25
+    assert record.counts[[b >= 2.0 for b in record.bounds].index(True)] == 32  # all < ~2 s
+    assert step.count == status.steps > 0 and step.sum > 0
+    actor.offer([make_block(0, 32, 48, [2] * 16, K)])  # no poll time known: not observed
+    actor.learn_round(flush=True)
+    later = actor.status()
+    assert later.poll_to_step == poll and later.record_to_step.count == 48
+    assert later.step_duration.count == later.steps > step.count

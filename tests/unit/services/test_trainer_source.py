@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 
 from kafka import TopicPartition
@@ -49,6 +50,16 @@ def test_a_block_per_partition_with_its_range_counts_and_dead_letters() -> None:
     assert [b.offset for b in poll.bad] == [11]
     assert (second.start, second.end, second.values) == (0, 1, 1)
     assert second.last_time == 1_700_000_000.0
+
+
+def test_every_block_of_a_poll_says_when_it_was_polled_in_wall_clock_time() -> None:
+    """The learner, another process, measures poll-to-step from it (issue 22 §3)."""
+    before = time.time()
+    poll = decode_poll({TopicPartition("n", 0): records(0, 0, [b"1"]),
+                        TopicPartition("n", 1): records(1, 0, [b"x"])}, 5)
+    assert poll is not None
+    assert [before <= b.polled_at <= time.time() for b in poll.blocks] == [True, True]
+    assert make_block(0, 0, 1, [1], 5).polled_at == 0.0  # unknown
 
 
 def test_a_poll_of_many_values_has_at_most_max_rows_rows_a_block() -> None:
