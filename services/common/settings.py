@@ -7,6 +7,7 @@ flags override them. One ``BaseSettings`` per service; the sections are shared m
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -378,6 +379,25 @@ class ProducerSettings(BaseModel):
         return self
 
 
+def parse_json_object(value: Any) -> Any:
+    """A JSON object from the environment's text (``NoDecode``: pydantic-settings would blame
+    the whole section for bad JSON instead of the setting)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg}): write an object like "
+                         '{"gumbel-learner": 1}') from None
+    if not isinstance(parsed, dict):
+        raise ValueError('not a JSON object: write one like {"gumbel-learner": 1}')
+    return parsed
+
+
+# Ray custom resources: a name and an amount each (TrainerSettings checks them).
+RayResources = Annotated[dict[str, float], NoDecode, BeforeValidator(parse_json_object)]
+
+
 class TrainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -467,6 +487,34 @@ class TrainerSettings(BaseModel):
         "with the SPREAD strategy a cluster of N nodes trains on N nodes. 0 packs actors "
         "anywhere",
     )
+    learner_resources: RayResources = Field(
+        default_factory=dict,
+        description="Ray custom resources the learner asks for, as JSON (e.g. "
+        "`{\"gumbel-learner\": 1}`): only a node that offers them runs it and the checks of "
+        "its checkpoint directory (on Kubernetes the worker group that mounts the "
+        "ReadWriteOnce checkpoint volume); `{}`: any node",
+    )
+    health_file: Path | None = Field(
+        None,
+        description="a file whose modification time the driver keeps at the learner's last "
+        "checkpoint: a probe finds the trainer stuck or gone without the checkpoint volume "
+        "(the Kubernetes driver pod's); unset: none",
+    )
+
+    @field_validator("learner_resources")
+    @classmethod
+    def _custom_resources_only(cls, value: dict[str, float]) -> dict[str, float]:
+        # Ray refuses these in resources= (they have num_cpus/num_gpus/memory of their own).
+        built_in = sorted(name for name in value if name in {"CPU", "GPU", "memory"} or not name)
+        if built_in:
+            raise ValueError(
+                f"{built_in[0]!r} is not a custom resource: name one the learner's worker "
+                "group offers (rayStartParams resources); CPUs and GPUs have "
+                "cpus_per_actor and gpus_per_actor")
+        for name, amount in value.items():
+            if not (0 < amount < math.inf):
+                raise ValueError(f"{name!r}: {amount:g} is not a positive amount")
+        return value
 
     @model_validator(mode="after")
     def _group_of_the_model(self) -> TrainerSettings:

@@ -18,7 +18,8 @@ from services.common.settings import TrainerSettings
 from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir, old_layout
 from services.trainer.learner import old_layout_message
 
-__all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_cpus", "check_gpus"]
+__all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_cpus", "check_gpus",
+           "check_learner_resources"]
 
 _DIR_SETTING = "trainer.checkpoint_dir (--checkpoint-dir, GUMBEL_TRAINER__CHECKPOINT_DIR)"
 
@@ -109,3 +110,14 @@ def check_cpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> 
                     float(cluster_resources.get("CPU", 0.0)), "the Ray cluster",
                     f" (the learner and {cfg.num_actors} ingest actors x "
                     f"{cfg.cpus_per_actor:g}); add nodes, or ask less per actor (e.g. 0.5)")
+
+
+def check_learner_resources(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
+    """The Ray cluster offers the custom resources the learner asks for (the node, on
+    Kubernetes the worker group, that holds its checkpoint volume)."""
+    for name, amount in sorted(cfg.learner_resources.items()):
+        _check_resource(f"{name!r} resource", amount,
+                        "trainer.learner_resources (GUMBEL_TRAINER__LEARNER_RESOURCES)",
+                        float(cluster_resources.get(name, 0.0)), "the Ray cluster",
+                        " (for the learner): is the worker group that offers it up (its "
+                        "rayStartParams resources)?")

@@ -31,6 +31,7 @@ from services.trainer.preflight import (
     check_checkpoints_match,
     check_cpus,
     check_gpus,
+    check_learner_resources,
 )
 from services.trainer.source import Block
 
@@ -152,6 +153,7 @@ def remote_learner_class(settings: TrainerServiceSettings) -> Any:
     return ray.remote(RayLearnerActor).options(
         num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor,
+        resources=dict(cfg.learner_resources),  # the node with its checkpoint volume, if set
         max_restarts=cfg.max_restarts,
         max_task_retries=0,
         # offers from every ingest actor, status and checkpoint answer while it learns
@@ -176,6 +178,37 @@ def remote_ingest_class(settings: TrainerServiceSettings) -> Any:
     )
 
 
+def _checkpoint_dir_problem(settings: TrainerServiceSettings) -> str | None:
+    """The preflight's one line about the checkpoint directory, or None when it is fine."""
+    try:
+        check_checkpoint_dir(settings.trainer)
+        check_checkpoints_match(settings.trainer)
+    except StartupError as exc:
+        return str(exc)
+    return None
+
+
+def check_checkpoints_where_the_learner_runs(settings: TrainerServiceSettings,
+                                             timeout_s: float = 120.0) -> None:
+    """The preflight's checkpoint checks, in a Ray task placed as the learner will be: with
+    ``learner_resources`` its directory is on that node (a ReadWriteOnce volume mounted by
+    the learner's worker group alone), not on the driver's."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    task = ray.remote(_checkpoint_dir_problem).options(
+        num_cpus=0, resources=dict(settings.trainer.learner_resources), max_retries=0)
+    try:
+        problem = ray.get(task.remote(settings), timeout=timeout_s)
+    except GetTimeoutError:
+        raise StartupError(
+            f"the checkpoint check on the learner's node did not run in {timeout_s:g} s: no "
+            "node offers it trainer.learner_resources (GUMBEL_TRAINER__LEARNER_RESOURCES) "
+            f"{dict(settings.trainer.learner_resources)} free") from None
+    if problem is not None:
+        raise StartupError(f"{problem} (on the learner's node)")
+
+
 def _cause(exc: BaseException) -> str:
     """The last ``SomeError: message`` line of a Ray error (its remote traceback's cause)."""
     lines = [line.strip() for line in str(exc).splitlines() if "Error: " in line]
@@ -197,6 +230,7 @@ class Trainer:
         self.coordinator: Coordinator | None = None
         self.learner: Any = None  # the model's one learner actor
         self.actors: list[Any] = []  # the ingest actors
+        self._health_warned = False
 
     def _publish_to_kafka(self, estimate: Estimate) -> None:
         if self._producer is None:
@@ -245,10 +279,29 @@ class Trainer:
         while not stop.is_set():
             started = time.monotonic()
             estimate = self.coordinator.publish()
+            self._mark_health()
             if started >= next_log:
                 self._log_progress(estimate)
                 next_log = started + LOG_INTERVAL_S
             stop.wait(max(0.05, started + cfg.publish_interval_s - time.monotonic()))
+
+    def _mark_health(self) -> None:
+        """Keep ``health_file``'s modification time at the learner's last checkpoint (as the
+        learner reported it), only ever forward: a probe reads its age where the checkpoint
+        volume is not mounted. Stale when the learner stops checkpointing or this loop stops."""
+        path = self.settings.trainer.health_file
+        checkpoint_time = self.coordinator.last_learner.checkpoint_time if self.coordinator else 0
+        if path is None or checkpoint_time <= 0:
+            return
+        try:
+            if path.exists() and path.stat().st_mtime >= checkpoint_time:
+                return
+            path.touch()
+            os.utime(path, (checkpoint_time, checkpoint_time))
+        except OSError as exc:
+            if not self._health_warned:  # once: the probe will say the rest
+                log.warning("cannot update trainer.health_file %s: %s", path, exc)
+                self._health_warned = True
 
     def _log_progress(self, estimate: Estimate) -> None:
         probs = ",".join(f"{p:.3f}" for p in estimate.probabilities)
@@ -284,8 +337,12 @@ def run(settings: TrainerServiceSettings) -> int:
 
     Settings the machine contradicts raise ``StartupError`` (the CLI prints it, exit 2).
     """
-    check_checkpoint_dir(settings.trainer)
-    check_checkpoints_match(settings.trainer)
+    # The checkpoint directory is the learner's: here, unless learner_resources place the
+    # learner on another node (checked there once Ray is up).
+    checked_here = not settings.trainer.learner_resources
+    if checked_here:
+        check_checkpoint_dir(settings.trainer)
+        check_checkpoints_match(settings.trainer)
     address = settings.trainer.ray_address or os.environ.get("RAY_ADDRESS")
     # a local Ray gets this machine's GPUs
     if address in (None, "", "local") and settings.trainer.gpus_per_actor > 0:
@@ -310,6 +367,9 @@ def run(settings: TrainerServiceSettings) -> int:
 
             check_gpus(settings.trainer, ray.cluster_resources())
             check_cpus(settings.trainer, ray.cluster_resources())
+            check_learner_resources(settings.trainer, ray.cluster_resources())
+            if not checked_here:
+                check_checkpoints_where_the_learner_runs(settings)
             # Again: ray.init installs a SIGTERM handler of its own for drivers.
             with stop_on_signals(stop):
                 trainer = Trainer(settings)

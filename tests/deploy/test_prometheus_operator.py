@@ -123,7 +123,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 @pytest.mark.parametrize("name, selected", [
-    ("gumbel-producer", 1), ("gumbel-monitor", 1), ("gumbel-ray", 2)])
+    ("gumbel-producer", 1), ("gumbel-monitor", 1), ("gumbel-ray", 3)])  # head, learner, ingest
 def test_each_pod_monitor_finds_its_pods_and_their_metrics_port(name: str, selected: int) -> None:
     (monitor,) = [m for m in _of_kind("PodMonitor") if m["metadata"]["name"] == name]
     pods = [spec for labels, spec in _pods() if _selects(monitor["spec"]["selector"], labels)]

@@ -61,3 +61,22 @@ def test_a_bootstrap_address_without_a_valid_port_is_rejected_naming_the_setting
     assert message.startswith("invalid setting kafka.bootstrap_servers "), message
     for name in ("--bootstrap-servers", "GUMBEL_KAFKA__BOOTSTRAP_SERVERS", why):
         assert name in message, message
+
+
+def test_learner_resources_are_a_json_object_of_custom_resources(monkeypatch) -> None:
+    monkeypatch.setenv("GUMBEL_TRAINER__LEARNER_RESOURCES", '{"gumbel-learner": 1}')
+    assert TrainerServiceSettings().trainer.learner_resources == {"gumbel-learner": 1.0}
+
+
+@pytest.mark.parametrize("value, says", [
+    ("gumbel-learner", "not JSON"), ("[1]", "not a JSON object"),
+    ('{"GPU": 1}', "'GPU' is not a custom resource"), ('{"x": 0}', "'x': 0 is not a positive"),
+])
+def test_bad_learner_resources_name_the_setting(monkeypatch, value: str, says: str) -> None:
+    monkeypatch.setenv("GUMBEL_TRAINER__LEARNER_RESOURCES", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(TrainerServiceSettings, [], build_parser().parse_args(["trainer"]))
+    message = str(caught.value)
+    assert message.startswith("invalid setting trainer.learner_resources "
+                              "(GUMBEL_TRAINER__LEARNER_RESOURCES): "), message
+    assert says in message

@@ -16,6 +16,7 @@ from services.trainer.preflight import (
     check_checkpoints_match,
     check_cpus,
     check_gpus,
+    check_learner_resources,
 )
 
 
@@ -99,3 +100,13 @@ def test_cpus_the_cluster_lacks_name_the_setting() -> None:
         check_cpus(TrainerSettings(num_actors=3), {"CPU": 2.0})
     check_cpus(TrainerSettings(num_actors=1), {"CPU": 2.0})
     check_cpus(TrainerSettings(num_actors=3, cpus_per_actor=0.5), {"CPU": 2.0})
+
+
+def test_a_learner_resource_the_cluster_lacks_names_the_setting() -> None:
+    """Ray would wait forever for a node that offers it (the learner's worker group)."""
+    cfg = TrainerSettings(learner_resources={"gumbel-learner": 1})
+    with pytest.raises(StartupError, match=r"GUMBEL_TRAINER__LEARNER_RESOURCES.*needs 1 "
+                       r"'gumbel-learner' resources, the Ray cluster has 0"):
+        check_learner_resources(cfg, {"CPU": 4.0, "GPU": 1.0})
+    check_learner_resources(cfg, {"CPU": 4.0, "gumbel-learner": 1.0})
+    check_learner_resources(TrainerSettings(), {"CPU": 4.0})
