@@ -684,5 +684,6 @@ class LogSettings(BaseSettings):
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
         "text",
         description="`text`: a line for people; `json`: one JSON object per line (`time`, "
-        "`level`, `logger`, `message`, `exception`) for Loki or ELK",
+        "`level`, `logger`, `message`, `model_id`, the `actor`, partitions and offsets as "
+        "fields, `exception`) for Loki or ELK, the trainer's Ray actors' lines included",
     )

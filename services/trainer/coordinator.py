@@ -190,21 +190,25 @@ class Coordinator:
         self.learner_restarts = 0
         self.last_estimate: Estimate | None = None
 
-    def _get(self, ref: Any, what: str) -> Any:
+    def _get(self, ref: Any, what: str, actor: str) -> Any:
+        """``ref``'s answer, or None when ``actor`` (its log field) did not give one."""
+        fields = {"actor": actor}
         try:
             return ray.get(ref, timeout=self.call_timeout_s)
         except UNAVAILABLE as exc:
-            log.warning("%s did not answer (restarting?): %s", what, type(exc).__name__)
+            log.warning("%s did not answer (restarting?): %s", what, type(exc).__name__,
+                        extra=fields)
         except RayTaskError as exc:
             # A bug in one actor's method must not stop the loop that publishes for all:
             # skip its answer this round and say what it raised (without Ray's traceback).
             cause = getattr(exc, "cause", None) or exc
-            log.error("%s raised: %s: %s", what, type(cause).__name__, cause)
+            log.error("%s raised: %s: %s", what, type(cause).__name__, cause, extra=fields)
         return None
 
     def _gather(self, method: str, *args: Any) -> dict[int, Any]:
         refs = {i: getattr(a, method).remote(*args) for i, a in enumerate(self.ingest)}
-        answers = {i: self._get(ref, f"ingest actor {i} ({method})") for i, ref in refs.items()}
+        answers = {i: self._get(ref, f"ingest actor {i} ({method})", f"ingest-{i}")
+                   for i, ref in refs.items()}
         return {i: a for i, a in answers.items() if a is not None}
 
     def _remember(self, learner: LearnerStatus | None, ingest: dict[int, IngestStatus]) -> None:
@@ -222,7 +226,7 @@ class Coordinator:
     def statuses(self) -> tuple[LearnerStatus, list[IngestStatus]]:
         learner_ref = self.learner.status.remote()
         ingest = self._gather("status")
-        self._remember(self._get(learner_ref, "the learner (status)"), ingest)
+        self._remember(self._get(learner_ref, "the learner (status)", "learner"), ingest)
         return self.last_learner, [self.last_ingest[i] for i in sorted(self.last_ingest)]
 
     def estimate(self, statuses: tuple[LearnerStatus, list[IngestStatus]] | None = None
@@ -246,7 +250,7 @@ class Coordinator:
         """Pause the ingest actors, let the learner learn what it holds and write its final
         checkpoint, then have the ingest actors commit its offsets and close."""
         self._remember(None, self._gather("pause"))
-        final = self._get(self.learner.stop.remote(), "the learner (stop)")
+        final = self._get(self.learner.stop.remote(), "the learner (stop)", "learner")
         self._remember(final, {})
         committed = {int(p): o for p, o in self.last_learner.offsets.items()} if final else None
         self._remember(None, self._gather("stop", committed))

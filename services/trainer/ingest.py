@@ -26,6 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
+from services.common import logs
 from services.common.codec import EventFormat
 from services.common.dead_letters import DeadLetterWriter
 from services.common.kafka import make_consumer, make_producer
@@ -36,7 +37,7 @@ from services.trainer.status import IngestStatus
 
 __all__ = ["IngestActor", "LearnerPort", "LearnerUnavailable", "owned_partitions"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # How often an actor with nothing to offer says which partitions are at their log's end.
 HEARTBEAT_S = 0.5
@@ -76,6 +77,8 @@ class IngestActor:
             raise ValueError(f"actor index {index} not in [0, {num_actors})")
         self.settings, self.index, self.num_actors = settings, index, num_actors
         cfg, kafka = settings.trainer, settings.kafka
+        self.log_fields = {"model_id": cfg.model_id, "actor": f"ingest-{index}"}
+        self._log = logs.FieldsAdapter(_log, **self.log_fields)
         self._learner = learner
         self._consumer_factory = consumer_factory or partial(
             make_consumer, kafka, group_id=cfg.group_id,
@@ -120,8 +123,8 @@ class IngestActor:
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes,
                                      connector_name=cfg.model_id, task_id=self.index)
-        log.info("ingest actor %d (pid %d) reads partitions %s of %s from %s", self.index,
-                 os.getpid(), owned, kafka.numbers_topic, self._source.positions)
+        self._log.info("ingest actor (pid %d) reads %s", os.getpid(), kafka.numbers_topic,
+                       extra={"partitions": owned, "offsets": self._source.positions})
         if background:
             self._thread = threading.Thread(target=self._guarded, daemon=True,
                                             name=f"ingest-{cfg.model_id}-{self.index}")
@@ -174,7 +177,7 @@ class IngestActor:
             self._poll_loop()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("ingest actor %d failed", self.index)
+            self._log.exception("ingest actor failed")
             self._stop.set()
             if self._exit_on_error:
                 os._exit(1)  # Ray restarts this actor; it asks the learner where to go on
@@ -219,13 +222,14 @@ class IngestActor:
             out_of_range = [r for r in poll.bad if r.reason == "out_of_range"]
             if out_of_range and time.monotonic() >= self._next_mismatch_warning:
                 self._next_mismatch_warning = time.monotonic() + MISMATCH_WARNING_S
-                log.warning("ingest actor %d: %d of %d records of this poll are outside "
-                            "[0, %d) (e.g. %s) and go to the dead-letter topic: does the "
-                            "producer's K match the trainer's num_categories? (logged at most "
-                            "every %gs; counted by reason out_of_range)", self.index,
-                            len(out_of_range), poll.records,
-                            self.settings.trainer.num_categories, out_of_range[0].error,
-                            MISMATCH_WARNING_S)
+                first = out_of_range[0]  # the example: its partition and offset are fields
+                self._log.warning(
+                    "%d of %d records of this poll are outside [0, %d) (e.g. %s) and go to "
+                    "the dead-letter topic: does the producer's K match the trainer's "
+                    "num_categories? (logged at most every %gs; counted by reason "
+                    "out_of_range)", len(out_of_range), poll.records,
+                    self.settings.trainer.num_categories, first.error, MISMATCH_WARNING_S,
+                    extra={"partition": first.partition, "offset": first.offset})
 
     def _caught_up(self) -> list[int]:
         assert self._source is not None
@@ -252,8 +256,9 @@ class IngestActor:
             self._hold(by_partition[partition])
         for partition, expected in reply.refused.items():
             self._refused += 1
-            log.info("ingest actor %d: partition %d goes on at %d, where the learner is "
-                     "(not %d)", self.index, partition, expected, by_partition[partition].start)
+            self._log.info("the partition goes on at the offset where the learner is (not "
+                           "%d)", by_partition[partition].start,
+                           extra={"partition": partition, "offset": expected})
             self._held.pop(partition, None)
             self._source.resume(partition)
             self._source.seek(partition, expected)
@@ -280,12 +285,12 @@ class IngestActor:
             self._source.commit(mine)
         except Exception as exc:
             if not self._commit_warned:
-                log.warning("ingest actor %d: cannot commit offsets to group %r: %s",
-                            self.index, self.settings.trainer.group_id, exc)
+                self._log.warning("cannot commit offsets to group %r: %s",
+                                  self.settings.trainer.group_id, exc, extra={"offsets": mine})
                 self._commit_warned = True
             return
         if self._commit_warned:
-            log.info("ingest actor %d: committing offsets again", self.index)
+            self._log.info("committing offsets again", extra={"offsets": mine})
             self._commit_warned = False
 
     def _pick_up_new_partitions(self) -> None:
@@ -294,8 +299,8 @@ class IngestActor:
         owned = owned_partitions(self._source.topic_partitions(), self.index, self.num_actors)
         new = [p for p in owned if p not in self._source.partitions]
         if new:
-            log.info("ingest actor %d: partitions %s were added to %s", self.index, new,
-                     self._source.topic)
+            self._log.info("partitions were added to %s", self._source.topic,
+                           extra={"partitions": new})
             self._source.assign([*self._source.partitions, *new])
             self._claim(new)
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from gumbel_core import CountingEstimator
+from services.common import logs
 from services.common.settings import TrainerServiceSettings
 from services.trainer.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -56,7 +57,7 @@ from services.trainer.status import LearnerStatus
 
 __all__ = ["LearnerActor", "OfferReply", "ROUND_STEPS", "build_learner"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 # Most GAN steps one learning round takes.
 ROUND_STEPS = 8
@@ -104,6 +105,8 @@ class LearnerActor:
                  autostart: bool = False, exit_on_error: bool = False) -> None:
         self.settings = settings
         cfg = settings.trainer
+        self.log_fields = {"model_id": cfg.model_id, "actor": "learner"}
+        self._log = logs.FieldsAdapter(_log, **self.log_fields)
         self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
         self._exit_on_error = exit_on_error
         self._lock = threading.RLock()  # the model, the offsets and the merge change together
@@ -158,7 +161,8 @@ class LearnerActor:
         self.gan = build_learner(self.settings, self.device)
         if self._fence is not None:
             epoch = self._fence.claim()
-            log.info("learner claimed epoch %d of %s", epoch, self._fence.directory)
+            self._log.info("learner claimed an epoch of %s", self._fence.directory,
+                           extra={"epoch": epoch})
         self._restore()
         self._last_checkpoint = time.monotonic()
         if background:
@@ -179,14 +183,14 @@ class LearnerActor:
                 raise CheckpointError(
                     f"{exc}. Set on_corrupt_checkpoint to relearn or accept_loss "
                     "(GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT)") from exc
-            log.error("%s; on_corrupt_checkpoint=%s", exc, policy)
+            self._log.error("%s; on_corrupt_checkpoint=%s", exc, policy)
             self._history_lost = policy
             return
         if restored is None:
             if old:
                 if policy == "fail":
                     raise CheckpointError(old_layout_message(cfg.model_id, old))
-                log.error("%d checkpoints of the per-partition layout left alone in %s; "
+                self._log.error("%d checkpoints of the per-partition layout left alone in %s; "
                           "on_corrupt_checkpoint=%s: a new learner starts", len(old),
                           old[0].parent.parent, policy)
                 self._history_lost = policy
@@ -205,18 +209,18 @@ class LearnerActor:
         self._seq = max([restored.seq, *self._store.sequence_numbers()])  # never reuse a number
         self._committed, self._committed_seq = dict(self.learned), restored.seq
         self._checkpoint_time = float(state.get("time", 0.0))
-        log.info("learner restored %s (%d values, offsets %s)", restored.path,
-                 self.gan.samples_seen, self.learned)
+        self._log.info("learner restored %s (%d values)", restored.path,
+                       self.gan.samples_seen, extra={"offsets": self.learned})
 
     def _guarded(self) -> None:
         try:
             self._learn_loop()
         except Fenced as exc:  # a newer instance runs: stop writing, and never restart over it
             self.error = f"fenced: {exc}"
-            log.error("learner: %s", exc)
+            self._log.error("learner: %s", exc)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("learner failed")
+            self._log.exception("learner failed")
             if self._exit_on_error:
                 os._exit(1)  # Ray restarts the learner from its last checkpoint
 
@@ -273,10 +277,10 @@ class LearnerActor:
         start = max(beginning, committed) if policy == "accept_loss" and committed is not None \
             else beginning
         self.records_skipped += start
-        log.error("partition %d: %s; %d records will never reach the model (records_skipped)",
-                  partition, "relearning from the earliest offset the topic holds"
-                  if policy == "relearn" else "accepting the loss, resuming at the group's "
-                  "committed offset", start)
+        how = ("relearning from the earliest offset the topic holds" if policy == "relearn"
+               else "accepting the loss, resuming at the group's committed offset")
+        self._log.error("%s; %d records will never reach the model (records_skipped)", how,
+                        start, extra={"partition": partition, "offset": start})
         return start
 
     def offer(self, blocks: Iterable[Block], caught_up: Iterable[int] = ()) -> OfferReply:

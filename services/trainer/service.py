@@ -14,10 +14,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from ray.exceptions import RayActorError
 
+from services.common import logs
 from services.common.errors import StartupError
 from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
 from services.common.schemas import ESTIMATE_HEADERS, Estimate
@@ -41,19 +42,44 @@ log = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 5.0
 
+LogFormat = Literal["text", "json"]
+
+
+def _log_format() -> LogFormat:
+    """This process's log format, as the CLI set it (``GUMBEL_LOG_FORMAT``)."""
+    return "json" if os.environ.get("GUMBEL_LOG_FORMAT", "").lower() == "json" else "text"
+
 
 def init_ray(address: str | None, auth_token: str | None = None,
-             num_cpus: float | None = None) -> bool:
+             num_cpus: float | None = None, log_format: LogFormat = "text") -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``), else start a local Ray with at least
     ``num_cpus`` logical CPUs (default: this machine's); True if we started it.
 
     A cluster with token authentication needs its token: ``auth_token``, or Ray's own
     ``RAY_AUTH_TOKEN`` / ``~/.ray/auth_token`` with ``RAY_AUTH_MODE=token``.
+
+    With ``log_format="json"`` the job gets Ray's own ``LoggingConfig(encoding="JSON")``: Ray
+    configures the root logger of every worker process of this job (Ray's own lines there are
+    JSON in Ray's fields) and, because the job has a logging config, forwards the workers'
+    lines to this driver without its ``(RayIngestActor pid=...)`` prefix, so every line the
+    driver prints stays one JSON object (and ``RAY_BACKEND_LOG_JSON=1`` makes the C++ lines
+    Ray's core worker writes to this process's stderr JSON). It is set on the job
+    (``JobConfig``), not through ``ray.init(logging_config=)``, which would also add Ray's
+    handler to this driver's root logger and print each of our lines twice.
     """
     import ray
+    from ray.job_config import JobConfig
 
     if ray.is_initialized():
         return False
+    # Ray's own driver-side lines through our handler (JSON or text), warnings only as before:
+    # with configure_logging=False Ray leaves its logger without a handler and not propagating,
+    # and Python's last-resort handler would print them as bare text.
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray").propagate = True
+    if log_format == "json":
+        # Ray's C++ core worker in this process logs its errors to stderr: as JSON too.
+        os.environ.setdefault("RAY_BACKEND_LOG_JSON", "1")
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address == "local":  # Ray's own word for "start one here", as no address is
         address = None
@@ -72,6 +98,7 @@ def init_ray(address: str | None, auth_token: str | None = None,
             logging_level=logging.WARNING,
             configure_logging=False,
             namespace="gumbel-stream",
+            job_config=_job_config(JobConfig(), log_format),
         )
     except ConnectionError as exc:
         if not address:
@@ -88,27 +115,50 @@ def init_ray(address: str | None, auth_token: str | None = None,
     return True
 
 
-def _worker_logging(log_level: int) -> None:
-    """Log like the driver in a Ray worker process (Ray configures the worker's root logger)."""
-    ours = logging.getLogger("services")
-    if not ours.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        ours.addHandler(handler)
-        ours.propagate = False
-    ours.setLevel(log_level)
+def _job_config(job_config: Any, log_format: LogFormat) -> Any:
+    """``job_config`` with Ray's JSON logging for the workers when ``log_format`` is json."""
+    if log_format == "json":
+        import ray
+
+        # The workers' level is ours, set on our loggers in each actor (_worker_logging).
+        job_config.set_py_logging_config(ray.LoggingConfig(
+            encoding="JSON", log_level="INFO", additional_log_standard_attrs=["name"]))
+    return job_config
+
+
+def _worker_logging(log_level: int, log_format: LogFormat, fields: dict[str, Any]) -> None:
+    """Log like the driver in a Ray worker process, with the actor's ``fields`` on every line.
+
+    Our loggers (and kafka-python's and Python's warnings) get our own handler, so our lines
+    have the driver's fields; Ray configures the rest of the worker's root logger (its JSON,
+    with Ray's field names), and its lines get the actor's fields too.
+    """
+    logs.set_fields(**fields)  # the process is this one actor
+    if log_format == "json":
+        logging.captureWarnings(True)
+        for handler in {*logging.getLogger().handlers, *logging.getLogger("ray").handlers}:
+            handler.addFilter(logs.FieldsFilter())
+    for name in ("services", "kafka", "py.warnings"):
+        logger = logging.getLogger(name)
+        # kafka-python's own NullHandler does not count; ours once per process
+        if not any(isinstance(f, logs.FieldsFilter) for h in logger.handlers for f in h.filters):
+            logger.addHandler(logs.handler(log_format))
+            logger.propagate = False
+    logging.getLogger("services").setLevel(log_level)
     logging.getLogger("kafka").setLevel(max(log_level, logging.WARNING))
 
 
 class RayLearnerActor(LearnerActor):
     """``LearnerActor`` in a Ray worker process: logs like the driver, then starts."""
 
-    def __init__(self, *args: Any, log_level: int = logging.INFO, **kwargs: Any) -> None:
-        _worker_logging(log_level)
+    def __init__(self, settings: TrainerServiceSettings, *, log_level: int = logging.INFO,
+                 log_format: LogFormat = "text", **kwargs: Any) -> None:
+        _worker_logging(log_level, log_format,
+                        {"model_id": settings.trainer.model_id, "actor": "learner"})
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
-        super().__init__(*args, **kwargs)
+        super().__init__(settings, **kwargs)
 
 
 class RemoteLearner:
@@ -137,8 +187,10 @@ class RayIngestActor(IngestActor):
     """``IngestActor`` in a Ray worker process, feeding the learner behind ``learner``."""
 
     def __init__(self, settings: TrainerServiceSettings, index: int, num_actors: int,
-                 learner: Any, *, log_level: int = logging.INFO, **kwargs: Any) -> None:
-        _worker_logging(log_level)
+                 learner: Any, *, log_level: int = logging.INFO,
+                 log_format: LogFormat = "text", **kwargs: Any) -> None:
+        _worker_logging(log_level, log_format,
+                        {"model_id": settings.trainer.model_id, "actor": f"ingest-{index}"})
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -223,8 +275,11 @@ class Trainer:
         self,
         settings: TrainerServiceSettings,
         publish: Callable[[Estimate], None] | None = None,
+        log_format: LogFormat | None = None,
     ) -> None:
         self.settings = settings
+        # how the actors log: as this process was told (the CLI's GUMBEL_LOG_FORMAT)
+        self.log_format: LogFormat = log_format or _log_format()
         self._producer: Any = None
         self._publish = publish or self._publish_to_kafka
         self.coordinator: Coordinator | None = None
@@ -244,13 +299,14 @@ class Trainer:
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
         cfg = self.settings.trainer
-        level = logging.getLogger().getEffectiveLevel()
+        logging_options = {"log_level": logging.getLogger().getEffectiveLevel(),
+                           "log_format": self.log_format}
         self.learner = remote_learner_class(self.settings).remote(
-            self.settings, autostart=True, exit_on_error=True, log_level=level)
+            self.settings, autostart=True, exit_on_error=True, **logging_options)
         ingest_cls = remote_ingest_class(self.settings)
         self.actors = [
             ingest_cls.remote(self.settings, i, cfg.num_actors, self.learner, autostart=True,
-                              exit_on_error=True, log_level=level)
+                              exit_on_error=True, **logging_options)
             for i in range(cfg.num_actors)
         ]
         self.coordinator = Coordinator(
@@ -319,8 +375,8 @@ class Trainer:
         if self.coordinator is not None:
             statuses = self.coordinator.stop()
             final = self.coordinator.publish(statuses)
-            log.info("final estimate: %d records learned, %d dead letters, offsets %s",
-                     final.samples_seen, final.dead_letters, final.offsets)
+            log.info("final estimate: %d records learned, %d dead letters",
+                     final.samples_seen, final.dead_letters, extra={"offsets": final.offsets})
             import ray
 
             for actor in [*self.actors, self.learner]:
@@ -337,6 +393,7 @@ def run(settings: TrainerServiceSettings) -> int:
 
     Settings the machine contradicts raise ``StartupError`` (the CLI prints it, exit 2).
     """
+    logs.set_fields(model_id=settings.trainer.model_id)
     # The checkpoint directory is the learner's: here, unless learner_resources place the
     # learner on another node (checked there once Ray is up).
     checked_here = not settings.trainer.learner_resources
@@ -361,7 +418,8 @@ def run(settings: TrainerServiceSettings) -> int:
         cfg = settings.trainer
         started_ray = init_ray(cfg.ray_address,
                                token.get_secret_value() if token is not None else None,
-                               num_cpus=cfg.cpus_per_actor * (cfg.num_actors + 1))
+                               num_cpus=cfg.cpus_per_actor * (cfg.num_actors + 1),
+                               log_format=_log_format())
         try:
             import ray
 
