@@ -115,8 +115,10 @@ class Command:
 SERVICES: dict[str, Command] = {
     "producer": Command(
         "services.producer.service", "ProducerServiceSettings",
-        (*KAFKA_FLAGS, *PRODUCER_FLAGS, *EVENT_FLAGS, PRODUCER_PORT),
-        "emit numbers to Kafka at a rate, from a distribution (and a drift schedule)",
+        (*KAFKA_FLAGS, *PRODUCER_FLAGS, Flag("--from-model", "producer", "from_model"),
+         *EVENT_FLAGS, PRODUCER_PORT),
+        "emit numbers to Kafka at a rate, from a distribution (and a drift schedule) or a "
+        "model's newest estimate (--from-model: a synthetic twin)",
     ),
     "trainer": Command(
         "services.trainer.service", "TrainerServiceSettings",

@@ -367,6 +367,21 @@ class ProducerSettings(BaseModel):
     values_per_record: int = Field(
         1024, ge=1, le=1_000_000, description="values in one packed record"
     )
+    from_model: str | None = Field(
+        None, min_length=1, max_length=249,
+        description="a synthetic twin: draw from the newest estimate of this model id on the "
+        "estimates topic (Gumbel-max), following each new one, instead of `probabilities`",
+    )
+
+    @model_validator(mode="after")
+    def _twin_has_no_distribution_of_its_own(self) -> ProducerSettings:
+        if self.from_model is not None:
+            given = [name for name in ("probabilities", "drift") if name in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"from_model draws from the model's estimates; {' and '.join(given)} "
+                    "cannot be set with it")
+        return self
 
     @model_validator(mode="after")
     def _drift_keeps_categories(self) -> ProducerSettings:
@@ -634,7 +649,8 @@ class TrainerServiceSettings(_ServiceSettings):
 def _producer_events(producer: ProducerSettings, events: EventSettings) -> None:
     if producer.format is not None:  # the deprecated spelling of events.format
         events.format = producer.format
-    _check_names(events, len(producer.probabilities), "the length of producer.probabilities")
+    if producer.from_model is None:  # a twin's K is its model's, checked at its first estimate
+        _check_names(events, len(producer.probabilities), "the length of producer.probabilities")
 
 
 class MonitorServiceSettings(_ServiceSettings):

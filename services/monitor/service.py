@@ -14,6 +14,7 @@ from typing import Any
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from services.common.estimates_follower import EstimateFollower
 from services.common.kafka import (
     BrokerUnavailable,
     make_consumer,
@@ -23,7 +24,6 @@ from services.common.process_metrics import register_process_collectors
 from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
 from services.monitor.collector import EstimateCollector
-from services.monitor.follower import EstimateFollower
 from services.monitor.page import LivePage
 from services.monitor.server import start_server
 from services.monitor.state import LatestEstimates

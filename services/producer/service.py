@@ -3,7 +3,9 @@
 ``gumbel-stream producer`` calls ``run(settings)``. It writes one record per category in
 the format of ``events`` (ASCII ids ``b"3"``, JSON events or names; no key), or packed
 records, to the numbers topic at ``rate`` records/s until ``count`` records (or forever), serves
-``/metrics`` meanwhile, and on SIGTERM/SIGINT stops at the next chunk and flushes.
+``/metrics`` meanwhile, and on SIGTERM/SIGINT stops at the next chunk and flushes. The ids come
+from ``probabilities`` and its drift schedule, or, with ``from_model``, from that model's
+newest estimate (a synthetic twin: ``services.producer.twin``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common.codec import EventFormat, encode_event, encode_packed
-from services.common.kafka import BrokerUnavailable, make_producer, prepare_broker
+from services.common.estimates_follower import EstimateFollower
+from services.common.kafka import BrokerUnavailable, make_consumer, make_producer, prepare_broker
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
 from services.producer.metrics import ProducerMetrics
 from services.producer.pacing import Pacer
 from services.producer.stream import CategoryStream
+from services.producer.twin import NewestEstimate, TwinStream, wait_for_first
 
 __all__ = ["run", "produce", "ProduceResult"]
 
@@ -66,7 +70,7 @@ class ProduceResult:
 def produce(
     producer: Any,
     topic: str,
-    stream: CategoryStream,
+    stream: CategoryStream | TwinStream,
     pacer: Pacer,
     metrics: ProducerMetrics,
     count: int = 0,
@@ -125,17 +129,20 @@ def run(
     settings: ProducerServiceSettings,
     *,
     producer: Any = None,
+    consumer: Any = None,
     registry: CollectorRegistry | None = None,
     stop: threading.Event | None = None,
     serve_metrics: bool = True,
 ) -> int:
-    """Run the producer; 0 once ``count`` records are acknowledged (or it was stopped)."""
+    """Run the producer; 0 once ``count`` records are acknowledged (or it was stopped).
+    ``consumer`` reads the estimates topic for a twin (``from_model``; made here if None)."""
     kafka, config, events = settings.kafka, settings.producer, settings.events
     registry = registry if registry is not None else CollectorRegistry()
     stop = stop or threading.Event()
     metrics = ProducerMetrics(registry)
     register_process_collectors(registry)
-    metrics.set_distribution(config.probabilities)
+    if config.from_model is None:  # a twin's truth is the estimate it follows, once it has one
+        metrics.set_distribution(config.probabilities)
     server = None
     if serve_metrics:
         try:
@@ -148,7 +155,7 @@ def run(
             return 1
         log.info("producer metrics on http://%s:%d/metrics", config.metrics_host,
                  server.server_port)
-    own_producer = producer is None
+    own_producer, own_consumer = producer is None, consumer is None
     try:
         with stop_on_signals(stop):
             if own_producer:
@@ -158,15 +165,26 @@ def run(
                     log.error("%s", exc)
                     return 1
                 producer = make_producer(kafka)
+            stream: CategoryStream | TwinStream
+            if config.from_model is None:
+                stream = CategoryStream(config.probabilities, config.drift, config.seed)
+                source = str(config.probabilities)
+            else:
+                if own_consumer:
+                    consumer = make_consumer(kafka, client_id="gumbel-twin")
+                twin = _twin(consumer, settings, stop)
+                if isinstance(twin, int):
+                    return twin
+                stream, source = twin, f"model {config.from_model!r}'s newest estimate"
             log.info(
                 "producing to %s at %s records/s, %s records, seed %d, from %s",
                 kafka.numbers_topic, config.rate or "max", config.count or "unlimited",
-                config.seed, config.probabilities,
+                config.seed, source,
             )
             result = produce(
                 producer,
                 kafka.numbers_topic,
-                CategoryStream(config.probabilities, config.drift, config.seed),
+                stream,
                 Pacer(config.rate),
                 metrics,
                 count=config.count,
@@ -196,6 +214,31 @@ def run(
     finally:
         if own_producer and producer is not None:
             producer.close(timeout=5)
+        if own_consumer and consumer is not None:
+            consumer.close()
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _twin(consumer: Any, settings: ProducerServiceSettings,
+          stop: threading.Event) -> TwinStream | int:
+    """The twin's stream once its model has an estimate, or the exit status (stopped while
+    waiting: 0; the model's categories do not match ``events.categories``: 2)."""
+    kafka, config, events = settings.kafka, settings.producer, settings.events
+    assert config.from_model is not None
+    newest = NewestEstimate(config.from_model)
+    follower = EstimateFollower(consumer, kafka.estimates_topic, newest)
+    follower.start()
+    first = wait_for_first(follower, newest, stop.is_set, kafka.estimates_topic)
+    if first is None:
+        return 0
+    if events.categories and len(events.categories) != first.num_categories:
+        log.error("events.categories (--categories, GUMBEL_EVENTS__CATEGORIES): %d names, but "
+                  "model %r has %d categories", len(events.categories), config.from_model,
+                  first.num_categories)
+        return 2
+    log.info("following model %r: estimate of step %d, %d samples seen, %s",
+             config.from_model, first.step, first.samples_seen,
+             [round(p, 4) for p in first.probabilities])
+    return TwinStream(follower, newest, config.seed)

@@ -134,11 +134,14 @@ def assert_every_offset_once(account: Any, produced: dict[str, int] | int) -> No
 class RunningTrainer:
     """``services.trainer.service.Trainer`` in this process, its loop in a thread."""
 
-    def __init__(self, settings: TrainerServiceSettings) -> None:
+    def __init__(self, settings: TrainerServiceSettings, to_kafka: bool = False) -> None:
+        """``to_kafka``: each estimate is also published to the estimates topic, as the
+        service publishes it (for a reader on Kafka, such as a twin producer)."""
         from services.trainer.service import Trainer
 
         self.published: list[Estimate] = []
-        self.trainer = Trainer(settings, publish=self.published.append)
+        self.trainer = Trainer(settings, publish=self._record)
+        self._to_kafka = to_kafka
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.trainer.run, args=(self.stop_event,))
 
@@ -146,6 +149,11 @@ class RunningTrainer:
         self.trainer.start()
         self.thread.start()
         return self
+
+    def _record(self, estimate: Estimate) -> None:
+        self.published.append(estimate)
+        if self._to_kafka:
+            self.trainer._publish_to_kafka(estimate)
 
     def learned(self) -> int:
         return self.published[-1].samples_seen if self.published else 0

@@ -9,8 +9,8 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from services.brokers import free_port
+from services.common.estimates_follower import EstimateFollower
 from services.common.settings import MonitorServiceSettings
-from services.monitor.follower import EstimateFollower
 from services.monitor.service import run
 from services.monitor.state import LatestEstimates
 from tests.unit.services.monitor_fakes import FakeConsumer, make_estimate

@@ -1,16 +1,16 @@
-"""Follow the estimates topic from its last few messages on, feeding each value to the state."""
+"""Follow the estimates topic from its last few messages on, offering each value to a sink:
+the monitor's state of the models it shows, or the twin producer's newest estimate."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import TopicPartition
 
 from services.common.kafka import topic_partitions
-from services.monitor.state import LatestEstimates
 
-__all__ = ["EstimateFollower"]
+__all__ = ["EstimateFollower", "EstimateSink"]
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +20,16 @@ log = logging.getLogger(__name__)
 LOOKBACK = 100
 
 
+class EstimateSink(Protocol):
+    def offer(self, value: bytes | None, where: str = "") -> Any:
+        """Take one message value of the topic (``where``: ``topic/partition@offset``)."""
+
+
 class EstimateFollower:
     """Manually assigned (no consumer group: works on Tansu too), never commits offsets."""
 
     def __init__(
-        self, consumer: Any, topic: str, state: LatestEstimates, lookback: int = LOOKBACK
+        self, consumer: Any, topic: str, state: EstimateSink, lookback: int = LOOKBACK
     ) -> None:
         self._consumer = consumer
         self._topic = topic
