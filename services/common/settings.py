@@ -454,9 +454,10 @@ class TrainerSettings(BaseModel):
         "room (a partition far ahead in event time waits without memory growing)",
     )
     idle_s: float = Field(
-        2.0, gt=0, le=3600,
-        description="a partition silent this long no longer holds the others back in the "
-        "learner's event-time merge (one at its log's end never does)",
+        30.0, gt=0, le=3600,
+        description="a partition whose ingest actor sent nothing this long (no block, no "
+        "report; they report every 0.5 s) no longer holds the others back in the learner's "
+        "event-time merge: its actor is gone (a slow one still holds them)",
     )
     step_size: int = Field(
         256, ge=1,

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -54,7 +54,8 @@ class LearnerUnavailable(RuntimeError):
 class LearnerPort(Protocol):
     """What an ingest actor calls on the learner (the actor itself, or its Ray handle)."""
 
-    def claim(self, partitions: dict[int, tuple[int, int | None]]) -> dict[int, int]: ...
+    def claim(self, partitions: dict[int, tuple[int, int | None]],
+              expected: Sequence[int] = ()) -> dict[int, int]: ...
 
     def offer(self, blocks: list[Block], caught_up: list[int]) -> OfferReply: ...
 
@@ -119,7 +120,7 @@ class IngestActor:
         every = self._source.topic_partitions()
         owned = owned_partitions(every, self.index, self.num_actors)
         self._source.assign(owned)
-        self._claim(owned)
+        self._claim(owned, expected=every)
         self._dlq = DeadLetterWriter(self._producer_factory(), kafka.dlq_topic,
                                      kafka.numbers_topic, kafka.dlq_max_value_bytes,
                                      connector_name=cfg.model_id, task_id=self.index)
@@ -130,8 +131,9 @@ class IngestActor:
                                             name=f"ingest-{cfg.model_id}-{self.index}")
             self._thread.start()
 
-    def _claim(self, partitions: list[int]) -> None:
-        """Ask the learner where ``partitions`` begin (it decides) and seek there."""
+    def _claim(self, partitions: list[int], expected: Sequence[int] = ()) -> None:
+        """Ask the learner where ``partitions`` begin (it decides) and seek there;
+        ``expected``: the topic's partitions, for the learner to wait for."""
         assert self._source is not None
         if not partitions:
             return
@@ -139,7 +141,7 @@ class IngestActor:
         info = {p: (beginnings.get(p, 0), self._source.committed(p)) for p in partitions}
         while True:
             try:
-                starts = self._learner.claim(info)
+                starts = self._learner.claim(info, list(expected))
                 break
             except LearnerUnavailable:
                 if self._stop.wait(RETRY_S):

@@ -243,10 +243,15 @@ class LearnerActor:
 
     # -- what ingest actors call ----------------------------------------------------------------
 
-    def claim(self, partitions: Mapping[int, tuple[int, int | None]]) -> dict[int, int]:
+    def claim(self, partitions: Mapping[int, tuple[int, int | None]],
+              expected: Iterable[int] = ()) -> dict[int, int]:
         """Partitions an ingest actor reads from now on, each with (the log's first offset,
-        the group's committed offset or None); where each one's next block must begin."""
+        the group's committed offset or None); where each one's next block must begin.
+        ``expected``: every partition of the topic, which the merge waits for from now on
+        (other readers may still be starting)."""
         with self._lock:
+            for p in expected:
+                self._merge.expect(int(p))
             for p, (beginning, committed) in partitions.items():
                 p = int(p)
                 if p not in self.accepted:

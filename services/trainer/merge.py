@@ -10,16 +10,21 @@ ordered by time (a partition's own stay in offset order), so a GAN step of ``ste
 values takes pieces of every partition of that moment, as one learner on the whole stream
 would see them.
 
-A partition holds the others back from when an ingest actor claims it, until it has been
-silent for ``idle_s``. While its reader says it is at the log's end (``caught_up``) it holds
+A partition holds the others back from when an ingest actor claims it, until its reader has
+been silent (no block, no report: readers report every 0.5 s) for ``idle_s``: a reader that
+is slow, not gone (a busy node, a stalled process), holds them as long as it keeps reporting
+or less than ``idle_s`` passes, because releasing past it would learn the other partitions
+ahead of it. 2 s was too short: on a loaded 2-core machine readers went quiet that long, the
+others raced ahead, and a keyed stream (a category per partition) was learned one category
+after another. While its reader says it is at the log's end (``caught_up``) it holds
 them back to a *lateness allowance* before that report (in wall-clock time): a record that
 reaches the log after the report may have been stamped before it (the producer's linger and
 its queue in a burst; the fetch that said the log had ended may be older than the report).
 The allowance is the stream's lag: the longest time between a record's timestamp and its
 block's arrival here, over the blocks of the last ``LAG_MEMORY_S``, at least
-``MIN_LATENESS_S`` and at most ``idle_s``. Records stamped before a report and not yet read
-travel with that lag too, so they are waited for; a backlog read from the past, or a
-producer whose clock runs behind, holds the others back ``idle_s`` at most. Values that
+``MIN_LATENESS_S`` and at most ``MAX_LATENESS_S``. Records stamped before a report and not yet
+read travel with that lag too, so they are waited for; a backlog read from the past, or a
+producer whose clock runs behind, holds the others back ``MAX_LATENESS_S`` at most. Values that
 still arrive older than pieces already released are learned anyway (at once, ordered among
 what is released with them) and counted in ``late_values``.
 
@@ -47,6 +52,10 @@ from services.trainer.source import Block
 __all__ = ["EventTimeMerge", "Pieces"]
 
 MIN_LATENESS_S = 0.1  # the least lateness allowance (a producer's linger and one fetch)
+# The most: a backlog read from the past must not hold the others back for long once caught
+# up. Its own constant, not idle_s: a long idle_s (a stalled reader still holds the others)
+# must not make every caught-up partition hold them that long after a backlog.
+MAX_LATENESS_S = 2.0
 LAG_MEMORY_S = 5.0  # how long a seen lag keeps the allowance up
 
 
@@ -130,6 +139,13 @@ class EventTimeMerge:
         self._waiting.setdefault(partition, deque())
         self._heard[partition] = self._clock()
 
+    def expect(self, partition: int) -> None:
+        """``partition`` is the stream's but not claimed yet (its reader is starting): it
+        holds the others back from now, until claimed or ``idle_s`` passes. Without it, the
+        first reader up would have its partitions learned alone while the others start."""
+        if partition not in self._waiting:
+            self.watch(partition)
+
     def full(self, partition: int) -> bool:
         return len(self._waiting.get(partition, ())) >= self.max_blocks
 
@@ -176,7 +192,7 @@ class EventTimeMerge:
         while self._lags and now - self._lags[0][0] > LAG_MEMORY_S:
             self._lags.popleft()
         seen = max((lag for _, lag in self._lags), default=0.0)
-        return min(self.idle_s, max(MIN_LATENESS_S, seen))
+        return min(MAX_LATENESS_S, max(MIN_LATENESS_S, seen))
 
     def waiting(self) -> int:
         """Blocks waiting (wholly or in part)."""

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ray.exceptions import RayActorError
@@ -176,8 +176,9 @@ class RemoteLearner:
         except UNAVAILABLE as exc:
             raise LearnerUnavailable(f"{type(exc).__name__}: {exc}") from None
 
-    def claim(self, partitions: dict[int, tuple[int, int | None]]) -> dict[int, int]:
-        return self._call("claim", partitions)
+    def claim(self, partitions: dict[int, tuple[int, int | None]],
+              expected: Sequence[int] = ()) -> dict[int, int]:
+        return self._call("claim", partitions, list(expected))
 
     def offer(self, blocks: list[Block], caught_up: list[int]) -> OfferReply:
         return self._call("offer", blocks, caught_up)

@@ -213,8 +213,8 @@ def test_while_the_learner_is_unavailable_the_blocks_wait_and_nothing_is_lost() 
     class Flaky:
         down = False
 
-        def claim(self, partitions: Any) -> Any:
-            return learner.claim(partitions)
+        def claim(self, partitions: Any, expected: Any = ()) -> Any:
+            return learner.claim(partitions, expected)
 
         def offer(self, blocks: Any, caught_up: Any) -> Any:
             if self.down:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from services.trainer.merge import LAG_MEMORY_S, MIN_LATENESS_S, EventTimeMerge, Pieces
+from services.trainer.merge import (
+    LAG_MEMORY_S,
+    MAX_LATENESS_S,
+    MIN_LATENESS_S,
+    EventTimeMerge,
+    Pieces,
+)
 from services.trainer.source import Block, make_block
 
 K = 3
@@ -73,15 +79,16 @@ def test_a_partition_at_its_logs_end_holds_the_others_back_only_to_its_report() 
     assert released_order(merge.release()) == [(0, 999.95), (1, 1000.5)]
 
 
-def test_the_allowance_follows_the_streams_lag_up_to_idle_s_and_forgets_it() -> None:
+def test_the_allowance_follows_the_streams_lag_up_to_its_cap_and_forgets_it() -> None:
     clock, wall = Clock(), [1000.0]
-    merge = EventTimeMerge(K, idle_s=2, clock=clock, wall_clock=lambda: wall[0])
+    # the cap is its own, whatever idle_s: a long idle_s does not lengthen it
+    merge = EventTimeMerge(K, idle_s=60, clock=clock, wall_clock=lambda: wall[0])
     merge.watch(0)
     merge.watch(1)
     merge.add(block(0, 0, [999.4]))  # arrived 0.6 s after it was stamped (a producer's queue)
     assert abs(merge.allowance() - 0.6) < 1e-9
-    merge.add(block(1, 0, [900.0]))  # a backlog read from the past: at most idle_s
-    assert merge.allowance() == 2
+    merge.add(block(1, 0, [900.0]))  # a backlog read from the past: at most the cap
+    assert merge.allowance() == MAX_LATENESS_S
     clock.now += LAG_MEMORY_S + 1
     assert merge.allowance() == MIN_LATENESS_S
 
@@ -148,3 +155,24 @@ def test_pieces_take_keeps_each_rows_partition_end_and_dead_letters() -> None:
     head = pieces.take(2)
     assert head.row_ends.tolist() == [1, 2] and head.partitions.tolist() == [0, 0]
     assert pieces.row_ends.tolist() == [3] and len(pieces) == 1
+
+
+def test_an_expected_partition_holds_the_others_back_before_its_reader_claims_it() -> None:
+    clock = Clock()
+    merge = EventTimeMerge(K, idle_s=30, clock=clock)
+    merge.watch(0)
+    merge.expect(1)  # the topic's, its reader still starting
+    merge.add(block(0, 0, [1.0, 2.0]))
+    assert len(merge.release()) == 0  # partition 1 may still hold older records
+    clock.now += 10
+    merge.expect(0)  # expecting a watched partition changes nothing
+    assert len(merge.release()) == 0
+    merge.watch(1)
+    merge.add(block(1, 0, [1.5]))
+    assert released_order(merge.release()) == [(0, 1.0), (1, 1.5)]
+    clock.now += 31  # a reader that never comes stops holding after idle_s
+    merge.add(block(0, 2, [3.0]))
+    merge.expect(2)
+    clock.now += 31
+    merge.add(block(0, 3, [4.0]))
+    assert (0, 4.0) in released_order(merge.release())
