@@ -376,3 +376,27 @@ def metrics_the_services_export() -> set[str]:
         register_process_collectors(registry)
         names |= exported_metric_names(generate_latest(registry).decode())
     return names
+
+
+def kustomize_build(tmp_path: Path, components: list[str],
+                    namespace: str | None = None) -> list[dict[str, Any]]:
+    """What `kubectl apply -k` would apply: an overlay of deploy/k8s with ``components``
+    (and ``namespace`` set by the overlay, as a user's own would)."""
+    import pytest
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (its built-in kustomize) is not installed")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = os.path.relpath(K8S_DIR, overlay)  # kustomize refuses absolute paths
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [base], "components": [f"{base}/components/{c}" for c in components]}
+    if namespace is not None:
+        kustomization["namespace"] = namespace
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    result = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]

@@ -20,6 +20,7 @@ from tests.deploy.helpers import (
     crd_validator,
     k8s_resources,
     kuberay_crd_dir,
+    kustomize_build,
     pod_specs,
     schema_errors,
 )
@@ -58,23 +59,6 @@ def validate(doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize("path, doc", RESOURCES, ids=IDS)
 def test_manifest_validates_against_its_schema(path: Path, doc: dict[str, Any]) -> None:
     validate(doc)
-
-
-def kustomize_build(tmp_path: Path, components: list[str]) -> list[dict[str, Any]]:
-    """What `kubectl apply -k` would apply: an overlay of deploy/k8s with ``components``."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (its built-in kustomize) is not installed")
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    base = os.path.relpath(K8S_DIR, overlay)  # kustomize refuses absolute paths
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [base], "components": [f"{base}/components/{c}" for c in components]}))
-    result = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def test_crd_check_rejects_a_misspelt_field() -> None:

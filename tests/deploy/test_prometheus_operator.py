@@ -6,9 +6,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +15,12 @@ import yaml
 from tests.deploy.helpers import (
     COMPONENTS_DIR,
     DASHBOARD,
-    K8S_DIR,
     PROMETHEUS_DIR,
     PROMETHEUS_OPERATOR_VERSION,
     component_resources,
     crd_validator,
     k8s_resources,
+    kustomize_build,
     pod_specs,
     prometheus_operator_crd_dir,
     schema_errors,
@@ -143,25 +140,8 @@ def test_ray_pods_export_metrics_on_the_port_the_pod_monitor_scrapes() -> None:
         assert group["rayStartParams"]["metrics-export-port"] == str(port)
 
 
-def _kustomize(tmp_path: Path, components: list[str]) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (its built-in kustomize) is not installed")
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    base = os.path.relpath(K8S_DIR, overlay)  # kustomize refuses absolute paths
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": "gumbel-stream", "resources": [base],
-        "components": [f"{base}/components/{c}" for c in components]}))
-    result = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
-
-
 def test_an_overlay_with_both_components_builds(tmp_path: Path) -> None:
-    docs = _kustomize(tmp_path, ["prometheus-operator", "kafka-sasl"])
+    docs = kustomize_build(tmp_path, ["prometheus-operator", "kafka-sasl"], "gumbel-stream")
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert {("PodMonitor", "gumbel-ray"), ("PrometheusRule", "gumbel-stream"),
             ("Secret", "gumbel-kafka-sasl")} <= kinds
@@ -188,7 +168,7 @@ def test_the_release_label_kube_prometheus_stack_selects_by_is_set_by_the_compon
         tmp_path: Path) -> None:
     """A parameter in the component (labels: release), on the PodMonitors and the
     PrometheusRule only: without it kube-prometheus-stack's default selectors ignore them."""
-    docs = _kustomize(tmp_path, ["prometheus-operator"])
+    docs = kustomize_build(tmp_path, ["prometheus-operator"], "gumbel-stream")
     selected = [d for d in docs if d["kind"] in ("PodMonitor", "PrometheusRule")]
     assert len(selected) >= 2
     assert {d["metadata"]["labels"].get("release") for d in selected} == {
