@@ -54,7 +54,7 @@ def test_a_json_topic_with_named_categories(fresh_kafka_broker, children: Childr
 
     def learned() -> tuple[float | None, float | None]:
         return (prometheus.scalar("gumbel_samples_learned_total"),
-                prometheus.scalar("gumbel_dead_letters_total"))
+                prometheus.scalar("sum(gumbel_dead_letters_total)"))  # over reasons
 
     wait_until(lambda: learned() == (COUNT, len(BAD)), 120,
                f"Prometheus to show {COUNT} records learned and {len(BAD)} dead letters",
