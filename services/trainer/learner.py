@@ -5,10 +5,10 @@ accepted only if it begins at its partition's next offset: a duplicate, a replay
 late block begins elsewhere and is refused with the offset it should have had, so nothing is
 learned twice and no lock or fence is needed between ingest actors. Accepted blocks wait in
 the event-time merge (``merge.py``) and are learned in the stream's order: one GAN step per
-``step_size`` values while the learner keeps up; when it falls behind, each round takes all
-that waits in at most ``ROUND_STEPS`` larger steps, so every value is learned at any rate (or,
-with ``backpressure=sample``, only ``ROUND_STEPS`` steps of ``step_size`` are learned and the
-rest counted).
+``step_size`` values while the learner keeps up; while it is behind, its steps double in size
+each round (``StepSizer``) until it keeps up, so every value is learned at any rate in steps
+as small as that rate allows (or, with ``backpressure=sample``, steps stay ``step_size`` and
+what ``ROUND_STEPS`` of them cannot take is only counted).
 
 The learner is the only writer of the model's checkpoint (``checkpoint.py``): the GAN and the
 next offset of every partition up to which it has learned, so a restart resumes exactly there.
@@ -55,16 +55,23 @@ from services.trainer.merge import EventTimeMerge, Pieces
 from services.trainer.source import Block
 from services.trainer.status import LearnerStatus
 
-__all__ = ["LearnerActor", "OfferReply", "ROUND_STEPS", "build_learner"]
+__all__ = ["LearnerActor", "OfferReply", "ROUND_STEPS", "StepSizer", "build_learner"]
 
 _log = logging.getLogger(__name__)
 
 # Most GAN steps one learning round takes.
 ROUND_STEPS = 8
-# Behind: the oldest waiting piece has waited this long. Then a round takes all that waits in
-# ROUND_STEPS larger steps (or, with backpressure=sample, counts what its steps cannot take).
-# A backlog the learner clears within this keeps one step per step_size values.
-BEHIND_S = 1.0
+# Behind: what the merge has released would take the learner longer than this to step at
+# its current step size (at its recent seconds a step), or its oldest piece has waited this
+# long. Each round behind doubles the step (StepSizer), which also bounds what waits; with
+# backpressure=sample, a round behind counts what its steps cannot take instead. A backlog
+# the learner clears within this keeps its steps. (What the merge still holds back for event
+# time is not the learner behind, nor are readers it has paused: they hold one block each.)
+BEHIND_S = 0.25
+# The largest step, in values. The GAN's cost per step barely grows with its values (it
+# draws at most max_fake_batch_size fakes), so its rate grows with its steps: at 2^20 values
+# a step, one CPU thread learns far more than any number of readers here can deliver.
+MAX_STEP_VALUES = 1 << 20
 # A piece smaller than a step waits this long for more values before it is stepped alone.
 PARTIAL_STEP_WAIT_S = 1.0
 # Upper bounds of the buckets of the learn-latency histogram (seconds from a value's record
@@ -109,13 +116,18 @@ class LearnerActor:
         self._log = logs.FieldsAdapter(_log, **self.log_fields)
         self.device = device or ("cuda" if cfg.gpus_per_actor > 0 else "cpu")
         self._exit_on_error = exit_on_error
-        self._lock = threading.RLock()  # the model, the offsets and the merge change together
+        # Two locks, so offers (accepted offsets, the merge) are taken while the GAN steps;
+        # when both are held, the model's is taken first.
+        self._offers_lock = threading.Lock()  # self.accepted, self._merge, self._stopping
+        self._lock = threading.RLock()  # the model, its learned offsets and counters, _rows
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._merge = EventTimeMerge(cfg.num_categories, idle_s=cfg.idle_s,
                                      max_blocks=cfg.waiting_blocks)
         self._rows = Pieces.empty(cfg.num_categories)  # released by the merge, not stepped yet
+        self.step_sizer = StepSizer(cfg.step_size)
+        self._seconds_per_step = 0.0  # recent mean (0: none yet), for what waiting would take
         self.gan: Any = None
         self.accepted: dict[int, int] = {}  # partition -> offset the next block must begin at
         self.learned: dict[int, int] = {}  # partition -> offset after the last value learned
@@ -227,7 +239,7 @@ class LearnerActor:
     def stop(self, final_checkpoint: bool = True) -> LearnerStatus:
         """Learn everything accepted (the merge releases it all), write a final checkpoint;
         the status. Offers after this are answered ``full``."""
-        with self._lock:
+        with self._offers_lock:
             self._stopping = True
         self._stop.set()
         self._wake.set()
@@ -249,7 +261,7 @@ class LearnerActor:
         the group's committed offset or None); where each one's next block must begin.
         ``expected``: every partition of the topic, which the merge waits for from now on
         (other readers may still be starting)."""
-        with self._lock:
+        with self._lock, self._offers_lock:
             for p in expected:
                 self._merge.expect(int(p))
             for p, (beginning, committed) in partitions.items():
@@ -292,7 +304,7 @@ class LearnerActor:
         """Accept each block that begins at its partition's next offset (and has room);
         ``caught_up``: partitions whose reader is at the log's end."""
         reply = OfferReply(committed=dict(self._committed), checkpoint_seq=self._committed_seq)
-        with self._lock:
+        with self._offers_lock:  # not the model's lock: offers go on while the GAN steps
             for block in blocks:
                 p = block.partition
                 if self._stopping or self._merge.full(p):
@@ -326,19 +338,24 @@ class LearnerActor:
         (0: nothing to do). ``flush``: release everything, step what waits however small."""
         cfg = self.settings.trainer
         with self._lock:
-            self._rows.extend(self._merge.release(everything=flush))
+            with self._offers_lock:  # the pieces leave the merge and join _rows at once
+                self._rows.extend(self._merge.release(everything=flush))
             if not len(self._rows):
+                self.step_sizer.next(behind=False, waiting=0.0)
                 return 0
             waited = time.monotonic() - float(self._rows.released_at[0])
             sizes = self._rows.counts.sum(1)
-            behind, sample = waited >= BEHIND_S, cfg.backpressure == "sample"
+            waiting = float(sizes.sum())
+            to_clear_s = waiting / self.step_sizer.size * self._seconds_per_step
+            behind = waited >= BEHIND_S or to_clear_s > BEHIND_S
+            sample = cfg.backpressure == "sample"
+            target = cfg.step_size if sample else self.step_sizer.next(behind=behind,
+                                                                        waiting=waiting)
             steps, learned_rows, counted_rows = _plan(
-                sizes, cfg.step_size, ROUND_STEPS, behind=behind, sample=sample,
+                sizes, target, ROUND_STEPS, count_rest=sample and behind,
                 flush=flush or waited >= PARTIAL_STEP_WAIT_S)
             taken = self._rows.take(learned_rows + counted_rows)
             if learned_rows:
-                target = _step_target(float(sizes.sum()), cfg.step_size, ROUND_STEPS,
-                                      behind=behind, sample=sample)
                 self._learn(taken.counts[:learned_rows], steps, target)
                 self._note_latency(taken.times[:learned_rows], taken.polled_at[:learned_rows],
                                    taken.counts[:learned_rows])
@@ -393,6 +410,8 @@ class LearnerActor:
         self.losses = (stats.generator_loss, stats.discriminator_loss)
         self.gan_learned += int(counts.sum())
         self._recent.append((time.monotonic(), int(counts.sum()), steps, took))
+        self._seconds_per_step = took / steps if not self._seconds_per_step else (
+            0.8 * self._seconds_per_step + 0.2 * took / steps)
         # learn_counts times its steps together: each is counted at their mean
         self.step_duration.observe(torch.tensor([took / steps]), torch.tensor([float(steps)]))
 
@@ -436,8 +455,10 @@ class LearnerActor:
         span = recent[-1][0] - recent[0][0] if len(recent) > 1 else 0.0
         steps = sum(r[2] for r in recent)
         with self._lock:
+            with self._offers_lock:
+                waiting, late_values = self._merge.waiting(), self._merge.late_values
+                all_caught_up = self._merge.all_caught_up()
             gan = self.gan
-            waiting = self._merge.waiting()
             idle = not waiting and not len(self._rows)
             k = self.settings.trainer.num_categories
             return LearnerStatus(
@@ -461,7 +482,7 @@ class LearnerActor:
                 dead_letters_by_reason=dict(sorted(self.dead_letters_by_reason.items())),
                 records_skipped=self.records_skipped,
                 waiting_blocks=waiting,
-                late_values=self._merge.late_values,
+                late_values=late_values,
                 learn_latency=tuple(self.record_to_step.per_bucket.tolist()),
                 record_to_step=self.record_to_step.to_schema(every=FINE_EVERY),
                 poll_to_step=self.poll_to_step.to_schema(),
@@ -476,7 +497,7 @@ class LearnerActor:
                 checkpoint_failures=self._checkpoint_failures,
                 running=self._thread is not None and self._thread.is_alive(),
                 error=self.error,
-                data_time=time.time() if idle and self._merge.all_caught_up()
+                data_time=time.time() if idle and all_caught_up
                 else min(time.time(), self._newest_learned),
                 status_time=time.time(),
             )
@@ -490,12 +511,26 @@ def old_layout_message(model_id: str, files: list[Any]) -> str:
             "accept_loss (from the group's committed ones); the old files are left alone")
 
 
-def _step_target(total: float, step_size: int, round_steps: int, *, behind: bool,
-                 sample: bool) -> int:
-    """Values a step takes: ``step_size``, or, behind without ``sample``, all that waits in
-    ``round_steps`` steps."""
-    return max(step_size, math.ceil(total / round_steps)) if behind and not sample \
-        else step_size
+class StepSizer:
+    """The values a GAN step takes: ``step_size`` while the learner keeps up; doubled by each
+    round that finds it behind (what waits would take it over ``BEHIND_S``), up
+    to ``MAX_STEP_VALUES``; halved back towards ``step_size`` by each round that finds less
+    than one step waiting. So a stream the learner cannot follow a step per ``step_size``
+    values is learned whole, in steps about as small as its rate allows (within a factor of
+    2): the number of steps a second is the only limit, and quality per record falls no
+    further than that rate makes it."""
+
+    def __init__(self, step_size: int, largest: int = MAX_STEP_VALUES) -> None:
+        self.step_size, self.largest = step_size, max(step_size, largest)
+        self.size = step_size
+
+    def next(self, *, behind: bool, waiting: float) -> int:
+        """This round's step size, given whether it is behind and the values waiting."""
+        if behind:
+            self.size = min(2 * self.size, self.largest)
+        elif waiting < self.size:
+            self.size = max(self.step_size, self.size // 2)
+        return self.size
 
 
 def _split_large_steps(counts: torch.Tensor, target: int) -> torch.Tensor:
@@ -517,17 +552,15 @@ def _split_large_steps(counts: torch.Tensor, target: int) -> torch.Tensor:
     return split[split.sum(1) > 0]
 
 
-def _plan(sizes: torch.Tensor, step_size: int, round_steps: int, *, behind: bool,
-          sample: bool, flush: bool) -> tuple[torch.Tensor, int, int]:
-    """This round's steps over rows of ``sizes`` (m,) values: (the step of each row learned,
-    rows learned, rows after them only counted). Rows are taken in order and never split.
-
-    A step closes once it holds ``step_size`` values; at most ``round_steps`` steps. ``behind``:
-    each step grows to take all that waits in ``round_steps`` steps, or, with ``sample``, the
-    rows after ``round_steps`` steps are only counted. A last step smaller than ``step_size``
-    waits for more values unless ``flush``."""
+def _plan(sizes: torch.Tensor, target: int, round_steps: int, *, count_rest: bool,
+          flush: bool) -> tuple[torch.Tensor, int, int]:
+    """This round's steps of ``target`` values over rows of ``sizes`` (m,) values: (the step
+    of each row learned, rows learned, rows after them only counted). Rows are taken in order
+    and never split; a step closes once it holds ``target`` values; at most ``round_steps``
+    steps. ``count_rest`` (behind with backpressure=sample): the rows after ``round_steps``
+    steps are only counted. A last step smaller than ``target`` waits for more values unless
+    ``flush``."""
     total = float(sizes.sum())
-    target = _step_target(total, step_size, round_steps, behind=behind, sample=sample)
     before = torch.cumsum(sizes, 0) - sizes  # (m,) values before each row
     segments = (before // target).to(torch.int64)  # (m,) the step each row falls in
     full_steps = int(total // target)
@@ -535,7 +568,7 @@ def _plan(sizes: torch.Tensor, step_size: int, round_steps: int, *, behind: bool
     if flush and steps < round_steps and total > steps * target:
         steps += 1  # the small last step too
     learned = int((segments < steps).sum()) if steps else 0
-    counted = len(sizes) - learned if sample and behind and steps >= round_steps else 0
+    counted = len(sizes) - learned if count_rest and steps >= round_steps else 0
     if flush and not steps:  # rows of no values (blocks of only dead letters)
         counted = len(sizes)
     return segments[:learned], learned, counted

@@ -29,6 +29,7 @@ class FakeConsumer:
         self.paused: set[int] = set()
         self.committed_offsets: dict[int, int] = {}
         self.closed = False
+        self.polls = 0
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(self.data) if topic == TOPIC else set()
@@ -55,6 +56,7 @@ class FakeConsumer:
         self.committed_offsets.update({tp.partition: m.offset for tp, m in offsets.items()})
 
     def poll(self, timeout_ms: int = 0, max_records: int = 500) -> dict[TopicPartition, list]:
+        self.polls += 1
         out: dict[TopicPartition, list] = {}
         for p in self.assigned:
             if p in self.paused:
@@ -138,7 +140,9 @@ def test_every_record_reaches_the_learner_once_and_bad_ones_the_dead_letter_topi
     assert status.dead_letters_by_reason == {"not_integer": 50}
 
 
-def test_a_partition_without_room_is_held_and_paused_until_the_learner_takes_it() -> None:
+def test_when_no_partition_has_room_nothing_is_polled_and_the_fetched_data_is_kept() -> None:
+    """Every partition held: the actor stops polling but keeps its assignment (unassigning
+    would throw away what the consumer fetched ahead) and offers again until there is room."""
     config = settings(waiting_blocks=1, idle_s=60)
     learner = LearnerActor(config)
     learner.start(background=False)
@@ -146,7 +150,10 @@ def test_a_partition_without_room_is_held_and_paused_until_the_learner_takes_it(
     actor, _ = reader(config, learner, consumer)
     actor.step()  # one block each: accepted, and the merge now waits
     actor.step()  # the next blocks: no room
-    assert actor.status().held_blocks == 2 and consumer.assigned == []  # neither is read
+    assert actor.status().held_blocks == 2
+    polls = consumer.polls
+    actor.step()  # offered again, still no room: no poll
+    assert consumer.polls == polls and sorted(consumer.assigned) == [0, 1]
     assert consumer.position == {0: 200, 1: 200}  # nothing read past the held blocks
     learner.learn_round(flush=True)
     actor.step()
@@ -156,6 +163,26 @@ def test_a_partition_without_room_is_held_and_paused_until_the_learner_takes_it(
         learner.learn_round(flush=True)
     assert learned(learner) == {"0": 300, "1": 300}
     assert learner.status().samples_seen == 600
+
+
+def test_a_partition_without_room_is_paused_while_the_others_are_read() -> None:
+    config = settings(waiting_blocks=1, idle_s=60)
+    learner = LearnerActor(config)
+    learner.start(background=False)
+    consumer = FakeConsumer({0: [b"1"] * 300, 1: [b"2"] * 100})
+    actor, _ = reader(config, learner, consumer)
+    actor.step()  # a block each: accepted
+    actor.step()  # partition 0's next block: no room; partition 1 has nothing new
+    assert actor.status().held_blocks == 1
+    actor.step()  # partition 1 is still read, so partition 0 is unassigned meanwhile
+    assert consumer.assigned == [1] and consumer.position[0] == 200
+    learner.learn_round(flush=True)
+    actor.step()  # room again: partition 0 is read from where its held block ended
+    assert actor.status().held_blocks == 0 and sorted(consumer.assigned) == [0, 1]
+    for _ in range(5):
+        actor.step()
+        learner.learn_round(flush=True)
+    assert learned(learner) == {"0": 300, "1": 100}
 
 
 def test_a_restarted_reader_begins_where_the_learner_is() -> None:
@@ -227,7 +254,9 @@ def test_while_the_learner_is_unavailable_the_blocks_wait_and_nothing_is_lost() 
     port.down = True
     actor._stop.wait = lambda timeout=None: False  # type: ignore[method-assign]
     actor.step()
-    assert actor.status().held_blocks == 1 and consumer.assigned == []
+    polls = consumer.polls
+    actor.step()  # its only partition is held: offered again, nothing more read
+    assert actor.status().held_blocks == 1 and consumer.polls == polls
     port.down = False
     for _ in range(4):
         actor.step()

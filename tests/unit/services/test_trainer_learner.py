@@ -12,7 +12,13 @@ import torch
 from services.common.settings import TrainerServiceSettings
 from services.trainer import learner as learner_module
 from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir
-from services.trainer.learner import LATENCY_BOUNDS_S, LearnerActor, _plan, _split_large_steps
+from services.trainer.learner import (
+    LATENCY_BOUNDS_S,
+    LearnerActor,
+    StepSizer,
+    _plan,
+    _split_large_steps,
+)
 from services.trainer.source import Block, make_block
 
 K = 5
@@ -105,18 +111,48 @@ def test_offsets_move_only_as_far_as_the_model_has_learned(no_wall_clock: None) 
     assert actor.status().offsets == {"0": 300}
 
 
-def test_steps_of_step_size_while_it_keeps_up_larger_steps_when_behind() -> None:
+def test_a_round_takes_at_most_round_steps_of_the_step_size_it_is_given() -> None:
     sizes = torch.full((64,), 16.0)  # 1,024 values waiting
-    segments, learned, counted = _plan(sizes, 256, 8, behind=False, sample=False, flush=False)
+    segments, learned, counted = _plan(sizes, 256, 8, count_rest=False, flush=False)
     assert (learned, counted, int(segments.max()) + 1) == (64, 0, 4)  # 4 steps of 256
-    sizes = torch.full((640,), 16.0)  # 10,240 values waiting, behind
-    segments, learned, counted = _plan(sizes, 256, 8, behind=True, sample=False, flush=False)
-    assert (learned, counted, int(segments.max()) + 1) == (640, 0, 8)  # 8 larger steps
-    segments, learned, counted = _plan(sizes, 256, 8, behind=True, sample=True, flush=False)
+    sizes = torch.full((640,), 16.0)  # 10,240 values waiting
+    segments, learned, counted = _plan(sizes, 1024, 8, count_rest=False, flush=False)
+    assert (learned, counted, int(segments.max()) + 1) == (512, 0, 8)  # 8 steps of 1,024
+    segments, learned, counted = _plan(sizes, 256, 8, count_rest=True, flush=False)
     assert (learned, counted) == (128, 512)  # sample: 8 steps of 256, the rest counted
-    _, learned, _ = _plan(torch.full((5,), 16.0), 256, 8, behind=False, sample=False,
-                          flush=True)
+    _, learned, _ = _plan(torch.full((5,), 16.0), 256, 8, count_rest=False, flush=True)
     assert learned == 5  # flushed: the small last step too
+
+
+def test_steps_double_while_behind_and_halve_back_once_less_than_a_step_waits() -> None:
+    sizer = StepSizer(256, largest=4096)
+    assert [sizer.next(behind=True, waiting=1e6) for _ in range(6)] == [
+        512, 1024, 2048, 4096, 4096, 4096]  # doubled up to the largest
+    assert sizer.next(behind=False, waiting=5000) == 4096  # keeps up: a step or more waits
+    assert [sizer.next(behind=False, waiting=100) for _ in range(6)] == [
+        2048, 1024, 512, 256, 256, 256]  # back to step_size, never below
+
+
+def test_a_learner_behind_learns_every_value_in_steps_that_grow_until_it_keeps_up() -> None:
+    """What waits would take longer than BEHIND_S at the recent seconds a step: the steps
+    double round by round; every value is still learned, and afterwards they shrink back."""
+    actor = started(None, step_size=256)
+    actor.claim({0: (0, None)})
+    values = torch.multinomial(torch.tensor([0.0, 0.0, 0.1, 0.3, 0.6]), 200_000, True,
+                               generator=torch.Generator().manual_seed(0))
+    actor.offer([block(0, 0, values.tolist(), t0=1.0, piece=1_000)])
+    actor._seconds_per_step = 0.01  # as if each step took 10 ms: 200,000 values are 7.8 s
+    sizes = []
+    while actor.learn_round():
+        sizes.append(actor.step_sizer.size)
+    assert sizes[:3] == [512, 1024, 2048] and max(sizes) > 2048
+    while actor.learn_round(flush=True):
+        pass
+    status = actor.status()
+    assert status.samples_seen == 200_000 == status.gan_learned
+    assert status.steps < 200_000 // 256  # fewer, larger steps than one per step_size
+    actor.learn_round()  # nothing waits: the steps shrink back
+    assert actor.step_sizer.size < max(sizes)
 
 
 def test_a_backlog_the_learner_clears_in_time_is_learned_a_step_per_step_size(
@@ -235,7 +271,7 @@ def test_one_gan_learns_a_keyed_backlog_as_the_whole_streams_mix(no_wall_clock: 
 
 
 def test_round_steps_and_behind_are_the_documented_constants() -> None:
-    assert learner_module.ROUND_STEPS == 8 and learner_module.BEHIND_S == 1.0
+    assert learner_module.ROUND_STEPS == 8 and learner_module.BEHIND_S == 0.25
 
 
 def test_a_checkpoint_inside_a_block_names_exactly_what_its_model_learned(
