@@ -566,6 +566,18 @@ class MonitorSettings(BaseModel):
         description="models shown at once (each is a `model_id` label value): an estimate of "
         "a new model past this many is counted invalid until one is forgotten",
     )
+    max_series_per_model: int = Field(
+        200, ge=2, le=65_536,
+        description="`category` series of one model per per-category metric: a model with more "
+        "categories shows its largest by estimate and `category=\"_other\"`, the sum of the rest "
+        "(all of them: `/estimate`, the estimates topic)",
+    )
+    max_category_series: int = Field(
+        10_000, ge=1, le=10_000_000,
+        description="per-category series of all models together: past it each model shows "
+        "fewer of its largest (at least `_other`), counted in "
+        "`gumbel_monitor_category_series_omitted_total`",
+    )
     http_idle_timeout_s: float = Field(
         30.0, gt=0, description="the HTTP server closes a connection idle this long"
     )
@@ -573,6 +585,11 @@ class MonitorSettings(BaseModel):
         None, description="the producer's `/metrics`, read every few seconds for the true "
         "distribution that the live page at `/` shows next to the estimate (`up` sets it; "
         "unset: the page shows no truth)",
+    )
+    truth_model_id: str | None = Field(
+        None, description="the model the producer at `producer_metrics_url` feeds: the live "
+        "page compares only it with the truth (`up` sets it; unset: every model with as many "
+        "categories, the page naming the producer as the truth's source)",
     )
 
 
