@@ -3,7 +3,6 @@
 Pure PyTorch: tensors in, tensors out; randomness comes in as a ``torch.Generator`` or a seed.
 """
 
-from gumbel_core.averaging import apply_average, average_states, average_weights
 from gumbel_core.counting import CountingEstimator
 from gumbel_core.distances import kl_divergence, total_variation
 from gumbel_core.drift import DriftDetector
@@ -61,9 +60,6 @@ __all__ = [
     "StepStats",
     "StraightThroughGumbel",
     "TemperatureSchedule",
-    "apply_average",
-    "average_states",
-    "average_weights",
     "conditional_gumbel",
     "default_schedule",
     "exponential_noise",

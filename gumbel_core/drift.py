@@ -122,15 +122,6 @@ class DriftDetector:
             self._since = 0  # both averages restart with the next batch
         return self.drift_detected
 
-    def reset(self) -> None:
-        """Forget everything but the count of detections."""
-        self._recent.zero_()
-        self._long.zero_()
-        self._recent_var = 0.0
-        self._since = 0
-        self.drift_detected = False
-        self.statistic = 0.0
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "num_categories": self.num_categories,

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from gumbel_core._validation import check_counts, check_values
-from gumbel_core.averaging import average_states, average_weights
 from gumbel_core.counting import CountingEstimator
 from gumbel_core.drift import DriftDetector
 from gumbel_core.gan import CategoricalGAN, GANConfig, SoftSampler
@@ -21,8 +20,6 @@ __all__ = [
     "OnlineGAN",
     "StepInputs",
     "StepStats",
-    "average_states",
-    "average_weights",
 ]
 
 _STATE_VERSION = 2
@@ -459,7 +456,7 @@ class OnlineGAN:
         """Restart the temperature schedule from its hot end."""
         self.schedule.reheat()
 
-    # -- weights, for averaging replicas -------------------------------------------------
+    # -- weights ---------------------------------------------------------------------------
 
     def get_weights(self) -> dict[str, Any]:
         """The learned parameters (generator logits, discriminator, reported EMA), on the CPU."""
@@ -474,7 +471,7 @@ class OnlineGAN:
         }
 
     def set_weights(self, weights: dict[str, Any]) -> None:
-        """Replace the parameters with ``weights`` (from :meth:`get_weights` or an average).
+        """Replace the parameters with ``weights`` (from :meth:`get_weights`).
 
         Copied in place, so a captured CUDA graph keeps reading the same tensors."""
         ema = weights["estimate_ema"]

@@ -27,7 +27,6 @@ __all__ = [
     "kafka_jars_dir",
     "start_apache_kafka",
     "start_tansu",
-    "start_broker",
     "java_available",
 ]
 
@@ -459,13 +458,3 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -
     log.info("embedded Tansu broker ready at %s", broker.bootstrap_servers)
     return broker
 
-
-def start_broker(workdir: Path, kind: str = "auto") -> RunningBroker:
-    """``kind``: ``apache-kafka``, ``tansu``, or ``auto`` (Apache Kafka where Java exists)."""
-    if kind == "auto":
-        kind = "apache-kafka" if java_available() else "tansu"
-    if kind == "apache-kafka":
-        return start_apache_kafka(workdir)
-    if kind == "tansu":
-        return start_tansu(workdir)
-    raise ValueError(f"unknown broker kind {kind!r}: expected apache-kafka, tansu or auto")

@@ -40,7 +40,6 @@ __all__ = ["run", "service_env", "page_address", "with_ports", "with_producer_tr
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("producer", "trainer", "monitor")
 SECTIONS = {"producer": ("kafka", "events", "producer"), "trainer": ("kafka", "events", "trainer"),
             "monitor": ("kafka", "monitor")}
 PROGRESS_INTERVAL_S = 1.0

@@ -31,17 +31,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+def ci_requires_apache_kafka() -> bool:
+    """Under CI the Kafka tests may not fall back to Tansu."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real Apache Kafka broker (KRaft, one node, pinned version) for the whole session.
 
-    Where no JVM exists it falls back to the embedded Tansu broker and says so.
+    Where no JVM exists it falls back to the embedded Tansu broker and says so, except under
+    ``CI=true``: the suite promises real Apache Kafka there, so a missing JVM is an error.
     """
     from services.brokers import java_available, start_apache_kafka, start_tansu
 
     workdir = tmp_path_factory.mktemp("kafka")
     if java_available():
         broker = start_apache_kafka(workdir)
+    elif ci_requires_apache_kafka():
+        pytest.fail("CI=true but no JVM: the Kafka tests must run against Apache Kafka "
+                    "(Java 17 and Maven: deploy/install-dev.sh then fetches the broker jars)",
+                    pytrace=False)
     else:
         warnings.warn("no JVM: Kafka tests run against the embedded Tansu broker", stacklevel=1)
         broker = start_tansu(workdir)

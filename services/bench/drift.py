@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from services.bench.quality import zipf
 from services.bench.results import BenchResult
 
 __all__ = [
@@ -65,11 +66,6 @@ DETECTOR_COUNTER = "counting_detector"
 LIMIT = 1_000_000  # records after a switch before a learner is declared stuck
 
 
-def _zipf(k: int, s: float = 1.1) -> list[float]:
-    weights = [(i + 1) ** -s for i in range(k)]
-    return [w / sum(weights) for w in weights]
-
-
 def _shuffled(probs: list[float], seed: int) -> list[float]:
     order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(seed)).tolist()
     return [probs[i] for i in order]
@@ -77,8 +73,8 @@ def _shuffled(probs: list[float], seed: int) -> list[float]:
 
 POST = [0.0, 0.0, 0.1, 0.3, 0.6]
 MIXED = [0.1, 0.2, 0.3, 0.25, 0.15]
-ZIPF16 = _zipf(16)
-ZIPF64 = _zipf(64)
+ZIPF16 = zipf(16)
+ZIPF64 = zipf(64)
 
 # name -> (before, after, what it tests)
 SWITCHES: dict[str, tuple[list[float], list[float], str]] = {

@@ -45,7 +45,8 @@ TV_TARGET = 0.02  # total variation to reach within the sample budget
 ZERO_TARGET = 0.01  # categories of true probability 0 must be estimated below this
 
 
-def _zipf(k: int, s: float = 1.1) -> list[float]:
+def zipf(k: int, s: float = 1.1) -> list[float]:
+    """Zipf(``s``) over ``k`` categories (the quality and drift benches' heavy tails)."""
     weights = [(i + 1) ** -s for i in range(k)]
     total = sum(weights)
     return [w / total for w in weights]
@@ -57,8 +58,8 @@ DISTRIBUTIONS: dict[str, list[float]] = {
     "K=2 [.3,.7]": [0.3, 0.7],
     "near one-hot K=8": [0.97] + [0.03 / 7] * 7,
     "uniform K=64": [1.0 / 64] * 64,
-    "Zipf(1.1) K=64": _zipf(64),
-    "Zipf K=16, 4 zeros": _zipf(12) + [0.0] * 4,
+    "Zipf(1.1) K=64": zipf(64),
+    "Zipf K=16, 4 zeros": zipf(12) + [0.0] * 4,
 }
 
 # Table rows: a label -> (estimator, extra OnlineGAN options). "soft + MLP D" shows the trap:

@@ -18,7 +18,6 @@ MODULES = [
     "gumbel_core.online",
     "gumbel_core.counting",
     "gumbel_core.drift",
-    "gumbel_core.averaging",
     "gumbel_core.distances",
 ]
 
