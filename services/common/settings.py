@@ -7,15 +7,18 @@ flags override them. One ``BaseSettings`` per service; the sections are shared m
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,7 +37,7 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from services.common.schemas import MAX_NAME_LENGTH
+from services.common.schemas import MAX_ACTORS, MAX_CATEGORIES, MAX_NAME_LENGTH
 
 __all__ = [
     "ESTIMATORS",
@@ -156,6 +159,21 @@ def parse_bootstrap_servers(value: Any) -> str:
 
 BootstrapServers = Annotated[str, BeforeValidator(parse_bootstrap_servers)]
 
+# Kafka's own rule for a topic name (kafka.common.internals.Topic): the broker refuses any
+# other name when the topic is created, and a client when it subscribes.
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def check_topic_name(value: str) -> str:
+    """A name Kafka accepts for a topic: 1-249 of letters, digits, ``.``, ``_``, ``-``."""
+    if not _TOPIC_NAME.match(value) or value in {".", ".."}:
+        raise ValueError("not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-' "
+                         "(and not '.' or '..')")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(check_topic_name)]
+
 
 class KafkaSettings(BaseModel):
     """Where the broker is, the topic names, and how clients authenticate."""
@@ -166,11 +184,11 @@ class KafkaSettings(BaseModel):
         "localhost:9092",
         description="Kafka bootstrap servers, `host:port[,host:port...]`",
     )
-    numbers_topic: str = Field("numbers", description="topic of the raw category ids")
-    estimates_topic: str = Field(
+    numbers_topic: TopicName = Field("numbers", description="topic of the raw category ids")
+    estimates_topic: TopicName = Field(
         "estimates", description="topic of the published `Estimate`s"
     )
-    dlq_topic: str = Field(
+    dlq_topic: TopicName = Field(
         "numbers.dlq", description="dead-letter topic for malformed records"
     )
     dlq_max_value_bytes: int = Field(
@@ -264,8 +282,22 @@ class KafkaSettings(BaseModel):
 
 
 # A model id names a directory under checkpoint_dir and a consumer group: no path separators,
-# no leading dot (".." or a hidden directory), short enough for any file system.
-MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# no leading dot (".." or a hidden directory), short enough for any file system, and within
+# the Estimate's limit on names (its model_id), so a publish never refuses it.
+MODEL_ID_MAX_LENGTH = 128
+assert MODEL_ID_MAX_LENGTH <= MAX_NAME_LENGTH
+MODEL_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MODEL_ID_MAX_LENGTH - 1}}}$"
+
+
+def check_model_id(value: str) -> str:
+    """A model id that is safe as a directory name under ``checkpoint_dir``."""
+    if not re.match(MODEL_ID_PATTERN, value):
+        raise ValueError(
+            "a model id names a directory under the checkpoint directory and a consumer "
+            "group: letters, digits, '.', '_' and '-' only, starting with a letter or digit, "
+            f"at most {MODEL_ID_MAX_LENGTH} characters")
+    return value
+
 
 def parse_categories(value: Any) -> list[str]:
     """``"click,view,buy"`` or a sequence of names → distinct, non-empty names."""
@@ -368,7 +400,7 @@ class ProducerSettings(BaseModel):
         1024, ge=1, le=1_000_000, description="values in one packed record"
     )
     from_model: str | None = Field(
-        None, min_length=1, max_length=249,
+        None, min_length=1, max_length=MAX_NAME_LENGTH,
         description="a synthetic twin: draw from the newest estimate of this model id on the "
         "estimates topic (Gumbel-max), following each new one, instead of `probabilities`",
     )
@@ -417,8 +449,10 @@ class TrainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_actors: int = Field(
-        2, ge=1, description="ingest actors: Kafka consumers that read the partitions (p mod N) "
-        "and feed the model's one learner; CPUs only",
+        2, ge=1, le=MAX_ACTORS,
+        description="ingest actors: Kafka consumers that read the partitions (p mod N) "
+        f"and feed the model's one learner; CPUs only (at most {MAX_ACTORS:,}, the Estimate's "
+        "limit)",
     )
     gpus_per_actor: float = Field(
         0.0, ge=0, description="GPUs of the model's learner actor (fractions allowed; 0 = CPU); "
@@ -427,13 +461,17 @@ class TrainerSettings(BaseModel):
     estimator: Literal["soft", "st", "reinmax", "rao", "gst"] = Field(
         "st", description="`soft`, `st`, `reinmax`, `rao` or `gst`"
     )
-    num_categories: int = Field(5, ge=2, description="K: categories are `0..K-1`")
+    num_categories: int = Field(
+        5, ge=2, le=MAX_CATEGORIES,
+        description=f"K: categories are `0..K-1` (at most {MAX_CATEGORIES:,}, the Estimate's "
+        "limit)",
+    )
     seed: int = Field(0, description="random seed of the learner")
-    model_id: str = Field(
-        "default", pattern=MODEL_ID_PATTERN,
+    model_id: Annotated[str, AfterValidator(check_model_id)] = Field(
+        "default",
         description="key of the published estimates; it names a checkpoint directory and "
         "a consumer group, so letters, digits, `.`, `_` and `-` only, starting with a letter "
-        "or digit, at most 128 characters",
+        f"or digit, at most {MODEL_ID_MAX_LENGTH} characters",
     )
     group_id: str | None = Field(
         None, min_length=1,
@@ -628,16 +666,83 @@ class _ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The directory is itself a setting, so it comes from the environment, read here.
         secrets_dir = os.environ.get(SECRETS_DIR_ENV) or None
-        if secrets_dir is not None and not Path(secrets_dir).is_dir():
-            what = "a file" if Path(secrets_dir).is_file() else "missing (or a symlink loop)"
+        problem = None if secrets_dir is None else _secrets_dir_problem(secrets_dir)
+        if problem is not None:
             raise PydanticSettingsError(
-                f"invalid setting {SECRETS_DIR_ENV}: {secrets_dir!r} is {what}, not a "
+                f"invalid setting {SECRETS_DIR_ENV}: {_shown(secrets_dir)} is {problem}, not a "
                 "directory of secret files")
-        secrets = NestedSecretsSettingsSource(
-            file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
-            secrets_prefix="", secrets_nested_delimiter="__",
-        )
+        try:
+            secrets = _SecretFiles(
+                file_secret_settings, names=_setting_file_names(settings_cls),
+                secrets_dir=secrets_dir, secrets_dir_missing="error", secrets_prefix="",
+                secrets_nested_delimiter="__",
+            )
+        except PydanticSettingsError as exc:  # too large, too many entries, a file not text
+            if SECRETS_DIR_ENV in str(exc):
+                raise
+            raise PydanticSettingsError(f"invalid setting {SECRETS_DIR_ENV}: {exc}") from None
         return init_settings, env_settings, dotenv_settings, secrets
+
+
+def _shown(path: str | None) -> str:
+    text = repr(path)
+    return text if len(text) <= 120 else f"{text[:100]}...' ({len(str(path))} characters)"
+
+
+def _secrets_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be the secrets directory, or None (``Path.is_dir`` raises on a
+    name too long, and says False alike for a file, a missing path and a symlink loop)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop"
+        if exc.errno == errno.ENOENT:
+            return "missing (a symlink to nothing)" if os.path.islink(path) else "missing"
+        return f"not usable ({exc.strerror})"
+    if not stat.S_ISDIR(mode):
+        return "a file" if stat.S_ISREG(mode) else "not a directory"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "not readable"
+    return None
+
+
+def _setting_file_names(settings_cls: type[BaseSettings]) -> frozenset[str]:
+    """The file names that set something: ``section__field``, a whole ``section`` as JSON,
+    or a top-level setting; lower case (the secrets are read case-insensitively)."""
+    names = set()
+    for name, field in settings_cls.model_fields.items():
+        names.add(name.lower())
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.update(f"{name}__{sub}".lower() for sub in section.model_fields)
+    return frozenset(names)
+
+
+class _SecretFiles(NestedSecretsSettingsSource):
+    """pydantic-settings' nested secrets, reading each file as text with a clear error: a
+    setting's file that is not UTF-8 (or cannot be read) is one line naming it, where
+    pydantic-settings raised a traceback; any other file (a binary keystore mounted
+    beside them) is not a setting and is skipped, as unknown names are."""
+
+    def __init__(self, *args: Any, names: frozenset[str], **kwargs: Any) -> None:
+        self._names = names
+        super().__init__(*args, **kwargs)
+
+    def load_secrets(self, path: Path) -> dict[str, str]:  # type: ignore[override]
+        secrets = {}
+        for file in self._iter_secret_files(path):
+            name = str(file.relative_to(path))
+            try:
+                secrets[name] = file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                if name.lower() not in self._names:
+                    continue
+                why = ("is not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+                       else f"cannot be read ({exc.strerror})")
+                raise PydanticSettingsError(
+                    f"invalid setting {SECRETS_DIR_ENV}: its file {name!r} {why}") from None
+        return secrets
 
 
 class ProducerServiceSettings(_ServiceSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -27,8 +28,8 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
         max_chunk: int = MAX_CHUNK,
     ) -> None:
-        if rate < 0:
-            raise ValueError(f"rate must be >= 0, got {rate}")
+        if not (math.isfinite(rate) and rate >= 0):  # inf: int(inf) below, an OverflowError
+            raise ValueError(f"rate must be finite and >= 0, got {rate}")
         self.rate = rate
         self._clock = clock
         self._sleep = sleep

@@ -50,6 +50,8 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
      ["GUMBEL_SECRETS_DIR", "missing"]),
     ("secrets-dir-a-file", ["producer"], {"GUMBEL_SECRETS_DIR": "/etc/passwd"},
      ["GUMBEL_SECRETS_DIR", "a file"]),
+    ("secrets-dir-name-too-long", ["producer"], {"GUMBEL_SECRETS_DIR": "/tmp/" + "s" * 5000},
+     ["GUMBEL_SECRETS_DIR", "not usable"]),
     ("abbreviated-flag", ["producer", "--rat", "5"], {}, ["--rat"]),
     ("flag-without-value", ["producer", "--rate"], {}, ["--rate"]),
     ("unknown-env-setting", ["producer"], {"GUMBEL_PRODUCER__RATEE": "5"},
@@ -64,6 +66,16 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("category-name-too-long", ["trainer", "--format", "string", "--categories",
                                 "x" * 300 + ",b", "--num-categories", "2"], {},
      ["--categories", "longer than 256"]),
+    # ... and so are the other limits of the Estimate, and Kafka's on topic names
+    ("too-many-categories", ["trainer", "--num-categories", "65537"], {},
+     ["--num-categories", "65536"]),
+    ("too-many-actors", ["trainer", "--num-actors", "1025"], {}, ["--num-actors", "1024"]),
+    ("topic-name", ["trainer"], {"GUMBEL_KAFKA__NUMBERS_TOPIC": "numbers/a b"},
+     ["GUMBEL_KAFKA__NUMBERS_TOPIC", "not a Kafka topic name"]),
+    ("topic-name-too-long", ["monitor"], {"GUMBEL_KAFKA__ESTIMATES_TOPIC": "e" * 250},
+     ["GUMBEL_KAFKA__ESTIMATES_TOPIC", "249"]),
+    ("model-id-hidden", ["trainer", "--model-id", ".x"], {},
+     ["--model-id", "GUMBEL_TRAINER__MODEL_ID", "starting with a letter or digit"]),
     ("estimator", ["trainer", "--estimator", "gumbel"], {}, ["--estimator"]),
     ("negative-gpus", ["trainer", "--gpus-per-actor", "-1"], {}, ["--gpus-per-actor"]),
     ("one-category", ["trainer", "--num-categories", "1"], {}, ["--num-categories"]),
@@ -163,3 +175,11 @@ def test_a_secrets_dir_that_is_a_symlink_loop_is_one_line(tmp_path: Path) -> Non
     result = run_cli(["trainer"], {"GUMBEL_SECRETS_DIR": str(tmp_path / "a")})
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "GUMBEL_SECRETS_DIR" in result.stderr and "symlink loop" in result.stderr
+
+
+@pytest.mark.skipif(not EXECUTABLE.exists(), reason="gumbel-stream is not installed here")
+def test_a_secret_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "kafka__sasl_password").write_bytes(b"\xff\xfe")
+    result = run_cli(["monitor"], {"GUMBEL_SECRETS_DIR": str(tmp_path)})
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "GUMBEL_SECRETS_DIR" in result.stderr and "kafka__sasl_password" in result.stderr

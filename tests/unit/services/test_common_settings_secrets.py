@@ -78,3 +78,55 @@ def test_a_missing_secrets_dir_fails_at_start(
     _clean_env(monkeypatch, {SECRETS_DIR_ENV: str(tmp_path / "absent")})
     with pytest.raises(Exception, match="absent"):
         TrainerServiceSettings()
+
+
+def _secrets_dir_error(monkeypatch: pytest.MonkeyPatch, secrets_dir: str) -> str:
+    from pydantic_settings import SettingsError
+
+    _clean_env(monkeypatch, {SECRETS_DIR_ENV: secrets_dir})
+    with pytest.raises(SettingsError) as caught:  # the CLI prints it as one line, exit 2
+        TrainerServiceSettings()
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {SECRETS_DIR_ENV}: ") and "\n" not in message
+    assert message.count(SECRETS_DIR_ENV) == 1, message
+    return message
+
+
+def test_a_secrets_dir_that_is_not_a_directory_is_named_for_what_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    assert "is a file" in _secrets_dir_error(monkeypatch, str(tmp_path / "file"))
+    assert "is a symlink loop" in _secrets_dir_error(monkeypatch, str(tmp_path / "loop-a"))
+    assert "is missing" in _secrets_dir_error(monkeypatch, str(tmp_path / "absent"))
+    assert "symlink to nothing" in _secrets_dir_error(monkeypatch, str(tmp_path / "dangling"))
+
+
+def test_a_secrets_dir_name_too_long_for_the_file_system_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path.is_dir raised OSError (ENAMETOOLONG): a traceback and exit 1 (issue 24 §2)
+    message = _secrets_dir_error(monkeypatch, str(tmp_path / ("a" * 5000)))
+    assert "not usable" in message and len(message) < 300
+
+
+def test_a_secret_file_that_is_not_text_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pydantic-settings raised UnicodeDecodeError from inside its source: a traceback, exit 1
+    (tmp_path / "kafka__sasl_password").write_bytes(b"\xff\xfe")
+    message = _secrets_dir_error(monkeypatch, str(tmp_path))
+    assert "'kafka__sasl_password' is not UTF-8 text" in message
+
+
+def test_a_binary_file_that_sets_nothing_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a Java truststore mounted in the same Secret as the SASL password
+    (tmp_path / "truststore.jks").write_bytes(b"\xfe\xed\xfe\xed\xff")
+    (tmp_path / "kafka__sasl_username").write_text("from-file\n")
+    _clean_env(monkeypatch, {SECRETS_DIR_ENV: str(tmp_path)})
+    assert TrainerServiceSettings().kafka.sasl_username == "from-file"

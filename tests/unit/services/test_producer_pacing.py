@@ -65,3 +65,11 @@ def test_stop_ends_the_wait_early() -> None:
 def test_rejects_a_negative_rate() -> None:
     with pytest.raises(ValueError, match="rate"):
         Pacer(-1)
+
+
+@pytest.mark.parametrize("rate", [float("inf"), float("nan")])
+def test_rejects_a_rate_that_is_not_finite(rate: float) -> None:
+    # inf was an OverflowError from int(inf) when the producer started (issue 24 §2); the
+    # settings refuse it first (test_cli_bad_input), this is the Pacer's own guard.
+    with pytest.raises(ValueError, match="finite"):
+        Pacer(rate)
