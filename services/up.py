@@ -112,12 +112,15 @@ def with_ports(settings: UpSettings) -> UpSettings:
 
 
 def with_producer_truth(settings: UpSettings) -> UpSettings:
-    """Point the monitor at the producer's ``/metrics``, unless set: the page shows the truth."""
+    """Point the monitor at the producer's ``/metrics``, unless set: the page shows the truth,
+    for the model this producer feeds (``up``'s trainer's) only."""
     if settings.monitor.producer_metrics_url is not None:
         return settings
     producer = settings.producer
     url = f"http://{_local_address(producer.metrics_host, producer.metrics_port)}/metrics"
-    monitor = settings.monitor.model_copy(update={"producer_metrics_url": HttpUrl(url)})
+    monitor = settings.monitor.model_copy(update={
+        "producer_metrics_url": HttpUrl(url),
+        "truth_model_id": settings.monitor.truth_model_id or settings.trainer.model_id})
     return settings.model_copy(update={"monitor": monitor})
 
 

@@ -6,7 +6,9 @@ listed in docs/services.md#metrics.
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 
@@ -26,27 +28,33 @@ from services.common.schemas import (
     Estimate,
     Histogram,
 )
+from services.monitor.categories import OTHER, Shown, allot, shown
 from services.monitor.state import (
     ActorCounters,
     Counters,
     Latest,
     LatestEstimates,
     dead_letter_labels,
+    total_variation,
 )
 
-__all__ = ["EstimateCollector", "category_labels", "total_variation"]
+__all__ = ["EstimateCollector", "category_label", "category_labels", "total_variation"]
+
+log = logging.getLogger(__name__)
+
+
+def category_label(estimate: Estimate, category: int) -> str:
+    """The ``category`` label of a category: its name when the trainer sends names, else its
+    id."""
+    names = estimate.category_names
+    return names[category] if names is not None else str(category)
 
 
 def category_labels(estimate: Estimate) -> list[str]:
-    """The ``category`` label of each category: its name when the trainer sends names, else
-    its id."""
+    """The ``category`` label of each category (``category_label`` of every one)."""
     if estimate.category_names is not None:
         return list(estimate.category_names)
     return [str(c) for c in range(estimate.num_categories)]
-
-
-def total_variation(p: list[float], q: list[float]) -> float:
-    return 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True))
 
 
 def _version() -> str:
@@ -65,6 +73,9 @@ _HISTOGRAMS: tuple[tuple[str, str, Callable[[Estimate], Histogram | None]], ...]
     ("gumbel_poll_to_step_seconds", "Seconds from the ingest actor's poll of a record to the "
      "GAN step that learned it, one observation per value learned.", lambda e: e.poll_to_step),
 )
+# The per-category families' help: what a model with many categories shows (issue 24 §1).
+_LARGE_K = (" (past max_series_per_model categories: the largest by estimate, and "
+            "category=\"_other\" with the sum of the rest; all of them on /estimate).")
 # Deprecated (issue 22 §3): the histograms and counters above and below replace them; kept
 # one release for dashboards that read them (docs/services.md#metrics).
 _DEPRECATED = " Deprecated: use {} (this series goes in the next release)."
@@ -128,11 +139,18 @@ class EstimateCollector(Collector):
 
     Every model kept is shown, each series under its ``model_id``; a forgotten model leaves
     no series behind. Before the first estimate only ``gumbel_build_info`` and the monitor's
-    own counters are exposed: a missing series, not a made-up zero.
+    own counters are exposed: a missing series, not a made-up zero. The per-category series
+    follow ``services.monitor.categories``: at most the state's ``max_series_per_model`` per
+    model and ``max_category_series`` in all, the series left out by the latter counted in
+    ``gumbel_monitor_category_series_omitted_total``.
     """
 
-    def __init__(self, state: LatestEstimates) -> None:
+    def __init__(self, state: LatestEstimates, max_category_series: int = 10_000) -> None:
         self._state = state
+        self.max_category_series = max_category_series
+        self._omitted_lock = threading.Lock()
+        self._omitted = 0  # series the budget left out, all scrapes
+        self._cutting = False  # whether the last scrape left some out (to log the change once)
         self._build_labels = {
             "version": _version(),
             "schema_version": str(SCHEMA_VERSION),
@@ -159,14 +177,42 @@ class EstimateCollector(Collector):
             "Messages on the estimates topic that are not a valid Estimate.",
             value=self._state.invalid,
         )
+        models = self._state.models()
+        plan = self._plan(models)
+        with self._omitted_lock:
+            omitted = self._omitted
+        yield CounterMetricFamily(
+            "gumbel_monitor_category_series_omitted",
+            "Per-category series the scrapes left out (summed in category=\"_other\") to "
+            "stay within max_category_series, all models: added at each scrape.",
+            value=omitted,
+        )
         yield from _merged(
             family
-            for model_id, latest in self._state.models().items()
-            for family in _labelled(model_id, self._model_metrics(latest))
+            for model_id, latest in models.items()
+            for family in _labelled(model_id, self._model_metrics(latest, plan[model_id]))
         )
 
-    def _model_metrics(self, latest: Latest) -> Iterator[Metric]:
-        yield from self._estimate_metrics(latest.estimate)
+    def _plan(self, models: Mapping[str, Latest]) -> dict[str, Shown]:
+        """Each model's categories shown, within the budget; counts what it leaves out."""
+        per_model = self._state.max_series_per_model
+        wants = {m: (min(kept.estimate.num_categories, per_model),
+                     2 if kept.estimate.window_baseline_probabilities is None else 3)
+                 for m, kept in models.items()}
+        allotted = allot(wants, self.max_category_series)
+        omitted = sum((wants[m][0] - allotted[m]) * wants[m][1] for m in models)
+        with self._omitted_lock:
+            self._omitted += omitted
+            if (omitted > 0) != self._cutting:
+                self._cutting = omitted > 0
+                log.log(logging.WARNING if omitted else logging.INFO,
+                        "per-category series: %s", f"{omitted} left out of this scrape to stay "
+                        f"within max_category_series={self.max_category_series} ({len(models)} "
+                        "models)" if omitted else "all within max_category_series again")
+        return {m: shown(kept.estimate, kept.ranking, allotted[m]) for m, kept in models.items()}
+
+    def _model_metrics(self, latest: Latest, categories: Shown) -> Iterator[Metric]:
+        yield from self._estimate_metrics(latest, categories)
         yield from self._counter_metrics(latest.counters)
         for name, doc, histogram in _HISTOGRAMS:
             measured = histogram(latest.estimate)
@@ -175,18 +221,28 @@ class EstimateCollector(Collector):
         if latest.estimate.actor_metrics:  # a trainer that does not send them: no made-up zeros
             yield from self._actor_metrics(latest.estimate, latest.counters.actors)
 
-    def _estimate_metrics(self, estimate: Estimate) -> Iterator[Metric]:
-        """Gauges of the estimate itself: every value is finite, the schema sees to that."""
-        labels = category_labels(estimate)
-        for name, doc, probs in (
+    def _estimate_metrics(self, latest: Latest, categories: Shown) -> Iterator[Metric]:
+        """Gauges of the estimate itself: every value is finite, the schema sees to that.
+
+        Nothing here is O(K): a scrape costs the series it shows.
+        """
+        estimate = latest.estimate
+        labels = [category_label(estimate, c) for c in categories.categories]
+
+        def per_category(family: GaugeMetricFamily, probs: list[float], index: int) -> None:
+            for label, c in zip(labels, categories.categories, strict=True):
+                family.add_metric([label], probs[c])
+            if categories.rest:
+                family.add_metric([OTHER], categories.rest_sums[index])
+
+        for index, (name, doc, probs) in enumerate((
             ("gumbel_estimated_probability", "Probability of each category, as learned by "
-             "the Gumbel-softmax GAN.", estimate.probabilities),
+             "the Gumbel-softmax GAN" + _LARGE_K, estimate.probabilities),
             ("gumbel_baseline_probability", "Probability of each category by the counting "
-             "baseline on the same records.", estimate.baseline_probabilities),
-        ):
+             "baseline on the same records" + _LARGE_K, estimate.baseline_probabilities),
+        )):
             family = GaugeMetricFamily(name, doc, labels=["category"])
-            for label, p in zip(labels, probs, strict=True):
-                family.add_metric([label], p)
+            per_category(family, probs, index)
             yield family
         yield GaugeMetricFamily(
             "gumbel_temperature", "Current Gumbel-softmax temperature.", estimate.temperature
@@ -202,19 +258,15 @@ class EstimateCollector(Collector):
         if window is not None:
             family = GaugeMetricFamily(
                 "gumbel_window_baseline_probability", "Probability of each category by a "
-                "forgetting counter over about the last window_records records.",
+                "forgetting counter over about the last window_records records" + _LARGE_K,
                 labels=["category"],
             )
-            for label, p in zip(labels, window, strict=True):
-                family.add_metric([label], p)
+            per_category(family, window, 2)
             yield family
-        # Against the recent counts when the trainer sends them: a count over all history
-        # never forgets, so a learner that follows a drift would look wrong for good.
         yield GaugeMetricFamily(
             "gumbel_total_variation", "Total variation distance between the estimate and the "
             "windowed counting baseline (the all-history baseline when there is no window).",
-            total_variation(estimate.probabilities,
-                            window if window is not None else estimate.baseline_probabilities),
+            latest.tv_baseline,  # state.tv_baseline, computed on arrival
         )
         yield GaugeMetricFamily(
             "gumbel_learned_fraction", "Share of the records learned that the GAN learned from "

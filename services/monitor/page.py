@@ -6,20 +6,23 @@ nothing fetched from elsewhere); everything it shows comes from ``LivePage.view(
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from services.common.schemas import Estimate
-from services.monitor.collector import total_variation
+from services.monitor.categories import OTHER, shown
+from services.monitor.collector import category_label
 from services.monitor.history import History, Point
-from services.monitor.state import Latest, LatestEstimates
+from services.monitor.state import Latest, LatestEstimates, total_variation
 from services.monitor.truth import ProducerTruth, Truth
 
 __all__ = ["LivePage", "static_file"]
 
-# A bar per category is readable up to a few dozen; past that the page shows the largest.
+# A bar per category is readable up to a few dozen; past that the page shows the largest by
+# estimate and one bar for the rest, as the metrics do past max_series_per_model.
 MAX_SHOWN_CATEGORIES = 40
 
 _CONTENT_TYPES = {
@@ -37,29 +40,15 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     return (resources.files("services.monitor") / "static" / name).read_bytes(), content_type
 
 
-def _window_or_all(estimate: Estimate) -> list[float]:
-    """The baseline of ``gumbel_total_variation``: the windowed count when there is one."""
-    window = estimate.window_baseline_probabilities
-    return window if window is not None else estimate.baseline_probabilities
-
-
-def _truth_for(estimate: Estimate, truth: Truth | None) -> tuple[float, ...] | None:
+def _truth_for(estimate: Estimate, truth: Truth | None,
+               truth_model_id: str | None) -> tuple[float, ...] | None:
+    """The truth to compare ``estimate`` with: only the model the producer feeds, when the
+    monitor is told which (``truth_model_id``), and only of the same K."""
     if truth is None or len(truth.probabilities) != estimate.num_categories:
         return None
+    if truth_model_id is not None and estimate.model_id != truth_model_id:
+        return None
     return truth.probabilities
-
-
-def _shown(estimate: Estimate, truth: tuple[float, ...] | None) -> list[int]:
-    """Every category, or the largest ones by any of the three distributions, in order."""
-    k = estimate.num_categories
-    if k <= MAX_SHOWN_CATEGORIES:
-        return list(range(k))
-
-    def size(c: int) -> float:
-        p = max(estimate.probabilities[c], estimate.baseline_probabilities[c])
-        return max(p, truth[c]) if truth is not None else p
-
-    return sorted(sorted(range(k), key=size, reverse=True)[:MAX_SHOWN_CATEGORIES])
 
 
 class LivePage:
@@ -71,10 +60,12 @@ class LivePage:
         history: History | None = None,
         truth: ProducerTruth | None = None,
         clock: Callable[[], float] = time.time,
+        truth_model_id: str | None = None,
     ) -> None:
         self.state = state
         self.history = history if history is not None else History()
         self.truth = truth
+        self.truth_model_id = truth_model_id  # the model the producer feeds, when known
         self._clock = clock
 
     def _truth(self) -> tuple[Truth | None, str | None]:
@@ -89,13 +80,13 @@ class LivePage:
 
     def _record(self, latest: Latest) -> None:
         estimate = latest.estimate
-        truth = _truth_for(estimate, self._truth()[0])
+        truth = _truth_for(estimate, self._truth()[0], self.truth_model_id)
         self.history.add(Point(
             at=latest.heard_at,
             model_id=estimate.model_id,
             learned=latest.counters.samples_learned,
             temperature=estimate.temperature,
-            tv_baseline=total_variation(estimate.probabilities, _window_or_all(estimate)),
+            tv_baseline=latest.tv_baseline,
             tv_truth=None if truth is None else total_variation(estimate.probabilities,
                                                                 list(truth)),
         ))
@@ -117,6 +108,7 @@ class LivePage:
                 "error": truth_error,
                 "produced": None if truth is None else truth.produced,
                 "num_categories": None if truth is None else len(truth.probabilities),
+                "model_id": self.truth_model_id,  # whose truth it is (None: not said)
             },
             "history_window_s": self.history.window_s,
             "estimate": None,
@@ -128,7 +120,9 @@ class LivePage:
         if latest is None:
             return body
         estimate, counters = latest.estimate, latest.counters
-        probs = _truth_for(estimate, truth)
+        probs = _truth_for(estimate, truth, self.truth_model_id)
+        categories = shown(estimate, latest.ranking,
+                           min(MAX_SHOWN_CATEGORIES, self.state.max_series_per_model))
         body["estimate"] = {
             "model_id": estimate.model_id,
             "estimator": estimate.estimator,
@@ -143,21 +137,31 @@ class LivePage:
             "learned_fraction": estimate.learned_fraction,
             "drift_detections": counters.drift_detections,
             "temperature": estimate.temperature,
-            "tv_baseline": total_variation(estimate.probabilities, _window_or_all(estimate)),
+            "tv_baseline": latest.tv_baseline,
             "tv_truth": None if probs is None else total_variation(estimate.probabilities,
                                                                    list(probs)),
-            "categories_hidden": estimate.num_categories - min(estimate.num_categories,
-                                                               MAX_SHOWN_CATEGORIES),
+            "categories_hidden": categories.rest,
         }
         body["categories"] = [
             {
                 "category": c,
+                "name": category_label(estimate, c),  # the metrics' category label
                 "estimate": estimate.probabilities[c],
                 "baseline": estimate.baseline_probabilities[c],
                 "truth": None if probs is None else probs[c],
             }
-            for c in _shown(estimate, probs)
+            for c in categories.categories
         ]
+        if categories.rest:  # one bar for the rest, as category="_other" in the metrics
+            body["categories"].append({
+                "category": None,
+                "name": OTHER,
+                "other": categories.rest,
+                "estimate": categories.rest_sums[0],
+                "baseline": categories.rest_sums[1],
+                "truth": None if probs is None else max(
+                    0.0, math.fsum(probs) - math.fsum(probs[c] for c in categories.categories)),
+            })
         body["history"] = [
             {"at": p.at, "learned": p.learned, "temperature": p.temperature,
              "tv_baseline": p.tv_baseline, "tv_truth": p.tv_truth}

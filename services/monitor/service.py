@@ -48,15 +48,15 @@ def run(
     state = state or LatestEstimates(
         config.model_id, config.stale_after_s, max_clock_skew_s=config.max_clock_skew_s,
         forget_after_s=config.forget_after_s, max_categories=config.max_categories,
-        max_models=config.max_models,
+        max_models=config.max_models, max_series_per_model=config.max_series_per_model,
     )
     stop = stop or threading.Event()
-    registry.register(EstimateCollector(state))
+    registry.register(EstimateCollector(state, config.max_category_series))
     register_process_collectors(registry)
     truth = None
     if config.producer_metrics_url is not None:
         truth = ProducerTruth(str(config.producer_metrics_url))
-    page = LivePage(state, truth=truth)
+    page = LivePage(state, truth=truth, truth_model_id=config.truth_model_id)
     try:
         server = start_server(config.host, config.port, registry, state,
                               config.http_idle_timeout_s, page)

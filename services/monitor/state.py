@@ -11,14 +11,28 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from services.common.schemas import DEAD_LETTER_REASONS, MAX_CATEGORIES, ActorMetrics, Estimate
+from services.monitor.categories import Ranking, rank
 
 __all__ = ["ActorCounters", "Counters", "Health", "Latest", "LatestEstimates",
-           "dead_letter_labels", "reason_label"]
+           "dead_letter_labels", "reason_label", "total_variation", "tv_baseline"]
 
 log = logging.getLogger(__name__)
 
 # A malformed message is logged with at most this much of its value.
 _SHOWN_BYTES = 200
+
+
+def total_variation(p: list[float], q: list[float]) -> float:
+    return 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True))
+
+
+def tv_baseline(estimate: Estimate) -> float:
+    """``gumbel_total_variation``: against the recent counts when the trainer sends them (a
+    count over all history never forgets, so a learner that follows a drift would look wrong
+    for good), else against the all-history baseline."""
+    window = estimate.window_baseline_probabilities
+    return total_variation(estimate.probabilities,
+                           window if window is not None else estimate.baseline_probabilities)
 
 
 @dataclass(frozen=True)
@@ -143,11 +157,15 @@ def dead_letter_labels(counters: Counters) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Latest:
-    """The newest estimate of one model, its counters, and when the monitor last heard of it."""
+    """The newest estimate of one model, its counters, when the monitor last heard of it, and
+    what takes O(K) to compute from it (once on arrival, not at every scrape): its largest
+    categories and its total variation to the baseline."""
 
     estimate: Estimate
     counters: Counters
     heard_at: float  # the monitor's clock, so a trainer's wrong clock cannot keep it alive
+    ranking: Ranking
+    tv_baseline: float
 
 
 class LatestEstimates:
@@ -159,9 +177,10 @@ class LatestEstimates:
     show: more than ``max_categories`` categories, a timestamp more than ``max_clock_skew_s``
     in the monitor's future (it would look fresh for that long), or a new model while
     ``max_models`` are kept. A model not heard of for ``forget_after_s`` is forgotten. Those
-    bounds are the one policy that keeps memory and the scrape bounded whatever arrives on
-    the topic. Fields a newer trainer added are ignored, not counted invalid. Safe across
-    threads: the consumer offers, the HTTP handlers read.
+    bounds keep memory bounded whatever arrives on the topic; ``max_series_per_model`` (and
+    the collector's total budget) keep the scrape bounded (``services.monitor.categories``).
+    Fields a newer trainer added are ignored, not counted invalid. Safe across threads: the
+    consumer offers, the HTTP handlers read.
     """
 
     def __init__(
@@ -174,9 +193,11 @@ class LatestEstimates:
         forget_after_s: float = 3600.0,
         max_categories: int = MAX_CATEGORIES,
         max_models: int = 100,
+        max_series_per_model: int = 200,
     ) -> None:
         self.model_id = model_id
         self.max_models = max_models
+        self.max_series_per_model = max_series_per_model
         self.stale_after_s = stale_after_s
         self.max_clock_skew_s = max_clock_skew_s
         self.forget_after_s = forget_after_s
@@ -227,6 +248,8 @@ class LatestEstimates:
             with self._lock:
                 self.ignored += 1
             return None
+        ranking = rank(estimate, self.max_series_per_model)  # outside the lock: O(K)
+        tv = tv_baseline(estimate)
         with self._lock:
             self._forget_silent(now)
             previous = self._models.get(estimate.model_id)
@@ -234,7 +257,7 @@ class LatestEstimates:
             if not full:
                 counters = previous.counters if previous is not None else Counters()
                 self._models[estimate.model_id] = Latest(estimate, counters.raised_to(estimate),
-                                                         now)
+                                                         now, ranking, tv)
                 self._current = estimate.model_id
                 self.received += 1
         if full:

@@ -506,3 +506,94 @@ def test_dead_letters_without_a_reason_are_other_and_never_fall() -> None:
     state.offer(make_estimate(dead_letters=6, dead_letters_by_reason={"empty": 6}).to_bytes())
     assert other() == 5  # a counter never falls, even when the reasons come later
     assert registry.get_sample_value("gumbel_dead_letters_total", {"reason": "empty"}) == 6
+
+
+# --- bounded in total, not per model (issue 24 §1) ------------------------------------------
+
+
+def _peaked(k: int, seed: int = 0) -> list[float]:
+    """A distribution over k with distinct values, largest at the ids ``seed % k``, +7, ..."""
+    weights = [1.0 + ((c * 7919 + seed) % k) / k for c in range(k)]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _per_category(registry: CollectorRegistry, name: str, model_id: str = "default") -> dict:
+    return {s.labels["category"]: s.value for s in _samples(registry)
+            if s.name == name and s.labels["model_id"] == model_id}
+
+
+def test_past_max_series_per_model_the_largest_and_the_rest_as_other() -> None:
+    k, n = 1000, 10
+    probs, base = _peaked(k), _peaked(k, seed=3)
+    state = LatestEstimates(max_series_per_model=n)
+    registry = _registry(state)
+    state.offer(make_estimate(num_categories=k, probabilities=probs, baseline_probabilities=base,
+                              window_baseline_probabilities=base, window_records=100).to_bytes())
+    shown = _per_category(registry, "gumbel_estimated_probability")
+    largest = sorted(range(k), key=lambda c: probs[c], reverse=True)[:n - 1]
+    assert set(shown) == {str(c) for c in largest} | {"_other"}
+    assert shown["_other"] == pytest.approx(1 - sum(probs[c] for c in largest))
+    assert sum(shown.values()) == pytest.approx(1.0)
+    for name in ("gumbel_baseline_probability", "gumbel_window_baseline_probability"):
+        same = _per_category(registry, name)  # the same categories, each of its own value
+        assert set(same) == set(shown), name
+        assert same["_other"] == pytest.approx(1 - sum(base[c] for c in largest)), name
+    # the whole estimate still counts: TV over every category, not the ones shown
+    assert registry.get_sample_value("gumbel_total_variation") == pytest.approx(
+        total_variation(probs, base))
+    assert registry.get_sample_value("gumbel_monitor_category_series_omitted_total") == 0
+
+
+def test_a_small_k_keeps_every_series_and_no_other() -> None:
+    state = LatestEstimates(max_series_per_model=3)
+    registry = _registry(state)
+    state.offer(make_estimate().to_bytes())  # K=3
+    assert set(_per_category(registry, "gumbel_estimated_probability")) == {"0", "1", "2"}
+
+
+def test_a_category_named_other_is_summed_in_the_rest_never_twice() -> None:
+    k = 50
+    names = [f"item{c}" for c in range(k)]
+    probs = _peaked(k)
+    biggest = max(range(k), key=probs.__getitem__)
+    names[biggest] = "_other"  # the largest category is named like the rest's series
+    state = LatestEstimates(max_series_per_model=5)
+    registry = _registry(state)
+    state.offer(make_estimate(num_categories=k, probabilities=probs, baseline_probabilities=probs,
+                              category_names=names).to_bytes())
+    text = generate_latest(registry).decode()
+    assert text.count('gumbel_estimated_probability{category="_other"') == 1
+    shown = _per_category(registry, "gumbel_estimated_probability")
+    assert len(shown) == 5 and sum(shown.values()) == pytest.approx(1.0)
+    assert shown["_other"] > probs[biggest]  # it holds that category, and the others left
+
+
+def test_a_total_budget_across_models_keeps_small_models_whole_and_counts_the_rest() -> None:
+    k = 500
+    state = LatestEstimates(max_series_per_model=100)
+    registry = CollectorRegistry()
+    registry.register(EstimateCollector(state, max_category_series=1_000))
+    state.offer(make_estimate(model_id="small").to_bytes())  # K=3: 6 series
+    for i in range(10):  # each wants 100 categories x 2 metrics: 2,000 in all
+        probs = _peaked(k, seed=i)
+        state.offer(make_estimate(model_id=f"big{i}", num_categories=k, probabilities=probs,
+                                  baseline_probabilities=probs).to_bytes())
+    samples = [s for s in _samples(registry) if s.name in (
+        "gumbel_estimated_probability", "gumbel_baseline_probability")]
+    assert len(samples) <= 1_000
+    small = {s.labels["category"] for s in samples if s.labels["model_id"] == "small"}
+    assert small == {"0", "1", "2"}
+    per_big = {m: len([s for s in samples if s.labels["model_id"] == m]) // 2
+               for m in (f"big{i}" for i in range(10))}
+    # equal shares of what the small one left (994 series: 497 categories), _other included
+    assert set(per_big.values()) == {49, 50} and sum(per_big.values()) == 497
+    for i in range(10):
+        shown = _per_category(registry, "gumbel_estimated_probability", f"big{i}")
+        assert sum(shown.values()) == pytest.approx(1.0)
+    # what a scrape leaves out, counted at each scrape (get_sample_value scrapes too)
+    omitted = "gumbel_monitor_category_series_omitted_total"
+    before = registry.get_sample_value(omitted)
+    generate_latest(registry)
+    assert registry.get_sample_value(omitted) - before == 2 * (2_000 - 2 * 497)
+    assert before % (2 * 1006) == 0

@@ -58,9 +58,12 @@ def test_the_view_puts_estimate_truth_and_baseline_side_by_side() -> None:
     view = page.view()
     assert view["health"]["ok"] is True
     assert view["categories"] == [
-        {"category": 0, "estimate": 0.2, "baseline": 0.25, "truth": 0.25},
-        {"category": 1, "estimate": 0.3, "baseline": 0.25, "truth": 0.25},
-        {"category": 2, "estimate": 0.5, "baseline": 0.5, "truth": 0.5},
+        {"category": 0, "name": "0", "estimate": 0.2, "baseline": 0.25,
+         "truth": 0.25},
+        {"category": 1, "name": "1", "estimate": 0.3, "baseline": 0.25,
+         "truth": 0.25},
+        {"category": 2, "name": "2", "estimate": 0.5, "baseline": 0.5,
+         "truth": 0.5},
     ]
     estimate = view["estimate"]
     assert estimate["samples_learned"] == 5000 and estimate["consumer_lag"] == 12
@@ -80,17 +83,67 @@ def test_a_truth_of_another_size_is_not_compared() -> None:
     assert view["truth_source"]["num_categories"] == 2  # the page says why
 
 
-def test_many_categories_show_the_largest_in_order() -> None:
+def test_many_categories_show_the_largest_in_order_and_the_rest_as_other() -> None:
+    """Issue 24 §1: the page's policy is the metrics' (the largest by estimate, and _other)."""
     k = MAX_SHOWN_CATEGORIES * 3
     probs = [1.0 / (2 * k)] * k
     probs[-1] += 0.5  # the largest is the last category
-    page = page_with(Clock())
+    page = page_with(Clock(), truth_of([1.0 / k] * k))
     page.state.offer(make_estimate(timestamp=999.0, num_categories=k, probabilities=probs,
                                    baseline_probabilities=probs).to_bytes())
     view = page.view()
-    shown = [c["category"] for c in view["categories"]]
-    assert len(shown) == MAX_SHOWN_CATEGORIES and shown == sorted(shown) and shown[-1] == k - 1
-    assert view["estimate"]["categories_hidden"] == k - MAX_SHOWN_CATEGORIES
+    *own, rest = view["categories"]
+    shown = [c["category"] for c in own]
+    assert len(shown) == MAX_SHOWN_CATEGORIES - 1 and shown == sorted(shown)
+    assert shown[-1] == k - 1
+    hidden = k - len(shown)
+    assert view["estimate"]["categories_hidden"] == hidden
+    assert rest["category"] is None and rest["name"] == "_other" and rest["other"] == hidden
+    assert rest["estimate"] == pytest.approx(hidden / (2 * k))
+    assert rest["truth"] == pytest.approx(hidden / k)
+    assert sum(c["estimate"] for c in view["categories"]) == pytest.approx(1.0)
+
+
+def test_a_large_k_on_the_page_is_as_small_as_the_metrics_allow() -> None:
+    k = 65_536
+    state = LatestEstimates(stale_after_s=60, max_series_per_model=10, clock=Clock())
+    page = LivePage(state, clock=Clock())
+    probs = [1.0 / k] * k
+    state.offer(make_estimate(timestamp=999.0, num_categories=k, probabilities=probs,
+                              baseline_probabilities=probs).to_bytes())
+    view = page.view()
+    assert len(view["categories"]) == 10  # 9 and _other, as in /metrics
+    assert [c["category"] for c in view["categories"][:9]] == list(range(9))  # ties: low ids
+
+
+def test_categories_carry_their_names_as_the_metrics_label_them() -> None:
+    page = page_with(Clock())
+    page.state.offer(make_estimate(timestamp=999.0,
+                                   category_names=["click", "view", "buy"]).to_bytes())
+    assert [c["name"] for c in page.view()["categories"]] == ["click", "view", "buy"]
+    page.state.offer(make_estimate(timestamp=999.0).to_bytes())
+    assert [c["name"] for c in page.view()["categories"]] == ["0", "1", "2"]
+
+
+def test_the_truth_is_compared_only_with_the_model_its_producer_feeds() -> None:
+    """Issue 24 §4: every model of the same K was compared with one producer's truth."""
+    clock = Clock()
+    page = LivePage(LatestEstimates(stale_after_s=60, clock=clock),
+                    truth=truth_of([0.25, 0.25, 0.5]), clock=clock, truth_model_id="fed")
+    for model_id in ("fed", "other"):
+        clock.now += 1
+        page.state.offer(make_estimate(model_id=model_id, timestamp=clock.now).to_bytes())
+    page.record()
+    fed, other = page.view("fed"), page.view("other")
+    assert fed["estimate"]["tv_truth"] == pytest.approx(0.05)
+    assert [c["truth"] for c in fed["categories"]] == [0.25, 0.25, 0.5]
+    assert fed["history"][-1]["tv_truth"] == pytest.approx(0.05)
+    assert other["estimate"]["tv_truth"] is None
+    assert all(c["truth"] is None for c in other["categories"])
+    assert other["history"][-1]["tv_truth"] is None
+    assert other["truth_source"]["model_id"] == "fed"  # the page says whose truth it is
+    unsaid = page_with(clock, truth_of([0.25, 0.25, 0.5]))
+    assert unsaid.view()["truth_source"]["model_id"] is None
 
 
 def test_history_gets_one_point_per_estimate_received() -> None:

@@ -17,6 +17,8 @@ def test_the_monitor_reads_the_truth_from_the_producer_of_up() -> None:
     settings = with_producer_truth(UpSettings(producer={"metrics_port": 9300}))
     env = service_env(settings, "monitor")
     assert env["GUMBEL_MONITOR__PRODUCER_METRICS_URL"] == "http://127.0.0.1:9300/metrics"
+    # the page compares the truth with the model this producer feeds only (issue 24 §4)
+    assert env["GUMBEL_MONITOR__TRUTH_MODEL_ID"] == settings.trainer.model_id == "default"
 
 
 def test_a_truth_url_given_by_the_user_is_kept() -> None:
