@@ -31,7 +31,7 @@ from prometheus_client.samples import Sample
 from pydantic import BaseModel, HttpUrl, SecretStr
 
 from services.brokers import RunningBroker, free_port, start_apache_kafka, start_tansu
-from services.common.kafka import BrokerUnavailable, wait_for_broker
+from services.common.kafka import broker_ready
 from services.common.settings import DriftStep, UpSettings
 from services.common.signals import stop_on_signals
 from services.process_tree import descendants, start_time
@@ -269,10 +269,7 @@ def run(settings: UpSettings, log_level: str | None = None) -> int:
     if _external(settings):
         # Checked before anything starts: an unreachable broker is one line, as in every
         # other command, not three children failing one after the other.
-        try:
-            wait_for_broker(settings.kafka)
-        except BrokerUnavailable as exc:
-            log.error("%s", exc)
+        if not broker_ready(settings.kafka, create_topics=False):
             return 1
     stop = threading.Event()
     level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())

@@ -26,6 +26,7 @@ __all__ = [
     "ESTIMATES_TOPIC_CONFIG",
     "topic_config",
     "prepare_broker",
+    "broker_ready",
     "make_admin",
     "make_producer",
     "make_consumer",
@@ -160,6 +161,21 @@ def prepare_broker(settings: KafkaSettings) -> None:
     """Wait for the broker, then create the topics: every service's first step."""
     wait_for_broker(settings)
     ensure_topics(settings)
+
+
+def broker_ready(settings: KafkaSettings, create_topics: bool = True) -> bool:
+    """Wait for the broker (then create the topics, unless told not to); False, with the
+    reason logged as one ERROR line, if it never answers or refuses our credentials: a
+    command then exits 1 with nothing started."""
+    try:
+        if create_topics:
+            prepare_broker(settings)
+        else:
+            wait_for_broker(settings)
+    except BrokerUnavailable as exc:
+        log.error("%s", exc)
+        return False
+    return True
 
 
 # `estimates` holds the latest value per key (the model id): compacted, so every model's

@@ -15,11 +15,7 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from services.common.estimates_follower import EstimateFollower
-from services.common.kafka import (
-    BrokerUnavailable,
-    make_consumer,
-    prepare_broker,
-)
+from services.common.kafka import broker_ready, make_consumer
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
@@ -72,10 +68,7 @@ def run(
     try:
         with stop_on_signals(stop):
             if own_consumer:
-                try:
-                    prepare_broker(kafka)
-                except BrokerUnavailable as exc:
-                    log.error("%s", exc)
+                if not broker_ready(kafka):
                     return 1
                 consumer = make_consumer(kafka, client_id="gumbel-monitor")
             follower = EstimateFollower(consumer, kafka.estimates_topic, state)

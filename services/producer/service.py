@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from services.common.codec import EventFormat, encode_event, encode_packed
 from services.common.estimates_follower import EstimateFollower
-from services.common.kafka import BrokerUnavailable, make_consumer, make_producer, prepare_broker
+from services.common.kafka import broker_ready, make_consumer, make_producer
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
@@ -159,10 +159,7 @@ def run(
     try:
         with stop_on_signals(stop):
             if own_producer:
-                try:
-                    prepare_broker(kafka)
-                except BrokerUnavailable as exc:
-                    log.error("%s", exc)
+                if not broker_ready(kafka):
                     return 1
                 producer = make_producer(kafka)
             stream: CategoryStream | TwinStream

@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError
 
 from services.common import logs
 from services.common.errors import StartupError
-from services.common.kafka import BrokerUnavailable, ensure_topics, make_producer, wait_for_broker
+from services.common.kafka import broker_ready, make_producer
 from services.common.schemas import ESTIMATE_HEADERS, Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
@@ -409,12 +409,8 @@ def run(settings: TrainerServiceSettings) -> int:
         check_gpus(settings.trainer, {"GPU": float(torch.cuda.device_count())}, "this machine")
     stop = threading.Event()
     with stop_on_signals(stop):
-        try:
-            wait_for_broker(settings.kafka)
-        except BrokerUnavailable as exc:
-            log.error("%s", exc)
+        if not broker_ready(settings.kafka):
             return 1
-        ensure_topics(settings.kafka)
         token = settings.trainer.ray_auth_token
         cfg = settings.trainer
         started_ray = init_ray(cfg.ray_address,
