@@ -139,9 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/estimate":
             self._estimate(parse_qs(url.query).get("model_id", [None])[0])
         elif url.path == "/estimates":
-            body = json.dumps({"models": {model_id: json.loads(e.to_bytes()) for model_id, e
-                                          in self.server.state.by_model().items()}})
-            self._reply(200, body.encode() + b"\n", "application/json")
+            self._reply(200, _all_estimates(self.server.state), "application/json")
         elif url.path == "/live.json":
             model_id = parse_qs(url.query).get("model", [None])[0]
             body = json.dumps(self.server.page.view(model_id)).encode() + b"\n"
@@ -173,17 +171,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _estimate(self, model_id: str | None) -> None:
         state = self.server.state
-        estimate = state.current if model_id is None else state.by_model().get(model_id)
-        if estimate is None:
+        latest = state.latest(model_id)
+        if latest is None:
             error = ("no estimate received yet" if model_id is None
                      else f"no estimate of model {model_id!r}")
             body = json.dumps({"error": error, "models": list(state.by_model())}).encode()
             self._reply(404, body + b"\n", "application/json")
         else:
-            self._reply(200, estimate.to_bytes(), "application/json")
+            self._reply(200, latest.json, "application/json")
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("%s " + format, self.address_string(), *args)
+
+
+def _all_estimates(state: LatestEstimates) -> bytes:
+    """``{"models": {id: Estimate}}`` joined from each estimate's JSON as it arrived: parsing
+    and re-encoding them per request took 10 s for 21 models of K=40,000-65,536 (60 MB)."""
+    parts = [json.dumps(model_id).encode() + b": " + kept.json
+             for model_id, kept in state.models().items()]
+    return b'{"models": {' + b", ".join(parts) + b"}}\n"
 
 
 def start_server(

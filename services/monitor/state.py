@@ -158,14 +158,15 @@ def dead_letter_labels(counters: Counters) -> dict[str, int]:
 @dataclass(frozen=True)
 class Latest:
     """The newest estimate of one model, its counters, when the monitor last heard of it, and
-    what takes O(K) to compute from it (once on arrival, not at every scrape): its largest
-    categories and its total variation to the baseline."""
+    what takes O(K) to compute from it (once on arrival, not at every request): its largest
+    categories, its total variation to the baseline, and its JSON for ``/estimate(s)``."""
 
     estimate: Estimate
     counters: Counters
     heard_at: float  # the monitor's clock, so a trainer's wrong clock cannot keep it alive
     ranking: Ranking
     tv_baseline: float
+    json: bytes
 
 
 class LatestEstimates:
@@ -250,6 +251,7 @@ class LatestEstimates:
             return None
         ranking = rank(estimate, self.max_series_per_model)  # outside the lock: O(K)
         tv = tv_baseline(estimate)
+        encoded = estimate.to_bytes()
         with self._lock:
             self._forget_silent(now)
             previous = self._models.get(estimate.model_id)
@@ -257,7 +259,7 @@ class LatestEstimates:
             if not full:
                 counters = previous.counters if previous is not None else Counters()
                 self._models[estimate.model_id] = Latest(estimate, counters.raised_to(estimate),
-                                                         now, ranking, tv)
+                                                         now, ranking, tv, encoded)
                 self._current = estimate.model_id
                 self.received += 1
         if full:

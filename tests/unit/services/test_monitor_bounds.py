@@ -118,3 +118,13 @@ def test_many_large_valid_estimates_keep_metrics_small_fast_and_memory_flat(moni
     # The full distribution is still served.
     full = requests.get(f"{url}/estimate", params={"model_id": "items-20"}, timeout=30).json()
     assert len(full["probabilities"]) == 65_536
+    # And every model's on /estimates, as each arrived: re-encoding them per request took 10 s
+    # here (60 MB), past a scrape's patience, with /healthz waiting on the GIL.
+    started = time.monotonic()
+    everything = requests.get(f"{url}/estimates", timeout=60)
+    elapsed = time.monotonic() - started
+    assert elapsed < SCRAPE_BOUND_S, f"/estimates took {elapsed:.2f} s"
+    served = everything.json()["models"]
+    assert set(served) == models
+    assert [len(served[f"items-{i}"]["probabilities"]) for i in range(len(LARGE_KS))] == LARGE_KS
+    print(f"/estimates {len(everything.content):,} bytes in {elapsed:.3f} s")
