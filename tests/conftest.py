@@ -78,11 +78,12 @@ SASL_USER, SASL_PASSWORD = "gumbel", "s3cret-pa55"
 @pytest.fixture(scope="session")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Apache Kafka whose client listener is SASL_PLAINTEXT (user SASL_USER)."""
-    from services.brokers import java_available, start_apache_kafka
+    from services.brokers import java_available
+    from tests.support.brokers import start_apache_kafka_node
 
     if not java_available():
         pytest.skip("needs Java for Apache Kafka")
-    broker = start_apache_kafka(
+    broker = start_apache_kafka_node(
         tmp_path_factory.mktemp("sasl"), sasl_users={SASL_USER: SASL_PASSWORD}
     )
     yield broker

@@ -133,7 +133,8 @@ def prometheus_config(ports: dict[str, int], workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from services.brokers import free_port, java_available, start_apache_kafka
+    from services.brokers import free_port, java_available
+    from tests.support.brokers import start_apache_kafka_node
 
     prometheus = require_binary("prometheus")
     if not java_available():
@@ -145,9 +146,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("compose-as-processes")
     stack = Stack(workdir=workdir)
     kafka_env = service_environment(compose["services"]["kafka"])
-    broker = start_apache_kafka(
+    broker = start_apache_kafka_node(
         workdir / "kafka",
-        extra_properties={
+        properties={
             "auto.create.topics.enable": kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"],
             "group.initial.rebalance.delay.ms": kafka_env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"],
         },

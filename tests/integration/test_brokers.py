@@ -43,7 +43,7 @@ def test_tansu_round_trip(tansu_broker) -> None:
 
 
 def test_apache_kafka_survives_hard_kill(fresh_kafka_broker) -> None:
-    from services.brokers import restart_apache_kafka
+    from tests.support.brokers import restart_apache_kafka
 
     bootstrap = fresh_kafka_broker.bootstrap_servers
     assert _round_trip(bootstrap, "before-kill", 50) == 50

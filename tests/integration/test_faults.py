@@ -167,7 +167,7 @@ def test_sigkill_of_the_whole_trainer_then_restart_loses_and_duplicates_nothing(
 def test_broker_hard_kill_and_restart_loses_and_duplicates_nothing(
     fresh_kafka_broker, ray_local, tmp_path
 ) -> None:
-    from services.brokers import restart_apache_kafka
+    from tests.support.brokers import restart_apache_kafka
 
     broker = fresh_kafka_broker
     settings = make_settings(broker.bootstrap_servers, tmp_path, max_batch=64)

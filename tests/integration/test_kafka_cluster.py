@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.brokers import KafkaCluster, java_available, start_apache_kafka_cluster
+from services.brokers import java_available
 from services.common.kafka import make_admin, make_producer
 from tests.integration.trainer_helpers import (
     NUM_PARTITIONS,
@@ -24,6 +24,7 @@ from tests.integration.trainer_helpers import (
     make_settings,
     stream,
 )
+from tests.support.brokers import KafkaCluster, start_apache_kafka_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow,
               pytest.mark.skipif(not java_available(), reason="Apache Kafka needs Java 17+")]
