@@ -14,12 +14,13 @@ import importlib
 import importlib.util
 import logging
 import os
-import re
 import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from services.flags import COMMAND_FLAGS, LOG_FLAGS, Flag
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -38,71 +39,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class Flag:
-    """A command-line flag (and its aliases) that sets ``section.field`` of the settings;
-    ``section`` is ``""`` for a top-level setting such as ``broker`` or ``log_level``."""
-
-    name: str
-    section: str
-    field: str
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def dest(self) -> str:
-        return f"{self.section or 'top'}__{self.field}"
-
-    @property
-    def metavar(self) -> str:
-        return self.name.lstrip("-").upper().replace("-", "_")
-
-
-KAFKA_FLAGS = [
-    Flag("--bootstrap-servers", "kafka", "bootstrap_servers"),
-    Flag("--num-partitions", "kafka", "num_partitions"),
-    Flag("--security-protocol", "kafka", "security_protocol"),
-    Flag("--sasl-mechanism", "kafka", "sasl_mechanism"),
-    Flag("--sasl-username", "kafka", "sasl_username"),
-]
-PRODUCER_FLAGS = [
-    Flag("--probabilities", "producer", "probabilities"),
-    Flag("--rate", "producer", "rate"),
-    Flag("--count", "producer", "count"),
-    Flag("--seed", "producer", "seed"),
-    Flag("--drift", "producer", "drift"),
-    Flag("--format", "events", "format"),
-    Flag("--values-per-record", "producer", "values_per_record"),
-    Flag("--linger", "producer", "linger_s"),
-]
-# The metrics port is --port on every service; `up` runs two, and its --port is the monitor's.
-PRODUCER_PORT = Flag("--port", "producer", "metrics_port", aliases=("--metrics-port",))
-UP_PRODUCER_PORT = Flag("--producer-port", "producer", "metrics_port", aliases=("--metrics-port",))
-EVENT_FLAGS = [
-    Flag("--json-field", "events", "json_field"),
-    Flag("--categories", "events", "categories"),
-]
-TRAINER_FLAGS = [
-    Flag("--num-actors", "trainer", "num_actors"),
-    Flag("--gpus-per-actor", "trainer", "gpus_per_actor"),
-    Flag("--estimator", "trainer", "estimator"),
-    Flag("--num-categories", "trainer", "num_categories"),
-    Flag("--backpressure", "trainer", "backpressure"),
-    Flag("--checkpoint-dir", "trainer", "checkpoint_dir"),
-    Flag("--publish-interval", "trainer", "publish_interval_s"),
-    Flag("--model-id", "trainer", "model_id"),
-    Flag("--ray-address", "trainer", "ray_address"),
-]
-TRAINER_SEED = Flag("--seed", "trainer", "seed")
-MONITOR_FLAGS = [
-    Flag("--port", "monitor", "port"),
-    Flag("--host", "monitor", "host"),
-    Flag("--stale-after", "monitor", "stale_after_s"),
-    Flag("--monitor-model-id", "monitor", "model_id"),
-]
-BROKER_FLAG = Flag("--broker", "", "broker")
-LOG_FLAGS = [Flag("--log-level", "", "log_level"), Flag("--log-format", "", "log_format")]
-
-
-@dataclass(frozen=True)
 class Command:
     """A service command: the module whose ``run(settings)`` it calls, and its settings."""
 
@@ -114,28 +50,20 @@ class Command:
 
 SERVICES: dict[str, Command] = {
     "producer": Command(
-        "services.producer.service", "ProducerServiceSettings",
-        (*KAFKA_FLAGS, *PRODUCER_FLAGS, Flag("--from-model", "producer", "from_model"),
-         *EVENT_FLAGS, PRODUCER_PORT),
+        "services.producer.service", "ProducerServiceSettings", COMMAND_FLAGS["producer"],
         "emit numbers to Kafka at a rate, from a distribution (and a drift schedule) or a "
         "model's newest estimate (--from-model: a synthetic twin)",
     ),
     "trainer": Command(
-        "services.trainer.service", "TrainerServiceSettings",
-        (*KAFKA_FLAGS, *TRAINER_FLAGS, *EVENT_FLAGS, TRAINER_SEED,
-         Flag("--format", "events", "format")),
+        "services.trainer.service", "TrainerServiceSettings", COMMAND_FLAGS["trainer"],
         "start Ray (or join RAY_ADDRESS) and run the trainer actors",
     ),
     "monitor": Command(
-        "services.monitor.service", "MonitorServiceSettings",
-        (*KAFKA_FLAGS, *MONITOR_FLAGS),
+        "services.monitor.service", "MonitorServiceSettings", COMMAND_FLAGS["monitor"],
         "consume estimates, serve Prometheus metrics and /healthz",
     ),
     "up": Command(
-        "services.up", "UpSettings",
-        (*KAFKA_FLAGS, *PRODUCER_FLAGS, *EVENT_FLAGS, UP_PRODUCER_PORT, *TRAINER_FLAGS,
-         *MONITOR_FLAGS,
-         BROKER_FLAG),
+        "services.up", "UpSettings", COMMAND_FLAGS["up"],
         "all of it on one machine (the embedded broker unless --bootstrap-servers)",
     ),
 }
@@ -220,15 +148,16 @@ def load_settings(cls: type[BaseModel], flags: Sequence[Flag], args: argparse.Na
 def _validation_message(
     cls: type[BaseModel], exc: ValidationError, flag_of: dict[tuple[str, str], Flag]
 ) -> str:
+    from services.common.errors import SettingError
     from services.common.settings_text import env_name, is_section
 
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
-    named = re.match(r"^(\w+)\.(\w+): (.+)$", message, re.S)
-    if not loc and named:  # a check across sections names the setting it blames
-        loc, message, value = named.group(1, 2), named.group(3), {}
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, SettingError):  # a check across sections blames one setting
+        loc, message, value = cause.loc, str(cause), {}
     if len(loc) == 1 and is_section(cls, loc[0]):
         # A check across a section's settings (drift vs probabilities, SASL credentials).
         what, names = f"{loc[0]} settings", [env_name(loc[0], "*")]

@@ -1,7 +1,7 @@
 """Render the settings reference of docs/services.md from the settings models and the CLI's flags,
 and the Estimate's JSON Schema (docs/estimate.schema.json) from its pydantic model.
 
-The field descriptions in ``services/common/settings.py`` are the one source of truth (the
+The field descriptions in ``services/common/settings/`` are the one source of truth (the
 command line's ``--help`` reads them too, through ``services.common.settings_text``):
 ``python -m services.docs_gen`` rewrites the table between the markers and the schema file,
 ``--check`` exits 1 when a committed file differs from what the code says (the unit tests do
@@ -40,7 +40,7 @@ def _rows(root: type[BaseModel], flags: dict[tuple[str, str], list[str]]) -> Ite
             where = f"{entry.section}.{entry.field}" if entry.section else entry.field
             raise ValueError(
                 f"setting {where} of {root.__name__} has no description: add "
-                "Field(description=...) in services/common/settings.py"
+                "Field(description=...) in services/common/settings/"
             )
         names = ", ".join(f"`{f}`" for f in flags.get((entry.section, entry.field), []))
         default = "—" if entry.default is None else f"`{entry.default}`"

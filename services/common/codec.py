@@ -33,12 +33,12 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import torch
 
 from services.common import schemas
+from services.common.event_format import EventFormat
 
 __all__ = [
     "FORMAT_HEADER",
@@ -122,51 +122,6 @@ class DecodedBatch:
     @property
     def count(self) -> int:
         return int(self.values.numel())
-
-
-@dataclass(frozen=True)
-class EventFormat:
-    """How one-value records name their category: ``ascii`` ids (and packed, which its
-    header declares), ``json`` objects with the category at ``json_field``, or ``string``
-    names. ``categories`` names the ids in order (empty: ids only)."""
-
-    kind: str = "ascii"  # ascii | packed | json | string
-    json_field: str = "event"
-    categories: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("ascii", "packed", "json", "string"):
-            raise ValueError(f"unknown format {self.kind!r} (ascii, packed, json or string)")
-        if self.kind == "string" and not self.categories:
-            raise ValueError("the string format needs category names")
-
-    @property
-    def by_name(self) -> bool:
-        """Records name categories (json or string): not the ASCII path."""
-        return self.kind in ("json", "string")
-
-    @cached_property
-    def path(self) -> tuple[str, ...]:
-        return tuple(self.json_field.split("."))
-
-    @cached_property
-    def ids(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.categories)}
-
-    @cached_property
-    def raw_ids(self) -> dict[bytes, int]:
-        return {name.encode("utf-8"): i for i, name in enumerate(self.categories)}
-
-    @classmethod
-    def of(cls, events: Any) -> EventFormat:
-        """From the settings' ``events`` group (``format``, ``json_field``, ``categories``)."""
-        return cls(events.format, events.json_field, tuple(events.categories))
-
-    def known(self) -> str:
-        """The names for an error message (the first few of a long list)."""
-        shown = ", ".join(self.categories[:10])
-        return shown + (f", ... ({len(self.categories)} names)" if len(self.categories) > 10
-                        else "")
 
 
 def encode_event(category: int, event_format: EventFormat) -> bytes:

@@ -18,6 +18,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from services.common.errors import StartupError
 from services.common.settings import KafkaSettings
+from services.flags import env_name, named
 
 __all__ = [
     "BrokerUnavailable",
@@ -146,7 +147,7 @@ def _wait_for_broker(
             if time.monotonic() >= deadline:
                 raise BrokerUnavailable(
                     f"Kafka at {settings.bootstrap_servers} did not answer within "
-                    f"{timeout_s:g}s (GUMBEL_KAFKA__CONNECT_TIMEOUT_S): {exc}"
+                    f"{timeout_s:g}s ({env_name('kafka', 'connect_timeout_s')}): {exc}"
                 ) from exc
             log.warning(
                 "waiting for Kafka at %s (attempt %d): %s",
@@ -253,7 +254,7 @@ def check_replication(settings: KafkaSettings, brokers: int) -> None:
     (Kafka would refuse the topics with a bare INVALID_REPLICATION_FACTOR)."""
     if settings.replication_factor > brokers:
         raise StartupError(
-            f"invalid setting kafka.replication_factor (GUMBEL_KAFKA__REPLICATION_FACTOR): "
+            f"invalid setting {named('', 'kafka', 'replication_factor')}: "
             f"{settings.replication_factor}, but the cluster at {settings.bootstrap_servers} "
             f"has {brokers} broker{'s' * (brokers != 1)}")
 

@@ -11,7 +11,10 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-__all__ = ["Setting", "is_section", "settings_of", "setting", "env_name", "default_text", "plain"]
+from services.flags import env_name  # the one generator of variable names
+
+__all__ = ["Setting", "is_section", "settings_of", "setting", "env_name", "default_text", "plain",
+           "choices"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,6 @@ def setting(root: type[BaseModel], section: str, field: str) -> Setting:
     return Setting(section, field, model.model_fields[field])
 
 
-def env_name(*location: Any) -> str:
-    """``("trainer", "num_actors")`` → ``GUMBEL_TRAINER__NUM_ACTORS`` (empty parts skipped)."""
-    return "GUMBEL_" + "__".join(str(part).upper() for part in location if part != "")
-
-
 def default_text(value: Any) -> str | None:
     """A default as one would type it in the environment; ``None`` when there is none."""
     if value is None or value == []:
@@ -96,3 +94,10 @@ def default_text(value: Any) -> str | None:
 def plain(text: str) -> str:
     """A markdown description for a terminal: one line, no backticks."""
     return " ".join(text.replace("`", "").split())
+
+
+def choices(names: tuple[str, ...] | list[str]) -> str:
+    """``("a", "b", "c")`` → ``"`a`, `b` or `c`"``, for a description that lists a choice's
+    values from their one source."""
+    quoted = [f"`{name}`" for name in names]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else "".join(quoted)

@@ -19,6 +19,7 @@ from services.common.kafka import broker_ready, make_consumer
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import MonitorServiceSettings
 from services.common.signals import stop_on_signals
+from services.flags import named
 from services.monitor.collector import EstimateCollector
 from services.monitor.page import LivePage
 from services.monitor.server import start_server
@@ -57,8 +58,8 @@ def run(
         server = start_server(config.host, config.port, registry, state,
                               config.http_idle_timeout_s, page)
     except OSError as exc:
-        log.error("cannot serve on %s:%d (GUMBEL_MONITOR__PORT): %s",
-                  config.host, config.port, exc)
+        log.error("cannot serve on %s:%d (%s): %s", config.host, config.port,
+                  named("monitor", "monitor", "port"), exc)
         return 1
     log.info("monitor on http://%s:%d (live page /, /metrics, /healthz, /estimate)",
              config.host, server.server_port)

@@ -26,6 +26,7 @@ from services.common.kafka import broker_ready, make_consumer, make_producer
 from services.common.process_metrics import register_process_collectors
 from services.common.settings import ProducerServiceSettings
 from services.common.signals import stop_on_signals
+from services.flags import env_name, named
 from services.producer.metrics import ProducerMetrics
 from services.producer.pacing import Pacer
 from services.producer.stream import CategoryStream
@@ -149,8 +150,8 @@ def run(
             server, _ = start_http_server(config.metrics_port, config.metrics_host, registry)
         except OSError as exc:
             log.error(
-                "cannot serve /metrics on %s:%d (--port, GUMBEL_PRODUCER__METRICS_PORT): %s",
-                config.metrics_host, config.metrics_port, exc,
+                "cannot serve /metrics on %s:%d (%s): %s", config.metrics_host,
+                config.metrics_port, named("producer", "producer", "metrics_port"), exc,
             )
             return 1
         log.info("producer metrics on http://%s:%d/metrics", config.metrics_host,
@@ -204,7 +205,8 @@ def run(
             return 1
         if server is not None and config.linger_s > 0 and not stop.is_set():
             # A finished producer would vanish before Prometheus' next scrape saw its total.
-            log.info("serving /metrics for %gs more (GUMBEL_PRODUCER__LINGER_S)", config.linger_s)
+            log.info("serving /metrics for %gs more (%s)", config.linger_s,
+                     env_name("producer", "linger_s"))
             with stop_on_signals(stop):
                 stop.wait(config.linger_s)
         return 0
@@ -231,8 +233,9 @@ def _twin(consumer: Any, settings: ProducerServiceSettings,
     if first is None:
         return 0
     if events.categories and len(events.categories) != first.num_categories:
-        log.error("events.categories (--categories, GUMBEL_EVENTS__CATEGORIES): %d names, but "
-                  "model %r has %d categories", len(events.categories), config.from_model,
+        log.error("%s: %d names, but model %r has %d categories",
+                  named("producer", "events", "categories"), len(events.categories),
+                  config.from_model,
                   first.num_categories)
         return 2
     log.info("following model %r: estimate of step %d, %d samples seen, %s",

@@ -34,6 +34,7 @@ import torch
 from gumbel_core import CountingEstimator
 from services.common import logs
 from services.common.settings import TrainerServiceSettings
+from services.flags import named
 from services.trainer.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -193,8 +194,8 @@ class LearnerActor:
         except NoValidCheckpoint as exc:
             if policy == "fail":
                 raise CheckpointError(
-                    f"{exc}. Set on_corrupt_checkpoint to relearn or accept_loss "
-                    "(GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT)") from exc
+                    f"{exc}. Set {named('trainer', 'trainer', 'on_corrupt_checkpoint')} to "
+                    "relearn or accept_loss") from exc
             self._log.error("%s; on_corrupt_checkpoint=%s", exc, policy)
             self._history_lost = policy
             return
@@ -287,7 +288,7 @@ class LearnerActor:
                     f"no checkpoint holds partition {partition}, but the group "
                     f"{self.settings.trainer.group_id!r} committed offset {committed} for it: "
                     "the records before it would never reach the model. Set "
-                    "on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn "
+                    f"{named('trainer', 'trainer', 'on_corrupt_checkpoint')} to relearn "
                     "(from the earliest offsets) or accept_loss (from the committed ones)")
         if policy is None:
             return beginning
@@ -506,8 +507,8 @@ class LearnerActor:
 def old_layout_message(model_id: str, files: list[Any]) -> str:
     return (f"model {model_id!r} has {len(files)} checkpoints of the per-partition layout "
             f"(in {files[0].parent.parent}/actor-<i>/), which one learner per model cannot "
-            "continue: set trainer.on_corrupt_checkpoint ("
-            "GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) to relearn (from the earliest offsets) or "
+            f"continue: set {named('trainer', 'trainer', 'on_corrupt_checkpoint')} to relearn "
+            "(from the earliest offsets) or "
             "accept_loss (from the group's committed ones); the old files are left alone")
 
 

@@ -15,13 +15,14 @@ from typing import Any
 
 from services.common.errors import StartupError
 from services.common.settings import TrainerSettings
+from services.flags import named
 from services.trainer.checkpoint import CheckpointError, CheckpointStore, learner_dir, old_layout
 from services.trainer.learner import old_layout_message
 
 __all__ = ["check_checkpoint_dir", "check_checkpoints_match", "check_cpus", "check_gpus",
            "check_learner_resources"]
 
-_DIR_SETTING = "trainer.checkpoint_dir (--checkpoint-dir, GUMBEL_TRAINER__CHECKPOINT_DIR)"
+_DIR_SETTING = named("trainer", "trainer", "checkpoint_dir")
 
 
 def check_checkpoint_dir(cfg: TrainerSettings) -> None:
@@ -59,8 +60,8 @@ def check_checkpoints_match(cfg: TrainerSettings) -> None:
             return
         raise StartupError(
             f"{exc}: the records they hold would be lost. Move them away to investigate, "
-            "or set trainer.on_corrupt_checkpoint (GUMBEL_TRAINER__ON_CORRUPT_CHECKPOINT) "
-            "to relearn or accept_loss"
+            f"or set {named('trainer', 'trainer', 'on_corrupt_checkpoint')} to relearn or "
+            "accept_loss"
         ) from None
     if latest is not None:
         _compare(cfg, latest.state.get("learner", {}).get("config", {}), latest.path)
@@ -71,11 +72,11 @@ def check_checkpoints_match(cfg: TrainerSettings) -> None:
 
 
 def _compare(cfg: TrainerSettings, stored: Mapping[str, Any], path: Path) -> None:
-    for name, flag in (("num_categories", "--num-categories"), ("estimator", "--estimator")):
+    for name in ("num_categories", "estimator"):
         ours = getattr(cfg, name)
         if name in stored and stored[name] != ours:
             raise StartupError(
-                f"invalid setting trainer.{name} ({flag}, GUMBEL_TRAINER__{name.upper()}): "
+                f"invalid setting {named('trainer', 'trainer', name)}: "
                 f"{ours!r}, but the checkpoint {path} of model {cfg.model_id!r} was written with "
                 f"{stored[name]!r}; use that value, another --model-id, or another "
                 "--checkpoint-dir"
@@ -99,14 +100,14 @@ def check_gpus(
 ) -> None:
     """The Ray cluster (or this machine) has the GPUs the learner asks for."""
     _check_resource("GPU", cfg.gpus_per_actor,
-                    "trainer.gpus_per_actor (--gpus-per-actor, GUMBEL_TRAINER__GPUS_PER_ACTOR)",
+                    named("trainer", "trainer", "gpus_per_actor"),
                     float(cluster_resources.get("GPU", 0.0)), where, " (for the learner)")
 
 
 def check_cpus(cfg: TrainerSettings, cluster_resources: Mapping[str, float]) -> None:
     """The Ray cluster has the CPUs the learner and the ingest actors ask for."""
     _check_resource("CPU", cfg.cpus_per_actor * (cfg.num_actors + 1),
-                    "trainer.cpus_per_actor (GUMBEL_TRAINER__CPUS_PER_ACTOR)",
+                    named("trainer", "trainer", "cpus_per_actor"),
                     float(cluster_resources.get("CPU", 0.0)), "the Ray cluster",
                     f" (the learner and {cfg.num_actors} ingest actors x "
                     f"{cfg.cpus_per_actor:g}); add nodes, or ask less per actor (e.g. 0.5)")
@@ -117,7 +118,7 @@ def check_learner_resources(cfg: TrainerSettings, cluster_resources: Mapping[str
     Kubernetes the worker group, that holds its checkpoint volume)."""
     for name, amount in sorted(cfg.learner_resources.items()):
         _check_resource(f"{name!r} resource", amount,
-                        "trainer.learner_resources (GUMBEL_TRAINER__LEARNER_RESOURCES)",
+                        named("trainer", "trainer", "learner_resources"),
                         float(cluster_resources.get(name, 0.0)), "the Ray cluster",
                         " (for the learner): is the worker group that offers it up (its "
                         "rayStartParams resources)?")

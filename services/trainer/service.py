@@ -24,6 +24,7 @@ from services.common.kafka import broker_ready, make_producer
 from services.common.schemas import ESTIMATE_HEADERS, Estimate
 from services.common.settings import TrainerServiceSettings
 from services.common.signals import stop_on_signals
+from services.flags import named
 from services.trainer.coordinator import UNAVAILABLE, Coordinator
 from services.trainer.ingest import IngestActor, LearnerUnavailable
 from services.trainer.learner import LearnerActor, OfferReply
@@ -103,9 +104,9 @@ def init_ray(address: str | None, auth_token: str | None = None,
     except ConnectionError as exc:
         if not address:
             raise
-        hint = ("is the token right? (trainer.ray_auth_token)" if auth_token else
-                "if it uses token authentication, set trainer.ray_auth_token "
-                "(GUMBEL_TRAINER__RAY_AUTH_TOKEN) or RAY_AUTH_MODE=token")
+        token = named("trainer", "trainer", "ray_auth_token")
+        hint = (f"is the token right? ({token})" if auth_token else
+                f"if it uses token authentication, set {token} or RAY_AUTH_MODE=token")
         raise StartupError(
             f"invalid setting trainer.ray_address (--ray-address, RAY_ADDRESS): cannot join "
             f"the Ray cluster at {address}: {exc}; {hint}"
@@ -256,7 +257,7 @@ def check_checkpoints_where_the_learner_runs(settings: TrainerServiceSettings,
     except GetTimeoutError:
         raise StartupError(
             f"the checkpoint check on the learner's node did not run in {timeout_s:g} s: no "
-            "node offers it trainer.learner_resources (GUMBEL_TRAINER__LEARNER_RESOURCES) "
+            f"node offers it {named('trainer', 'trainer', 'learner_resources')} "
             f"{dict(settings.trainer.learner_resources)} free") from None
     if problem is not None:
         raise StartupError(f"{problem} (on the learner's node)")

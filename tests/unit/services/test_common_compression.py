@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 import services.common.kafka as kafka_adapter
-import services.common.settings as settings_module
+import services.common.settings.kafka as settings_module
 from services.common.settings import (
     COMPRESSION_TYPES,
     KafkaSettings,

@@ -80,3 +80,19 @@ def test_bad_learner_resources_name_the_setting(monkeypatch, value: str, says: s
     assert message.startswith("invalid setting trainer.learner_resources "
                               "(GUMBEL_TRAINER__LEARNER_RESOURCES): "), message
     assert says in message
+
+
+def test_the_choices_come_from_their_one_source() -> None:
+    from typing import get_args
+
+    from gumbel_core import ESTIMATORS
+    from services.common.event_format import EVENT_FORMATS
+    from services.common.settings import COMPRESSION_TYPES, EventSettings, KafkaSettings
+
+    for name in ESTIMATORS:
+        assert TrainerSettings(estimator=name).estimator == name
+    with pytest.raises(ValidationError, match="choose one of soft, st"):
+        TrainerSettings(estimator="gumbel")
+    assert get_args(EventSettings.model_fields["format"].annotation) == EVENT_FORMATS
+    assert get_args(KafkaSettings.model_fields["compression_type"].annotation) == (
+        COMPRESSION_TYPES)
