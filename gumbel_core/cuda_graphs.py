@@ -236,30 +236,19 @@ class GraphedOnlineGAN:
         self._set("track", self._track, 1.0 if on_device else 0.0)
         k = learner.num_categories
         total = torch.zeros(k, dtype=torch.float64)  # (K,) CPU batches, for the baseline
-        tau = math.nan
+        tau = math.nan  # the first step's temperature
         for piece in values.split(self.step_size):
-            if piece.numel() != self.step_size:  # a remainder: the same step, uncaptured
+            counts: torch.Tensor | None
+            if piece.numel() == self.step_size:
+                step_tau, counts = self._graphed_step(piece, on_device)
+            else:  # a remainder: the same step, uncaptured
                 piece = piece.cpu()
                 check_values(piece, k)
-                tau = learner.temperature if math.isnan(tau) else tau
-                total += self._eager_step(piece)
-                continue
-            inputs = learner.begin_step()
-            tau = inputs.temperature if math.isnan(tau) else tau
-            self._set("tau", self._tau, inputs.temperature)
-            self._set("average_weight", self._average_weight, inputs.average_weight)
-            self._values.copy_(piece, non_blocking=True)
-            if self._graph is not None:
-                self._graph.replay()
-            else:
-                self._step_or_fall_back()
-            if on_device:
-                learner.end_step(None)  # checked for drift at the next call
-                self._drift_rows.append(self._counts.clone())
-            else:
-                counts = torch.bincount(piece, minlength=k).to(torch.float64)  # (K,)
+                counts = _counts_of(piece, k)
+                step_tau = learner.eager_step(counts)[0]
+            tau = step_tau if math.isnan(tau) else tau
+            if counts is not None:
                 total += counts
-                learner.end_step(counts)
         if on_device:
             self._queue_pending_drift()
         if total.sum() > 0:
@@ -268,18 +257,28 @@ class GraphedOnlineGAN:
         nan = math.nan
         return StepStats(learner.step, learner.samples_seen, tau, nan, nan, int(values.numel()))
 
-    def _eager_step(self, piece: torch.Tensor) -> torch.Tensor:
+    def _graphed_step(self, piece: torch.Tensor,
+                      on_device: bool) -> tuple[float, torch.Tensor | None]:
+        """One step of ``step_size`` values: the learner's host halves around a replay (or,
+        with ``capture=False``, the captured body run eagerly). Returns the step's temperature
+        and, for a CPU piece, its ``(K,)`` float64 counts (a device piece's are checked for
+        drift at the next call)."""
         learner = self.learner
-        counts = torch.bincount(piece, minlength=learner.num_categories).to(torch.float64)
         inputs = learner.begin_step()
-        learner.device_step(
-            counts.to(learner.device, torch.float32),
-            int(piece.numel()),
-            inputs.temperature,
-            inputs.average_weight,
-        )
+        self._set("tau", self._tau, inputs.temperature)
+        self._set("average_weight", self._average_weight, inputs.average_weight)
+        self._values.copy_(piece, non_blocking=True)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._step_or_fall_back()
+        if on_device:
+            learner.end_step(None)
+            self._drift_rows.append(self._counts.clone())
+            return inputs.temperature, None
+        counts = _counts_of(piece, learner.num_categories)
         learner.end_step(counts)
-        return counts
+        return inputs.temperature, counts
 
     def _queue_pending_drift(self) -> None:
         rows = torch.stack(self._drift_rows)  # (steps, K) on the device
@@ -371,6 +370,11 @@ class GraphedOnlineGAN:
             f"GraphedOnlineGAN({self.learner!r}, batch_size={self.batch_size}, "
             f"fused={self.fused}, capture={self.capture})"
         )
+
+
+def _counts_of(piece: torch.Tensor, num_categories: int) -> torch.Tensor:
+    """The ``(K,)`` float64 counts of a CPU piece of checked ids."""
+    return torch.bincount(piece, minlength=num_categories).to(torch.float64)
 
 
 def _make_capturable(opt: torch.optim.Optimizer, device: torch.device) -> None:

@@ -79,7 +79,19 @@ class CategoricalEstimator:
         return f"{type(self).__name__}()"
 
 
-class SoftGumbel(CategoricalEstimator):
+class _GumbelSoftmaxEstimator(CategoricalEstimator):
+    """``gumbel_softmax(logits, tau, hard=self.hard)``: the shared body of ``soft`` and ``st``."""
+
+    def _sample(
+        self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        # A tensor tau (the GAN's step) skips gumbel_softmax's check, which reads it back.
+        if isinstance(tau, torch.Tensor):
+            return relaxed_sample(logits, tau, hard=self.hard, generator=generator)
+        return gumbel_softmax(logits, tau=tau, hard=self.hard, generator=generator)
+
+
+class SoftGumbel(_GumbelSoftmaxEstimator):
     """Relaxed samples ``softmax((logits + g) / tau)`` (Jang et al. 2017; the original post).
 
     The forward value is *not* one-hot, so a discriminator that compares it with one-hot real
@@ -95,15 +107,8 @@ class SoftGumbel(CategoricalEstimator):
     name = "soft"
     hard = False
 
-    def _sample(
-        self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        if isinstance(tau, torch.Tensor):
-            return relaxed_sample(logits, tau, hard=False, generator=generator)
-        return gumbel_softmax(logits, tau=tau, hard=False, generator=generator)
 
-
-class StraightThroughGumbel(CategoricalEstimator):
+class StraightThroughGumbel(_GumbelSoftmaxEstimator):
     """Straight-through Gumbel-softmax: one-hot forward, soft-sample gradient backward.
 
     Examples
@@ -114,13 +119,7 @@ class StraightThroughGumbel(CategoricalEstimator):
     """
 
     name = "st"
-
-    def _sample(
-        self, logits: torch.Tensor, tau: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        if isinstance(tau, torch.Tensor):
-            return relaxed_sample(logits, tau, hard=True, generator=generator)
-        return gumbel_softmax(logits, tau=tau, hard=True, generator=generator)
+    hard = True
 
 
 class ReinMax(CategoricalEstimator):

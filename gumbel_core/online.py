@@ -312,12 +312,7 @@ class OnlineGAN:
         tau = self.schedule.value
         g_loss = d_loss = torch.zeros(())
         for row in rows:  # (K,)
-            inputs = self.begin_step()
-            tau = inputs.temperature
-            g_loss, d_loss = self.device_step(
-                row.to(self.device, torch.float32), int(row.sum()), tau, inputs.average_weight
-            )
-            self.end_step(row)
+            tau, g_loss, d_loss = self.eager_step(row)
         total = rows.sum(0)  # (K,)
         batch_size = int(total.sum())
         self.baseline._add(total, batch_size)
@@ -338,6 +333,19 @@ class OnlineGAN:
         total = counts.to("cpu", torch.float64).sum(0)  # (K,)
         self.baseline._add(total, int(total.sum()))
         self.samples_seen += int(total.sum())
+
+    def eager_step(self, counts: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """One whole training step on a step's ``(K,)`` float64 counts on the CPU (not empty):
+        :meth:`begin_step`, :meth:`device_step`, :meth:`end_step`. The baseline and
+        ``samples_seen`` are the caller's. Returns the step's temperature and the (generator,
+        discriminator) losses as 0-d tensors."""
+        inputs = self.begin_step()
+        g_loss, d_loss = self.device_step(
+            counts.to(self.device, torch.float32), int(counts.sum()), inputs.temperature,
+            inputs.average_weight,
+        )
+        self.end_step(counts)
+        return inputs.temperature, g_loss, d_loss
 
     def begin_step(self) -> StepInputs:
         """The host half before a step: set the learning rates (the drift response's boost)
