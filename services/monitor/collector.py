@@ -107,6 +107,27 @@ _ACTOR_COUNTERS: tuple[tuple[str, str, Callable[[ActorCounters], int]], ...] = (
 )
 
 
+# Series an actor shown adds: its gauges, the two checkpoint gauges, its counters, records read.
+_SERIES_PER_ACTOR = len(_ACTOR_GAUGES) + 2 + len(_ACTOR_COUNTERS) + 1
+
+
+def _partition_lags(estimate: Estimate) -> dict[str, int]:
+    """Records not learned yet per partition. One actor owns each partition; should two report
+    one (an old status republished after a reassignment), one sample keeps the scrape valid:
+    the larger."""
+    by_partition: dict[str, int] = {}
+    for m in estimate.actor_metrics:
+        for partition, records in m.lag_by_partition.items():
+            by_partition[partition] = max(records, by_partition.get(partition, 0))
+    return by_partition
+
+
+def _largest(items: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    """The ``n`` items with the largest value (ties: the smaller key), in key order (ints)."""
+    top = sorted(items, key=lambda i: (-i[1], int(i[0])))[:n]
+    return sorted(top, key=lambda i: int(i[0]))
+
+
 def _histogram(name: str, doc: str, histogram: Histogram) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=[])
     family.add_metric([], [(floatToGoString(b), c) for b, c in
@@ -142,14 +163,21 @@ class EstimateCollector(Collector):
     own counters are exposed: a missing series, not a made-up zero. The per-category series
     follow ``services.monitor.categories``: at most the state's ``max_series_per_model`` per
     model and ``max_category_series`` in all, the series left out by the latter counted in
-    ``gumbel_monitor_category_series_omitted_total``.
+    ``gumbel_monitor_category_series_omitted_total``. The per-actor and per-partition series
+    have budgets of their own in all (each model gets a share, the actors and partitions
+    furthest behind first), their cut counted in ``gumbel_monitor_actor_series_omitted_total``:
+    a hundred models of 1,024 actors would otherwise make a 140 MB scrape.
     """
 
-    def __init__(self, state: LatestEstimates, max_category_series: int = 10_000) -> None:
+    def __init__(self, state: LatestEstimates, max_category_series: int = 10_000, *,
+                 max_actor_series: int = 6_000, max_partition_series: int = 2_000) -> None:
         self._state = state
         self.max_category_series = max_category_series
+        self.max_actor_series = max_actor_series
+        self.max_partition_series = max_partition_series
         self._omitted_lock = threading.Lock()
-        self._omitted = 0  # series the budget left out, all scrapes
+        self._omitted = 0  # category series the budget left out, all scrapes
+        self._actor_omitted = 0  # actor and partition series the budgets left out, all scrapes
         self._cutting = False  # whether the last scrape left some out (to log the change once)
         self._build_labels = {
             "version": _version(),
@@ -179,19 +207,45 @@ class EstimateCollector(Collector):
         )
         models = self._state.models()
         plan = self._plan(models)
+        partition_lags = {m: _partition_lags(kept.estimate) for m, kept in models.items()}
+        actors_shown, partitions_shown = self._actor_plan(models, partition_lags)
         with self._omitted_lock:
-            omitted = self._omitted
+            omitted, actor_omitted = self._omitted, self._actor_omitted
         yield CounterMetricFamily(
             "gumbel_monitor_category_series_omitted",
             "Per-category series the scrapes left out (summed in category=\"_other\") to "
             "stay within max_category_series, all models: added at each scrape.",
             value=omitted,
         )
+        yield CounterMetricFamily(
+            "gumbel_monitor_actor_series_omitted",
+            "Per-actor and per-partition series the scrapes left out to stay within the "
+            "monitor's budgets for them, all models (the actors and partitions furthest "
+            "behind are shown): added at each scrape.",
+            value=actor_omitted,
+        )
         yield from _merged(
             family
             for model_id, latest in models.items()
-            for family in _labelled(model_id, self._model_metrics(latest, plan[model_id]))
+            for family in _labelled(model_id, self._model_metrics(
+                latest, plan[model_id], actors_shown[model_id],
+                _largest(partition_lags[model_id].items(), partitions_shown[model_id])))
         )
+
+    def _actor_plan(self, models: Mapping[str, Latest],
+                    partition_lags: Mapping[str, Mapping[str, int]],
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+        """How many actors and partitions each model shows, within the budgets."""
+        actors = {m: (len(kept.estimate.actor_metrics), _SERIES_PER_ACTOR)
+                  for m, kept in models.items()}
+        partitions = {m: (len(lags), 1) for m, lags in partition_lags.items()}
+        actors_shown = allot(actors, self.max_actor_series)
+        partitions_shown = allot(partitions, self.max_partition_series)
+        omitted = sum(max(0, actors[m][0] - actors_shown[m]) * _SERIES_PER_ACTOR
+                      + max(0, partitions[m][0] - partitions_shown[m]) for m in models)
+        with self._omitted_lock:
+            self._actor_omitted += omitted
+        return actors_shown, partitions_shown
 
     def _plan(self, models: Mapping[str, Latest]) -> dict[str, Shown]:
         """Each model's categories shown, within the budget; counts what it leaves out."""
@@ -211,7 +265,8 @@ class EstimateCollector(Collector):
                         "models)" if omitted else "all within max_category_series again")
         return {m: shown(kept.estimate, kept.ranking, allotted[m]) for m, kept in models.items()}
 
-    def _model_metrics(self, latest: Latest, categories: Shown) -> Iterator[Metric]:
+    def _model_metrics(self, latest: Latest, categories: Shown, actors_shown: int,
+                       partition_lags: list[tuple[str, int]]) -> Iterator[Metric]:
         yield from self._estimate_metrics(latest, categories)
         yield from self._counter_metrics(latest.counters)
         for name, doc, histogram in _HISTOGRAMS:
@@ -219,7 +274,8 @@ class EstimateCollector(Collector):
             if measured is not None:  # a trainer that does not measure it: no made-up zeros
                 yield _histogram(name, doc, measured)
         if latest.estimate.actor_metrics:  # a trainer that does not send them: no made-up zeros
-            yield from self._actor_metrics(latest.estimate, latest.counters.actors)
+            yield from self._actor_metrics(latest.estimate, latest.counters.actors,
+                                           actors_shown, partition_lags)
 
     def _estimate_metrics(self, latest: Latest, categories: Shown) -> Iterator[Metric]:
         """Gauges of the estimate itself: every value is finite, the schema sees to that.
@@ -340,14 +396,17 @@ class EstimateCollector(Collector):
         )
 
     def _actor_metrics(
-        self, estimate: Estimate, counters: Mapping[int, ActorCounters]
+        self, estimate: Estimate, counters: Mapping[int, ActorCounters], actors_shown: int,
+        partition_lags: list[tuple[str, int]],
     ) -> Iterator[Metric]:
-        """Per actor (label ``actor``: its index) and per partition; both sets are bounded.
+        """Per actor (label ``actor``: its index) and per partition: the ``actors_shown``
+        actors furthest behind (all, within the budget) and the partitions given.
 
         Only the actors of the latest estimate are shown, so an actor that is gone leaves no
         series behind.
         """
-        actors = estimate.actor_metrics
+        furthest_behind = sorted(estimate.actor_metrics, key=lambda m: (-m.lag, m.index))
+        actors = sorted(furthest_behind[:actors_shown], key=lambda m: m.index)
         for name, doc, value in _ACTOR_GAUGES:
             family = GaugeMetricFamily(name, doc, labels=["actor"])
             for m in actors:
@@ -369,18 +428,12 @@ class EstimateCollector(Collector):
                 written.add_metric([str(m.index)], float(m.checkpoint_time or 0.0))
             yield duration
             yield written
-        # One actor owns each partition. Should two report one (an old status republished
-        # after a reassignment), one sample per partition keeps the scrape valid: the larger.
-        by_partition: dict[str, int] = {}
-        for m in actors:
-            for partition, records in m.lag_by_partition.items():
-                by_partition[partition] = max(records, by_partition.get(partition, 0))
-        if by_partition:
+        if partition_lags:
             partition_lag = GaugeMetricFamily(
                 "gumbel_partition_lag_records", "Records on the partition of the numbers topic "
                 "that the trainer has not learned yet.", labels=["partition"],
             )
-            for partition, records in sorted(by_partition.items(), key=lambda i: int(i[0])):
+            for partition, records in partition_lags:
                 partition_lag.add_metric([partition], float(records))
             yield partition_lag
         for name, doc, count in _ACTOR_COUNTERS:

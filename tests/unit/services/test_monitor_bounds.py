@@ -128,3 +128,41 @@ def test_many_large_valid_estimates_keep_metrics_small_fast_and_memory_flat(moni
     assert set(served) == models
     assert [len(served[f"items-{i}"]["probabilities"]) for i in range(len(LARGE_KS))] == LARGE_KS
     print(f"/estimates {len(everything.content):,} bytes in {elapsed:.3f} s")
+
+
+def _many_actors(model_id: str, actors: int, partitions_each: int) -> bytes:
+    values = make_estimate(model_id=model_id).model_dump(mode="json")
+    values.update(actors=actors, actor_metrics=[
+        {"index": a, "lag": a, "checkpoint_time": 1.0,
+         "lag_by_partition": {str(a * partitions_each + p): a for p in range(partitions_each)}}
+        for a in range(actors)])
+    return json.dumps(values).encode()
+
+
+def test_many_models_of_many_actors_keep_metrics_small(monitor) -> None:
+    """Valid estimates of 1,024 actors (the most an Estimate holds) on 9,216 partitions each,
+    from 20 models, made a 28 MB scrape; the actor and partition series have budgets in all,
+    and each model shows the actors and partitions furthest behind."""
+    url, state = monitor
+    for i in range(20):
+        assert state.offer(_many_actors(f"wide-{i}", 1_024, 9)) is not None
+    assert state.offer(_many_actors("small", 2, 1)) is not None
+    body, elapsed = _scrape(url)
+    print(f"/metrics {len(body):,} bytes in {elapsed:.3f} s")
+    assert len(body) < MAX_BYTES, f"/metrics is {len(body):,} bytes"
+    assert elapsed < SCRAPE_BOUND_S, f"/metrics took {elapsed:.2f} s"
+    samples = [s for f in text_string_to_metric_families(body.decode()) for s in f.samples]
+    lag = [s for s in samples if s.name == "gumbel_actor_lag_records"]
+    small = {s.labels["actor"] for s in lag if s.labels["model_id"] == "small"}
+    assert small == {"0", "1"}  # a small model keeps all its actors
+    wide = [int(s.labels["actor"]) for s in lag if s.labels["model_id"] == "wide-0"]
+    assert 0 < len(wide) < 1_024
+    assert sorted(wide) == list(range(1_024 - len(wide), 1_024))  # the furthest behind
+    partitions = [s for s in samples if s.name == "gumbel_partition_lag_records"
+                  and s.labels["model_id"] == "wide-0"]
+    assert 0 < len(partitions) < 9_216
+    every_lag = sorted((a for a in range(1_024) for _ in range(9)), reverse=True)
+    shown = sorted((s.value for s in partitions), reverse=True)
+    assert shown == every_lag[:len(shown)]  # the partitions furthest behind too
+    omitted = [s.value for s in samples if s.name == "gumbel_monitor_actor_series_omitted_total"]
+    assert omitted and omitted[0] > 0
