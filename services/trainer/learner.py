@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from gumbel_core import CountingEstimator
+from gumbel_core import CountingEstimator, OnlineGAN
 from services.common import logs
 from services.common.settings import TrainerServiceSettings
 from services.flags import named
@@ -80,10 +80,8 @@ PARTIAL_STEP_WAIT_S = 1.0
 LATENCY_BOUNDS_S = (*FINE_LATENCY_BUCKETS_S, math.inf)
 
 
-def build_learner(settings: TrainerServiceSettings, device: str) -> Any:
+def build_learner(settings: TrainerServiceSettings, device: str) -> OnlineGAN:
     """The model's ``OnlineGAN`` on ``device``."""
-    from gumbel_core import OnlineGAN  # imported late: the services start without it
-
     cfg = settings.trainer
     # The learner's tensors are tiny ((B, K) with small K): intra-op threads only add
     # synchronisation, and on a busy machine they make a step 10-30x slower (measured:

@@ -66,10 +66,6 @@ class Block:
     polled_at: float = 0.0  # unix s at which the ingest actor polled it (0: unknown)
 
     @property
-    def last_time(self) -> float:
-        return float(self.times.max()) if self.times.numel() else 0.0
-
-    @property
     def values(self) -> int:
         return int(self.counts.sum())
 

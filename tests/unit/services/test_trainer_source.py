@@ -49,7 +49,7 @@ def test_a_block_per_partition_with_its_range_counts_and_dead_letters() -> None:
     assert first.dead_letters == {"not_integer": 1}
     assert [b.offset for b in poll.bad] == [11]
     assert (second.start, second.end, second.values) == (0, 1, 1)
-    assert second.last_time == 1_700_000_000.0
+    assert second.times.tolist() == [1_700_000_000.0]
 
 
 def test_every_block_of_a_poll_says_when_it_was_polled_in_wall_clock_time() -> None:
