@@ -252,7 +252,8 @@ class CategoricalGAN(nn.Module):
         real_inputs = (1.0 - s) * eye + s / k if s else eye
         self.register_buffer("real_inputs", real_inputs, persistent=False)
         self.register_buffer("one_hots", eye, persistent=False)
-        # fused: one kernel per step instead of a Python loop over the update's operations.
+        # fused: one kernel per step instead of a Python loop over the update's operations
+        # (on CPU tensors too since torch 2.4, hence pyproject's torch floor).
         self.g_optimizer = torch.optim.Adam(
             self.generator.parameters(), lr=config.generator_lr, betas=config.betas, fused=True
         )

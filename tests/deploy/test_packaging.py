@@ -55,3 +55,11 @@ def test_without_extras_the_wheel_requires_torch_alone(wheel: Path) -> None:
     unconditional = [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r]
     assert [r.split(">")[0].split("=")[0].strip() for r in unconditional] == ["torch"]
     assert {"services", "embedded", "bench"} <= set(metadata.get_all("Provides-Extra"))
+
+
+def test_the_torch_floor_has_fused_adam_on_the_cpu() -> None:
+    """gan.py builds ``Adam(..., fused=True)`` for CPU learners too, which torch has from 2.4."""
+    (requirement,) = PYPROJECT["project"]["dependencies"]
+    name, floor = requirement.split(">=")
+    assert name == "torch"
+    assert tuple(int(part) for part in floor.split(".")[:2]) >= (2, 4)
