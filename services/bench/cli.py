@@ -8,10 +8,11 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.bench.results import BenchResult, format_table, machine_info
 
-__all__ = ["run_bench", "describe", "Bench", "BENCHES"]
+__all__ = ["run_bench", "describe", "gpu_result", "Bench", "BENCHES"]
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,26 @@ def _gpu(quick: bool) -> list[BenchResult]:
         return []
     from services.bench.gpu import run_gpu_bench
 
-    return [
-        BenchResult(
-            name=row["name"],
-            value=row["value"],
-            baseline=row["baseline"],
-            unit=row["unit"],
-            command=row["command"],
-            detail=row.get("device", ""),
-        )
-        for row in run_gpu_bench(quick)
-    ]
+    return [gpu_result(row) for row in run_gpu_bench(quick)]
+
+
+# What a GPU row has besides its detail and device: in ``extra`` (``--json``) when present.
+_GPU_EXTRA = ("roofline_fraction",)
+
+
+def gpu_result(row: dict[str, Any]) -> BenchResult:
+    """A ``run_gpu_bench`` row as a result: its detail with the device name after it, its
+    roofline fraction (the fused kernel's) in ``extra``."""
+    detail = "; ".join(part for part in (row.get("detail", ""), row.get("device", "")) if part)
+    return BenchResult(
+        name=row["name"],
+        value=row["value"],
+        baseline=row["baseline"],
+        unit=row["unit"],
+        command=row["command"],
+        detail=detail,
+        extra={key: row[key] for key in _GPU_EXTRA if key in row},
+    )
 
 
 def _kafka_bench(name: str) -> Callable[[bool], list[BenchResult]]:

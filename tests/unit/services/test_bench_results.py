@@ -39,3 +39,25 @@ def test_the_command_prints_the_table_and_refuses_no_file(
     assert capsys.readouterr().out == format_table(load_results(str(RESULTS)))
     assert main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_a_gpu_row_keeps_its_detail_and_roofline_fraction_beside_the_device() -> None:
+    from services.bench.cli import gpu_result
+
+    row = {"name": "gpu_gumbel_softmax", "value": 3000.0, "baseline": 1000.0,
+           "ratio": 3.0, "unit": "GB/s effective", "command": "gumbel-stream bench gpu",
+           "device": "NVIDIA H200", "detail": "(65536, 64) float32 soft",
+           "roofline_fraction": 0.62}
+    result = gpu_result(row).to_dict()
+    assert result["detail"] == "(65536, 64) float32 soft; NVIDIA H200"
+    assert result["extra"] == {"roofline_fraction": 0.62}
+    assert result["ratio"] == 3.0
+
+
+def test_a_gpu_row_without_a_roofline_has_no_extra() -> None:
+    from services.bench.cli import gpu_result
+
+    row = {"name": "gpu_step", "value": 2.0, "baseline": 1.0, "unit": "steps/s",
+           "command": "gumbel-stream bench gpu", "device": "NVIDIA H200", "detail": "K=5"}
+    assert gpu_result(row).detail == "K=5; NVIDIA H200"
+    assert "extra" not in gpu_result(row).to_dict()
