@@ -326,8 +326,11 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
         return run_bench(args.names, as_json=args.json, quick=args.quick)
     command = SERVICES[args.command]
     service_settings = load_settings(getattr(settings, command.settings), command.flags, args)
-    if args.command == "up" and _needs_embedded(service_settings):
-        require_extra("embedded", "up")
+    if args.command == "up":
+        from services.up.plan import broker_of
+
+        if broker_of(service_settings) == "embedded":
+            require_extra("embedded", "up")
     # What this process was told, for what it starts: up's services, a local Ray's workers.
     os.environ["GUMBEL_LOG_LEVEL"] = log_settings.log_level
     os.environ["GUMBEL_LOG_FORMAT"] = log_settings.log_format
@@ -340,11 +343,6 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
         return out.fail(str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return 130
-
-
-def _needs_embedded(settings: Any) -> bool:
-    explicit = "bootstrap_servers" in settings.kafka.model_fields_set
-    return bool(settings.broker == "embedded" and not explicit)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,23 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-__all__ = ["SECRETS_DIR_ENV", "ServiceSettings"]
+__all__ = ["SECRETS_DIR_ENV", "SETTINGS_JSON_ENV", "ServiceSettings", "handoff"]
 
 
 SERVICE_CONFIG = SettingsConfigDict(
@@ -30,6 +32,26 @@ SERVICE_CONFIG = SettingsConfigDict(
 
 
 SECRETS_DIR_ENV = "GUMBEL_SECRETS_DIR"
+
+
+# `up` hands each child its settings as one JSON object here (``handoff``); a child that
+# finds it reads nothing else, so it runs with what up resolved (flags, ports, the broker).
+SETTINGS_JSON_ENV = "GUMBEL_SETTINGS_JSON"
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)  # Path, HttpUrl
+
+
+def handoff(settings: BaseModel, child: type[BaseSettings]) -> dict[str, str]:
+    """The environment that gives a ``child`` command the same settings as ``settings``
+    (those of its sections): the values that were set, secrets included, as one variable."""
+    data = {name: getattr(settings, name).model_dump(mode="python", exclude_unset=True)
+            for name, field in child.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    return {SETTINGS_JSON_ENV: json.dumps(data, default=_revealed)}
 
 
 class ServiceSettings(BaseSettings):
@@ -54,6 +76,9 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        handed = os.environ.get(SETTINGS_JSON_ENV)
+        if handed:  # a child of `up`: exactly the settings up resolved, nothing else
+            return init_settings, InitSettingsSource(settings_cls, json.loads(handed))
         # The directory is itself a setting, so it comes from the environment, read here.
         secrets_dir = os.environ.get(SECRETS_DIR_ENV) or None
         problem = None if secrets_dir is None else _secrets_dir_problem(secrets_dir)

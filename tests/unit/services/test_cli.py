@@ -173,6 +173,8 @@ def test_a_service_logs_json_lines_with_gumbel_log_format_json() -> None:
 
 
 def test_up_needs_the_embedded_extra_only_for_the_embedded_broker() -> None:
-    assert cli._needs_embedded(settings.UpSettings())
-    assert not cli._needs_embedded(settings.UpSettings(broker="apache-kafka"))
-    assert not cli._needs_embedded(settings.UpSettings(kafka={"bootstrap_servers": "k:9092"}))
+    from services.up.plan import broker_of
+
+    assert broker_of(settings.UpSettings()) == "embedded"
+    assert broker_of(settings.UpSettings(broker="apache-kafka")) == "apache-kafka"
+    assert broker_of(settings.UpSettings(kafka={"bootstrap_servers": "k:9092"})) == "external"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from services.common.settings import UpSettings
 from services.up import page_address, service_env, with_ports, with_producer_truth
 
@@ -15,10 +17,11 @@ def test_the_page_address_is_on_loopback_for_a_wildcard_bind() -> None:
 
 def test_the_monitor_reads_the_truth_from_the_producer_of_up() -> None:
     settings = with_producer_truth(UpSettings(producer={"metrics_port": 9300}))
-    env = service_env(settings, "monitor")
-    assert env["GUMBEL_MONITOR__PRODUCER_METRICS_URL"] == "http://127.0.0.1:9300/metrics"
+    [handed] = service_env(settings, "monitor").values()  # one serialised object
+    monitor = json.loads(handed)["monitor"]
+    assert monitor["producer_metrics_url"] == "http://127.0.0.1:9300/metrics"
     # the page compares the truth with the model this producer feeds only (issue 24 §4)
-    assert env["GUMBEL_MONITOR__TRUTH_MODEL_ID"] == settings.trainer.model_id == "default"
+    assert monitor["truth_model_id"] == settings.trainer.model_id == "default"
 
 
 def test_a_truth_url_given_by_the_user_is_kept() -> None:
@@ -36,3 +39,15 @@ def test_port_0_becomes_the_real_port_before_it_is_announced() -> None:
         f"http://127.0.0.1:{settings.producer.metrics_port}/metrics")
     fixed = UpSettings(monitor={"port": 9200}, producer={"metrics_port": 9300})
     assert with_ports(fixed) == fixed
+
+
+def test_a_child_reads_the_settings_of_up_and_nothing_else(monkeypatch) -> None:
+    from services.common.settings import MonitorServiceSettings
+
+    settings = UpSettings(monitor={"port": 9200}, kafka={"sasl_password": "s3cret"})
+    monkeypatch.setenv("GUMBEL_MONITOR__PORT", "1")  # up's own environment, which up resolved
+    for key, value in service_env(settings, "monitor").items():
+        monkeypatch.setenv(key, value)
+    child = MonitorServiceSettings()
+    assert child.monitor.port == 9200
+    assert child.kafka.sasl_password.get_secret_value() == "s3cret"
