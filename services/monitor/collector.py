@@ -38,7 +38,7 @@ from services.monitor.state import (
     total_variation,
 )
 
-__all__ = ["EstimateCollector", "category_label", "category_labels", "total_variation"]
+__all__ = ["EstimateCollector", "category_label", "total_variation"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,6 @@ def category_label(estimate: Estimate, category: int) -> str:
     id."""
     names = estimate.category_names
     return names[category] if names is not None else str(category)
-
-
-def category_labels(estimate: Estimate) -> list[str]:
-    """The ``category`` label of each category (``category_label`` of every one)."""
-    if estimate.category_names is not None:
-        return list(estimate.category_names)
-    return [str(c) for c in range(estimate.num_categories)]
 
 
 def _version() -> str:
