@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["ProducerTruth", "Truth", "parse_truth"]
+__all__ = ["ProducerTruth", "Truth", "parse_page", "parse_truth"]
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,12 @@ class Truth:
     read_at: float  # the monitor's clock
 
 
-def parse_truth(text: str, read_at: float) -> Truth | None:
-    """``gumbel_true_probability{category}`` of a metrics page; None if it has none.
+def parse_page(text: str) -> tuple[int | None, tuple[float, ...] | None]:
+    """``gumbel_produced_total`` and ``gumbel_true_probability{category}`` of a metrics page.
 
-    Categories are the integers as strings; a page with another label (category names) or
-    a gap in the integers is not a distribution the page can put next to the estimate.
+    The count is read whatever the labels. The distribution (category i at index i) is None
+    unless the labels are the integers 0..K-1 as strings: category names, or a gap in the
+    integers, are not a distribution the page can put next to the estimate.
     """
     by_category: dict[str, float] = {}
     produced: int | None = None
@@ -45,11 +46,17 @@ def parse_truth(text: str, read_at: float) -> Truth | None:
             elif sample.name == "gumbel_produced_total":
                 produced = int(sample.value)
     if not by_category or not all(c.isdigit() for c in by_category):
-        return None
+        return produced, None
     indexed = {int(c): p for c, p in by_category.items()}
     if sorted(indexed) != list(range(len(indexed))):
-        return None
-    return Truth(tuple(indexed[c] for c in range(len(indexed))), produced, read_at)
+        return produced, None
+    return produced, tuple(indexed[c] for c in range(len(indexed)))
+
+
+def parse_truth(text: str, read_at: float) -> Truth | None:
+    """The truth of a metrics page (``parse_page``); None if it has no distribution."""
+    produced, probabilities = parse_page(text)
+    return None if probabilities is None else Truth(probabilities, produced, read_at)
 
 
 def _fetch(url: str) -> str:

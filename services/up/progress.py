@@ -1,15 +1,14 @@
 """``up``'s progress line: produced and the truth from the producer's ``/metrics`` (read as
-the monitor reads it, ``truth.parse_truth``), learned and the estimate from the monitor's
+the monitor reads it, ``truth.parse_page``), learned and the estimate from the monitor's
 ``/estimate``, and the total variation between them (``gumbel_core.total_variation``)."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from dataclasses import dataclass
 
-from services.monitor.truth import parse_truth
+from services.monitor.truth import parse_page
 
 __all__ = ["Progress", "read_progress"]
 
@@ -62,14 +61,13 @@ def read_progress(producer_port: int, monitor_port: int, model_id: str,
     progress = Progress()
     page = _get(f"http://127.0.0.1:{producer_port}/metrics")
     try:
-        reported = None if page is None else parse_truth(page.decode("utf-8", "replace"),
-                                                         time.time())
+        produced, reported = (None, None) if page is None else parse_page(
+            page.decode("utf-8", "replace"))
     except ValueError:  # not a metrics page (something else on the port)
-        reported = None
-    if reported is not None:
-        progress.produced = reported.produced or 0
-        if len(reported.probabilities) == len(truth):
-            truth = list(reported.probabilities)
+        produced, reported = None, None
+    progress.produced = produced or 0
+    if reported is not None and len(reported) == len(truth):
+        truth = list(reported)
     body = _get(f"http://127.0.0.1:{monitor_port}/estimate?model_id={model_id}")
     try:
         estimate = json.loads(body) if body is not None else {}

@@ -57,3 +57,15 @@ def test_no_estimate_yet_leaves_the_estimate_out(monkeypatch) -> None:
     progress = up.read_progress(1, 2, "m", truth=[0.5, 0.5])
     assert progress.estimate is None and progress.total_variation is None
     assert progress.line() == "produced 3 | learned 0"
+
+
+def test_named_categories_still_give_the_records_produced(monkeypatch) -> None:
+    # A producer with category names labels its truth by name: no distribution by index to
+    # compare with, but the count of records produced is the same counter.
+    page = (b'gumbel_true_probability{category="cat"} 0.25\n'
+            b'gumbel_true_probability{category="dog"} 0.75\n'
+            b"gumbel_produced_total 1234.0\n")
+    serve(monkeypatch, page, ESTIMATE)
+    progress = up.read_progress(1, 2, "m", truth=[0.2, 0.3, 0.5])
+    assert progress.produced == 1234
+    assert progress.total_variation == pytest.approx(0.0)  # the configured truth
