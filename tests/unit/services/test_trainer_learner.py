@@ -155,6 +155,18 @@ def test_a_learner_behind_learns_every_value_in_steps_that_grow_until_it_keeps_u
     assert actor.step_sizer.size < max(sizes)
 
 
+def test_a_slow_stream_waiting_for_a_whole_step_is_not_behind() -> None:
+    """Less than a step waiting past BEHIND_S is a stream slower than the steps, not a learner
+    behind: the step stays step_size (doubling it only made the values wait longer)."""
+    actor = started(None, step_size=256)
+    actor.claim({0: (0, None)})
+    actor.offer([block(0, 0, [2] * 100)])
+    actor.learn_round()  # releases the 100 values; less than a step: they wait
+    actor._rows.released_at[:] -= 10 * learner_module.BEHIND_S  # as if they waited long
+    actor.learn_round()
+    assert actor.step_sizer.size == 256
+
+
 def test_a_backlog_the_learner_clears_in_time_is_learned_a_step_per_step_size(
     no_wall_clock: None,
 ) -> None:
