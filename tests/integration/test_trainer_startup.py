@@ -4,7 +4,6 @@ nothing started (issue 10, defect 6). Each case runs the real command in a subpr
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from services.brokers import free_port
 from services.trainer.checkpoint import CheckpointStore, learner_dir
 
 
@@ -26,12 +26,6 @@ def _trainer(*args: str, timeout_s: float = 60) -> tuple[int, str, float]:
     return done.returncode, done.stderr, time.monotonic() - started
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _one_clear_line(stderr: str, *needles: str) -> None:
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -41,7 +35,7 @@ def _one_clear_line(stderr: str, *needles: str) -> None:
 
 
 def test_an_unreachable_broker_is_one_error_line(tmp_path: Path) -> None:
-    code, stderr, _ = _trainer("--bootstrap-servers", f"127.0.0.1:{_free_port()}",
+    code, stderr, _ = _trainer("--bootstrap-servers", f"127.0.0.1:{free_port()}",
                                "--checkpoint-dir", str(tmp_path))
     assert code == 1
     errors = [line for line in stderr.splitlines() if " ERROR " in line]
