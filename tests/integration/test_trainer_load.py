@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from kafka import KafkaProducer
 
 from tests.integration.trainer_helpers import (
-    NUM_PARTITIONS,
     RunningTrainer,
     counts_of,
     estimate_counts,
     eventually,
     make_settings,
+    produce,
     stream,
 )
 
@@ -28,12 +27,7 @@ def test_a_backlog_is_learned_exactly_once_under_load(
     settings = make_settings(kafka_broker.bootstrap_servers, tmp_path, max_batch=4096,
                              checkpoint_interval_s=2.0)
     values = stream(RECORDS, seed=7)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all",
-                             linger_ms=20, batch_size=512 * 1024)
-    for i, value in enumerate(values):
-        producer.send(settings.kafka.numbers_topic, value=value, partition=i % NUM_PARTITIONS)
-    producer.flush(120)
-    producer.close()
+    produce(settings, values, linger_ms=20, batch_size=512 * 1024)
     with RunningTrainer(settings) as running:
         start = time.monotonic()
         eventually(lambda: running.learned() >= RECORDS, 240, "the backlog learned")

@@ -48,12 +48,14 @@ def make_settings(
 
 
 def produce(settings: TrainerServiceSettings, values: list[bytes | None],
-            partitions: int = NUM_PARTITIONS, start: int = 0) -> None:
-    """Write ``values`` round-robin over the partitions (explicitly, so tests know where)."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+            partitions: int = NUM_PARTITIONS, start: int = 0, **producer_options: Any) -> None:
+    """Write ``values`` round-robin over the partitions (explicitly, so tests know where);
+    ``producer_options`` go to the KafkaProducer (``acks="all"`` unless they say otherwise)."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
+                             **{"acks": "all", **producer_options})
     for i, value in enumerate(values, start=start):
         producer.send(settings.kafka.numbers_topic, value=value, partition=i % partitions)
-    producer.flush(30)
+    producer.flush(120)  # a bound for a backlog of hundreds of thousands (test_trainer_load)
     producer.close()
 
 
