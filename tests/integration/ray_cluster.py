@@ -19,6 +19,7 @@ from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
 from services.process_tree import descendants
 from services.up import service_env
+from tests.integration.trainer_helpers import start_trainer
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Ray marks a silent node dead after period x threshold (defaults: 3 s x 5 plus timeouts);
@@ -170,11 +171,7 @@ class DriverPod:
 def start_driver(settings: TrainerServiceSettings, address: str, log_path: Path
                  ) -> subprocess.Popen[bytes]:
     """`gumbel-stream trainer` joining the cluster at ``address`` (its own session)."""
-    env = {**os.environ, **service_env(settings, "trainer"),  # type: ignore[arg-type]
-           "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token"}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "services.cli", "trainer"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_trainer(settings, log_path, RAY_ADDRESS=address, RAY_AUTH_MODE="token")
 
 
 def stop_driver(driver: subprocess.Popen[bytes], log_path: Path) -> None:

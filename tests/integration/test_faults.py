@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from services.common.schemas import Estimate
-from services.up import service_env
 from tests.integration.trainer_helpers import (
     RunningTrainer,
     assert_every_offset_once,
@@ -31,6 +27,7 @@ from tests.integration.trainer_helpers import (
     make_settings,
     partition_sizes,
     produce,
+    start_trainer,
     stream,
 )
 
@@ -115,15 +112,6 @@ class EstimateReader:
             for record in batch:
                 self.latest = Estimate.from_bytes(record.value)
         return self.latest.samples_seen if self.latest else 0
-
-
-def start_trainer(settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **service_env(settings, "trainer")}  # type: ignore[arg-type]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "trainer"], env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
 
 
 def test_sigkill_of_the_whole_trainer_then_restart_loses_and_duplicates_nothing(

@@ -1,11 +1,12 @@
 """Helpers of the trainer's integration tests: settings on their own topics, streams,
-counts, and the trainer running in this process."""
+counts, and the trainer running in this process or as ``gumbel-stream trainer``."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from services.common.kafka import ensure_topics
 from services.common.schemas import Estimate
 from services.common.settings import TrainerServiceSettings
 from services.process_tree import descendants, start_time
+from services.up import service_env
 
 K = 5
 NUM_PARTITIONS = 4
@@ -175,6 +177,18 @@ class RunningTrainer:
     def __exit__(self, *exc: object) -> None:
         if self.thread.is_alive() or not self.stop_event.is_set():
             self.stop()
+
+
+def start_trainer(settings: TrainerServiceSettings, log_path: Path, **env: str
+                  ) -> subprocess.Popen[bytes]:
+    """`gumbel-stream trainer` in its own session with ``settings`` (and ``env`` on top),
+    its output in ``log_path``."""
+    environment = {**os.environ, **service_env(settings, "trainer"),  # type: ignore[arg-type]
+                   **env}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "services.cli", "trainer"],
+                                env=environment, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def kill_tree(process: subprocess.Popen[bytes]) -> None:
