@@ -411,7 +411,7 @@ def run_drift_bench(quick: bool = False) -> list[BenchResult]:
     return results
 
 
-START_CHECKPOINTS = (30_000, 60_000, 120_000)  # records from a fresh learner
+START_CHECKPOINTS = (10_000, 30_000, 60_000, 120_000)  # records from a fresh learner
 
 
 def run_start(
