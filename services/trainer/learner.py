@@ -64,10 +64,11 @@ _log = logging.getLogger(__name__)
 ROUND_STEPS = 8
 # Behind: at least one step's values wait, and they would take the learner longer than
 # this to step at its current step size (at its recent seconds a step), or its oldest piece
-# has waited this long. Each round behind doubles the step (StepSizer), which also bounds what waits; with
-# backpressure=sample, a round behind counts what its steps cannot take instead. A backlog
-# the learner clears within this keeps its steps. (What the merge still holds back for event
-# time is not the learner behind, nor are readers it has paused: they hold one block each.)
+# has waited this long. Each round behind doubles the step (StepSizer), which also bounds
+# what waits; with backpressure=sample, a round behind counts what its steps cannot take
+# instead. A backlog the learner clears within this keeps its steps. (What the merge still
+# holds back for event time is not the learner behind, nor are readers it has paused: they
+# hold one block each.)
 BEHIND_S = 0.25
 # The largest step, in values. The GAN's cost per step barely grows with its values (it
 # draws at most max_fake_batch_size fakes), so its rate grows with its steps: at 2^20 values
