@@ -282,17 +282,19 @@ def bench_ingest(
 # -- scale ---------------------------------------------------------------------------------
 
 
-def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int
+def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int, run: int = 0
                      ) -> tuple[float, int]:
-    """Records/s of the learner fed by ``num_actors`` Ray ingest actors learning ``n`` records;
-    how many nodes ran the ingest actors."""
+    """Records/s of the learner fed by ``num_actors`` Ray ingest actors learning ``n`` records
+    from the topic's start (run ``run``: a consumer group of its own); how many nodes ran the
+    ingest actors."""
     import ray
 
     from services.trainer.service import remote_ingest_class, remote_learner_class
 
     with tempfile.TemporaryDirectory() as checkpoints:
         settings = _trainer_settings(
-            kafka, topic, Path(checkpoints), num_actors=num_actors, model_id=f"scale{num_actors}"
+            kafka, topic, Path(checkpoints), num_actors=num_actors, model_id=f"scale{num_actors}",
+            group_id=f"bench-{topic}-{run}",
         )
         learner = remote_learner_class(settings).remote(settings, autostart=True)
         ray.get(learner.status.remote())
@@ -309,19 +311,24 @@ def _ray_actors_rate(kafka: KafkaSettings, topic: str, n: int, num_actors: int
     return rate, nodes
 
 
-def bench_ingest_partitions(kafka: KafkaSettings, n: int,
-                            widths: tuple[int, ...] = (2, 32, 128)) -> list[BenchResult]:
+def bench_ingest_partitions(kafka: KafkaSettings, n: int, widths: tuple[int, ...] = (2, 32, 128),
+                            repeats: int = 3) -> list[BenchResult]:
     """Records/s the learner learns from ``n`` ASCII records fed by 2 Ray ingest actors, on
-    topics of each width: one result per width past the first, against the first."""
+    topics of each width: one result per width past the first, against the first.
+
+    The widths run in rounds (2, 32, 128, 2, 32, 128, ...) and each reports its median: one
+    run of a few seconds on a 2-core machine swings by a third with whatever else runs."""
     from services.trainer.service import init_ray
 
     started = init_ray(None, num_cpus=3)  # the learner and 2 ingest actors
     try:
-        rates = {}
+        rates: dict[int, list[float]] = {width: [] for width in widths}
         for width in widths:
-            topic = f"partitions-{width}"
-            fill_topic(kafka, topic, n, partitions=width)
-            rates[width], _ = _ray_actors_rate(kafka, topic, n, 2)
+            fill_topic(kafka, f"partitions-{width}", n, partitions=width)
+        for run in range(repeats):
+            for width in widths:
+                rate, _ = _ray_actors_rate(kafka, f"partitions-{width}", n, 2, run)
+                rates[width].append(rate)
     finally:
         if started:
             import ray
@@ -330,10 +337,11 @@ def bench_ingest_partitions(kafka: KafkaSettings, n: int,
     first = widths[0]
     return [
         BenchResult(
-            f"ingest_partitions_{width}", rates[width], rates[first], "records/s",
+            f"ingest_partitions_{width}", statistics.median(rates[width]),
+            statistics.median(rates[first]), "records/s",
             "gumbel-stream bench ingest_partitions",
             f"{n:,} ASCII records learned by the one learner fed by 2 Ray ingest actors: "
-            f"{width} partitions vs {first}",
+            f"{width} partitions vs {first}, median of {repeats} alternating runs",
         )
         for width in widths[1:]
     ]
