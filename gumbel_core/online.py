@@ -48,22 +48,27 @@ class LearnerConfig:
     drift_z: float | None = 5.0
     drift_long_window: int = 500
     # The response to a detected drift: the reported average restarts, the temperature
-    # schedule starts again from its hot end (reheat_on_drift), and the learning rates are
-    # multiplied by these boosts, which fall linearly back to 1 over boost_steps steps.
+    # schedule starts again from its hot end (reheat_on_drift), the replay below runs, and
+    # the learning rates may be multiplied by these boosts, which fall linearly back to 1
+    # over boost_steps steps. They are 1 (off) by default: with the replay, boosted rates
+    # overshoot (docs/learner.md measured replay and boosts 1 as the best pair).
     reheat_on_drift: bool = True
-    generator_lr_boost: float = 4.0
-    discriminator_lr_boost: float = 4.0
+    generator_lr_boost: float = 1.0
+    discriminator_lr_boost: float = 1.0
     boost_steps: int = 250
     # A fresh learner has as far to go as one after a switch (from uniform to the stream), so
-    # it starts boosted too (docs/learner.md: on the post's distribution TV 0.021 instead of
-    # 0.111 after 30,000 records).
+    # it starts with the drift response too: the replay, and the boosts if any
+    # (docs/learner.md: on post, TV 0.0092 after 10,000 records with the replay, 0.0961
+    # without).
     boost_at_start: bool = True
     # Replay: after a detected drift (and at the start, with boost_at_start) the learner keeps
     # the counts of the records since then, up to replay_records of them, and every step
     # trains replay_steps more D and G steps on that buffer. They are adversarial steps on
     # real records like any other, so the GAN fits the newest data in far fewer records
     # than one step per batch allows; the buffer holds only records after the detection.
-    replay_steps: int = 0
+    # It costs replay_steps more steps per step until replay_records are in (st, K=5, CPU:
+    # 1.4 s once for the start's 10,000 records); replay_steps=0 switches it off.
+    replay_steps: int = 100
     replay_records: int = 10_000
 
     def __post_init__(self) -> None:

@@ -276,7 +276,8 @@ def test_a_state_saved_with_tensor_learning_rates_loads_on_the_cpu():
 
 
 def test_the_drift_response_boosts_then_returns_to_the_configured_rates():
-    learner = OnlineGAN(5, seed=0, boost_steps=10)
+    learner = OnlineGAN(5, seed=0, boost_steps=10, generator_lr_boost=4.0,
+                        discriminator_lr_boost=4.0)  # the defaults are 1: no boost
     switched = torch.tensor([0.6, 0.0, 0.1, 0.3, 0.0])
     for b in batches(100, seed=1) + batches(5, seed=2, probs=switched):
         learner.learn_many(b)

@@ -64,12 +64,18 @@ def test_replay_follows_a_switch_in_fewer_records():
     assert tvs[100] < 0.05 < tvs[0]
 
 
-def test_replay_is_off_by_default_and_changes_nothing_then():
+def test_replay_is_on_by_default_and_replay_steps_0_switches_it_off():
     gen = torch.Generator().manual_seed(2)
     data = batches(BEFORE, 20, gen) + batches(AFTER, 10, gen)
-    plain, explicit = OnlineGAN(K, seed=3), OnlineGAN(K, seed=3, replay_steps=0)
+    default, off = OnlineGAN(K, seed=3), OnlineGAN(K, seed=3, replay_steps=0)
+    assert default.config.replay_steps == 100
     for batch in data:
-        plain.learn_many(batch)
-        explicit.learn_many(batch)
-    assert torch.equal(plain.estimate(), explicit.estimate())
-    assert not plain.state_dict()["response"]["replaying"]
+        default.learn_many(batch)
+        off.learn_many(batch)
+    # Adam's step count: one per batch without the replay, 101 per batch while replaying
+    steps = {name: int(learner.state_dict()["g_optimizer"]["state"][0]["step"])
+             for name, learner in (("default", default), ("off", off))}
+    assert steps["off"] == len(data)
+    assert steps["default"] >= len(data) + 100 * 20  # the start: 5,120 records, all replayed
+    assert not off.state_dict()["response"]["replaying"]
+    assert int(off.state_dict()["response"]["replay"].sum()) == 0
