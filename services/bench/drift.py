@@ -101,10 +101,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gan": {},
     # Without the temperature's part: held at 1 (no annealing, no re-heat).
     "gan_tau_1": {"schedule": "constant", "schedule_options": {"tau": 1.0}},
-    # The learner before issue 11: no logit bound, no boost, tau held at 1, D on the drawn
-    # fakes at lr 0.05, the same average after a drift as after the start (the detector and
-    # the restart of the reported average were there already).
+    # The learner before issue 11: no logit bound, no boost, no replay, tau held at 1, D on
+    # the drawn fakes at lr 0.05, the same average after a drift as after the start (the
+    # detector and the restart of the reported average were there already).
     "gan_before": {
+        "replay_steps": 0,
         "logit_margin": None,
         "expected_fakes": False,
         "discriminator_lr": 0.05,

@@ -1,7 +1,6 @@
 """The README's headline figures come from files, not from memory (issue 23 §4): every figure
 in bold in a headline bullet must be a number of the measurement file that bullet cites
-(`deploy/bench/results.json`, written by `gumbel-stream bench --json`; its later ingest rows
-`deploy/bench/results-ingest.json`, by `gumbel-stream bench ingest --json`; or
+(`deploy/bench/results.json`, written by `gumbel-stream bench --json`, or
 `deploy/quality/quality.md`, written by `python -m services.bench.quality`), to the digits
 printed. A rerun that moves a figure makes this fail until the README says the new one."""
 
@@ -15,8 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("deploy/bench/results.json", "deploy/bench/results-ingest.json",
-           "deploy/quality/quality.md")
+SOURCES = ("deploy/bench/results.json", "deploy/quality/quality.md")
 # **1.84x**, **0.93**, **98.5k**, **0.60M**, **5,888**: digits, an optional k/M scale, an x
 FIGURE = re.compile(r"\*\*(\d[\d,]*(?:\.\d+)?)([kM]?)x?\*\*")
 SCALE = {"": 1.0, "k": 1e3, "M": 1e6}
