@@ -52,9 +52,12 @@ class GANConfig:
     closed_form: bool = True
     # No logit may fall more than this many nats below the largest one. Without a bound the
     # logit of a category absent from the stream sinks for ever, and Adam then needs hundreds
-    # of thousands of records to lift it when the category appears. e**-8 of the largest
-    # probability is below every accuracy target. None: unbounded.
-    logit_margin: float | None = 8.0
+    # of thousands of records to lift it when the category appears. The bound is a bias on
+    # absent categories (each keeps e**-margin of the largest probability): at 8 nats it was
+    # the largest part of the stationary gap to counting where categories are absent
+    # (docs/learner.md), at 11 it is not, and with the drift replay the switches settle as
+    # fast. None: unbounded.
+    logit_margin: float | None = 11.0
     # For estimators whose samples are one-hots (all but soft): D's loss on the fakes is its
     # expectation under the generator's probabilities, sum_k p_k softplus(D(e_k)), instead of
     # a mean over the drawn fakes (Rao-Blackwellised: same expected gradient, less noise).

@@ -35,11 +35,11 @@ class LearnerConfig:
     samples_per_step: int | None = None  # None: one step per learn_many; else split big batches
     schedule: str | None = None  # None: the estimator's default (see schedules.default_schedule)
     schedule_options: dict[str, Any] = field(default_factory=dict)
-    ema_decay: float = 0.998  # the reported estimate: EMA of softmax(logits), at most this decay
-    ema_fraction: float = 0.4  # ... and averaging over at most this fraction of past steps
-    # ... of the steps since the last detected drift, once there has been one: a stream that
-    # changed once may still be moving (a slow ramp fires the detector again and again), so
-    # the average forgets faster than after the start.
+    ema_decay: float = 0.9995  # the reported estimate: EMA of softmax(logits), at most this decay
+    ema_fraction: float = 0.8  # ... and averaging over at most this fraction of past steps
+    # ... of the steps since the last detected drift, while the stream has not yet held still
+    # for lr_decay_steps steps since: a stream that changed once may still be moving (a slow
+    # ramp fires the detector again and again), so the average forgets faster.
     drift_ema_fraction: float = 0.15
     # Drift detection (gumbel_core.drift.DriftDetector) on the real data's counts: the last
     # drift_window steps against the average since the last detection (at most
@@ -70,6 +70,17 @@ class LearnerConfig:
     # 1.4 s once for the start's 10,000 records); replay_steps=0 switches it off.
     replay_steps: int = 100
     replay_records: int = 10_000
+    # Settling: once a stream has held still for lr_decay_steps steps since the start or the
+    # last detected drift, both learning rates fall as (lr_decay_steps / steps since) **
+    # lr_decay_power, never below lr_decay_floor of the configured rates; a detection
+    # restarts the count. With the rates falling the generator's iterates average the data
+    # over ever more records, as counting does (Robbins-Monro), while the detector keeps a
+    # change answerable at full rate; the reported average goes back to ema_fraction of the
+    # steps since the detection. None switches it off (docs/learner.md: stationary mean TV
+    # 1.03x counting with it and the longer average, 1.33x before).
+    lr_decay_steps: int | None = 200
+    lr_decay_power: float = 0.5
+    lr_decay_floor: float = 0.1
 
     def __post_init__(self) -> None:
         if self.drift_z is not None and not self.drift_z > 0:
@@ -81,6 +92,18 @@ class LearnerConfig:
         for name in ("generator_lr_boost", "discriminator_lr_boost"):
             if not getattr(self, name) >= 1.0:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lr_decay_steps is not None and (
+            isinstance(self.lr_decay_steps, bool)
+            or not isinstance(self.lr_decay_steps, int)
+            or self.lr_decay_steps < 1
+        ):
+            raise ValueError(
+                f"lr_decay_steps must be None or an int >= 1, got {self.lr_decay_steps!r}"
+            )
+        if not 0.0 < self.lr_decay_power <= 1.0:
+            raise ValueError(f"lr_decay_power must be in (0, 1], got {self.lr_decay_power!r}")
+        if not 0.0 < self.lr_decay_floor <= 1.0:
+            raise ValueError(f"lr_decay_floor must be in (0, 1], got {self.lr_decay_floor!r}")
         if isinstance(self.replay_steps, bool) or not isinstance(self.replay_steps, int) or (
             self.replay_steps < 0
         ):
@@ -355,27 +378,48 @@ class OnlineGAN:
     def begin_step(self) -> StepInputs:
         """The host half before a step: set the learning rates (the drift response's boost)
         and return the temperature and the reported average's weight for the step."""
+        scale = self._set_lr_scale()
+        # Early on, and after a restart, average over the last ema_fraction of the steps
+        # (forgetting the start quickly; after a drift, drift_ema_fraction); later over
+        # about 1 / (1 - ema_decay) steps.
+        fraction = self.config.ema_fraction
+        if self.drift_detections and not self._settling():
+            fraction = self.config.drift_ema_fraction
+        window = max(1.0, fraction * (self.step + 1 - self._average_since))
+        weight = 1.0 - min(self.config.ema_decay, 1.0 - 1.0 / window)
+        return StepInputs(self.schedule.value, weight, *scale)
+
+    def _set_lr_scale(self) -> tuple[float, float]:
+        """Set the learning rates for the step: the boost after a drift, times the settling
+        factor; return the (generator, discriminator) factors."""
         boost = 0.0
         if self._boost_since is not None:
             boost = 1.0 - (self.step - self._boost_since) / self.config.boost_steps
             if boost <= 0.0:
                 boost, self._boost_since = 0.0, None
+        settle = self._settling_scale()
         scale = (
-            1.0 + (self.config.generator_lr_boost - 1.0) * boost,
-            1.0 + (self.config.discriminator_lr_boost - 1.0) * boost,
+            (1.0 + (self.config.generator_lr_boost - 1.0) * boost) * settle,
+            (1.0 + (self.config.discriminator_lr_boost - 1.0) * boost) * settle,
         )
         if scale != self._lr_scale:
             self.gan.set_lr_scale(*scale)
             self._lr_scale = scale
-        # Early on, and after a restart, average over the last ema_fraction of the steps
-        # (forgetting the start quickly; after a drift, drift_ema_fraction); later over
-        # about 1 / (1 - ema_decay) steps.
-        fraction = self.config.ema_fraction
-        if self.drift_detections:
-            fraction = self.config.drift_ema_fraction
-        window = max(1.0, fraction * (self.step + 1 - self._average_since))
-        weight = 1.0 - min(self.config.ema_decay, 1.0 - 1.0 / window)
-        return StepInputs(self.schedule.value, weight, *scale)
+        return scale
+
+    def _settling(self) -> bool:
+        """Whether the stream has held still for ``lr_decay_steps`` steps since the start or
+        the last detected drift."""
+        start = self.config.lr_decay_steps
+        return start is not None and self.step - self._average_since > start
+
+    def _settling_scale(self) -> float:
+        """The learning rates' factor from ``lr_decay_steps`` (1 while it is off)."""
+        start = self.config.lr_decay_steps
+        if start is None or not self._settling():
+            return 1.0
+        held = self.step - self._average_since  # steps since the start or the last drift
+        return max(self.config.lr_decay_floor, (start / held) ** self.config.lr_decay_power)
 
     def device_step(
         self,
@@ -417,6 +461,7 @@ class OnlineGAN:
                 self.schedule.reheat()
             self._replay.zero_()
             self._replaying = self.config.replay_steps > 0
+            self._set_lr_scale()  # the replay below runs at the full (boosted) rates
         if self._replaying:
             self._replay_steps(counts)
         if detected and self.config.replay_steps:

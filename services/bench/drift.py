@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from services.bench.quality import zipf
+from services.bench.quality import option_arg, zipf
 from services.bench.results import BenchResult
 
 __all__ = [
@@ -101,11 +101,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gan": {},
     # Without the temperature's part: held at 1 (no annealing, no re-heat).
     "gan_tau_1": {"schedule": "constant", "schedule_options": {"tau": 1.0}},
-    # The learner before issue 11: no logit bound, no boost, no replay, tau held at 1, D on
-    # the drawn fakes at lr 0.05, the same average after a drift as after the start (the
-    # detector and the restart of the reported average were there already).
+    # The learner before issue 11: no logit bound, no boost, no replay, no settling, the
+    # shorter average (the same after a drift as after the start), tau held at 1, D on the
+    # drawn fakes at lr 0.05 (the detector and the restart of the reported average were
+    # there already).
     "gan_before": {
         "replay_steps": 0,
+        "lr_decay_steps": None,
+        "ema_fraction": 0.4,
+        "ema_decay": 0.998,
         "logit_margin": None,
         "expected_fakes": False,
         "discriminator_lr": 0.05,
@@ -439,19 +443,6 @@ def run_start(
     return tvs
 
 
-def _option(text: str) -> tuple[str, Any]:
-    """``name=value`` with the value read as JSON (``0.4``, ``false``, ``null``), else a string."""
-    import json
-
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Explore: the default GAN with some options changed, on chosen rows, median over seeds.
 
@@ -465,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m services.bench.drift", description=main.__doc__
     )
     parser.add_argument("rows", nargs="+", choices=["start", *TRACKING, *SWITCHES])
-    parser.add_argument("--set", dest="options", type=_option, action="append", default=[])
+    parser.add_argument("--set", dest="options", type=option_arg, action="append", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
     VARIANTS["changed"] = dict(args.options)

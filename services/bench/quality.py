@@ -168,6 +168,7 @@ def run_quality(
     points: int = 24,
     jobs: int = 1,
     progress: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> list[QualityRow]:
     """Run every (variant, distribution, seed) and aggregate over seeds.
 
@@ -188,6 +189,9 @@ def run_quality(
         Worker processes (each uses one torch thread).
     progress
         Write a progress line to stderr.
+    options
+        ``OnlineGAN`` options set on top of every variant's own (``--set``), to measure a
+        change of the defaults on the whole table.
 
     Returns
     -------
@@ -209,7 +213,8 @@ def run_quality(
         raise ValueError("seeds must not be empty")
     cells = [(v, d) for v in variants for d in distributions]
     tasks = [
-        (VARIANTS[v][0], VARIANTS[v][1], DISTRIBUTIONS[d], s, samples, batch_size, points)
+        (VARIANTS[v][0], {**VARIANTS[v][1], **(options or {})}, DISTRIBUTIONS[d], s, samples,
+         batch_size, points)
         for v, d in cells
         for s in seeds
     ]
@@ -391,6 +396,20 @@ def plot_curves(rows: Sequence[QualityRow], path: Path) -> None:
     plt.close(fig)
 
 
+def option_arg(text: str) -> tuple[str, Any]:
+    """A ``--set name=value`` argument, the value read as JSON (``0.4``, ``false``, ``null``),
+    else a string."""
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m services.bench.quality", description=__doc__.split("\n\n")[0]
@@ -402,6 +421,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument(
         "--variants", default=None, help=f"comma-separated of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument(
+        "--set", dest="options", type=option_arg, action="append", default=[],
+        metavar="NAME=VALUE", help="an OnlineGAN option set on every variant (repeatable)",
     )
     parser.add_argument(
         "--quick",
@@ -440,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributions=distributions,
         jobs=args.jobs,
         progress=True,
+        options=dict(args.options),
     )
     table = format_markdown(rows, command.strip())
     print(table)

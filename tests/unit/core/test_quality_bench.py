@@ -35,3 +35,16 @@ def test_bad_arguments_exit_2():
     with pytest.raises(SystemExit) as exc:
         quality.main(["--seeds", "a,b"])
     assert exc.value.code == 2
+
+
+def test_set_options_reach_every_variant_and_a_bad_one_names_itself():
+    kwargs = dict(samples=2560, seeds=[0], variants=["st"], distributions=["K=2 [.3,.7]"],
+                  points=2)
+    plain = quality.run_quality(**kwargs)[0]
+    # replay_steps=0: no start replay, so a different first estimate on the same data
+    changed = quality.run_quality(**kwargs, options={"replay_steps": 0})[0]
+    assert changed.curve_tv_mean != plain.curve_tv_mean
+    with pytest.raises(ValueError, match="replay_steps"):
+        quality.run_quality(**kwargs, options={"replay_steps": -1})
+    assert quality.option_arg("lr_decay_steps=null") == ("lr_decay_steps", None)
+    assert quality.option_arg("estimator=st") == ("estimator", "st")
