@@ -37,10 +37,14 @@ class LearnerConfig:
     schedule_options: dict[str, Any] = field(default_factory=dict)
     ema_decay: float = 0.9995  # the reported estimate: EMA of softmax(logits), at most this decay
     ema_fraction: float = 0.8  # ... and averaging over at most this fraction of past steps
-    # ... of the steps since the last detected drift, while the stream has not yet held still
-    # for lr_decay_steps steps since: a stream that changed once may still be moving (a slow
-    # ramp fires the detector again and again), so the average forgets faster.
-    drift_ema_fraction: float = 0.15
+    # ... of the steps since the last detected drift, until the stream has held still for
+    # lr_decay_steps steps since it: drift_ema_fraction after a drift that followed a still
+    # stretch (a switch, most likely to a new still stretch), moving_ema_fraction after one
+    # that came before the stream had held still since the one before (or the start): a
+    # stream that keeps changing (a slow ramp fires the detector again and again) is likely
+    # still moving, so the average forgets faster (docs/learner.md, "Settling").
+    drift_ema_fraction: float = 0.4
+    moving_ema_fraction: float = 0.15
     # Drift detection (gumbel_core.drift.DriftDetector) on the real data's counts: the last
     # drift_window steps against the average since the last detection (at most
     # drift_long_window steps), threshold drift_z. drift_z=None switches detection off.
@@ -112,7 +116,7 @@ class LearnerConfig:
             raise ValueError(f"samples_per_step must be None or > 0, got {self.samples_per_step!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        for name in ("ema_fraction", "drift_ema_fraction"):
+        for name in ("ema_fraction", "drift_ema_fraction", "moving_ema_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
 
@@ -245,6 +249,9 @@ class OnlineGAN:
             )
         )
         self._average_since = 0  # the step at which the reported average (re)started
+        # whether the last detection came before the stream had settled (see
+        # drift_ema_fraction)
+        self._moving = False
         # The step a learning-rate boost began (None: no boost running).
         self._boost_since: int | None = 0 if self.config.boost_at_start else None
         self._lr_scale = (1.0, 1.0)
@@ -380,11 +387,13 @@ class OnlineGAN:
         and return the temperature and the reported average's weight for the step."""
         scale = self._set_lr_scale()
         # Early on, and after a restart, average over the last ema_fraction of the steps
-        # (forgetting the start quickly; after a drift, drift_ema_fraction); later over
-        # about 1 / (1 - ema_decay) steps.
+        # (forgetting the start quickly; after a drift, drift_ema_fraction or
+        # moving_ema_fraction until settled); later over about 1 / (1 - ema_decay) steps.
         fraction = self.config.ema_fraction
         if self.drift_detections and not self._settling():
-            fraction = self.config.drift_ema_fraction
+            fraction = (
+                self.config.moving_ema_fraction if self._moving else self.config.drift_ema_fraction
+            )
         window = max(1.0, fraction * (self.step + 1 - self._average_since))
         weight = 1.0 - min(self.config.ema_decay, 1.0 - 1.0 / window)
         return StepInputs(self.schedule.value, weight, *scale)
@@ -455,6 +464,7 @@ class OnlineGAN:
         the replay buffer restarts. Then, while replaying, the replay steps."""
         detected = self.detector is not None and self.detector.update(counts)
         if detected:
+            self._moving = not self._settling()
             self._average_since = self.step
             self._boost_since = self.step
             if self.config.reheat_on_drift:
@@ -573,6 +583,7 @@ class OnlineGAN:
                 "drift_detections": self.drift_detections,
                 "response": {
                     "average_since": self._average_since,
+                    "moving": self._moving,
                     "boost_since": self._boost_since,
                     "replay": self._replay.clone(),
                     "replaying": self._replaying,
@@ -619,6 +630,7 @@ class OnlineGAN:
             self.detector.load_state_dict(state["detector"])
         response = state["response"]
         self._average_since = int(response["average_since"])
+        self._moving = bool(response.get("moving", False))  # absent before the settling
         boost = response["boost_since"]
         self._boost_since = None if boost is None else int(boost)
         # states saved before replay existed: nothing buffered, not replaying

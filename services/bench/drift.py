@@ -114,6 +114,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "expected_fakes": False,
         "discriminator_lr": 0.05,
         "drift_ema_fraction": 0.4,
+        "moving_ema_fraction": 0.4,
         "generator_lr_boost": 1.0,
         "discriminator_lr_boost": 1.0,
         "boost_at_start": False,

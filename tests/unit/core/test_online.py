@@ -76,6 +76,7 @@ def test_bad_values_raise_and_change_nothing(values, match):
         {"num_categories": 5, "generator_lr": 0.0},
         {"num_categories": 5, "drift_ema_fraction": 0.0},
         {"num_categories": 5, "drift_ema_fraction": 1.5},
+        {"num_categories": 5, "moving_ema_fraction": 0.0},
         {"num_categories": 5, "discriminator": "cnn"},
         {
             "num_categories": 5,
@@ -307,10 +308,11 @@ def test_a_fresh_learner_starts_boosted_unless_told_not_to():
     assert plain.gan.g_optimizer.param_groups[0]["lr"] == base
 
 
-def test_after_a_drift_the_average_covers_drift_ema_fraction_of_the_steps_since():
-    """The start averages over ema_fraction of the steps so far; after a detected drift, over
-    drift_ema_fraction of the steps since it (a stream that moved may still be moving)."""
-    learner = OnlineGAN(5, seed=0, ema_fraction=0.4, drift_ema_fraction=0.1)
+def test_after_a_drift_the_average_covers_moving_ema_fraction_of_the_steps_since():
+    """The start averages over ema_fraction of the steps so far; after a drift detected before
+    the start had settled, over moving_ema_fraction of the steps since it (a stream that moved
+    may still be moving)."""
+    learner = OnlineGAN(5, seed=0, ema_fraction=0.4, moving_ema_fraction=0.1)
     for b in batches(100, seed=1):
         learner.learn_many(b)
     assert learner.begin_step().average_weight == pytest.approx(1 / (0.4 * 101))

@@ -1,6 +1,8 @@
 """Settling: once a stream has held still for ``lr_decay_steps`` steps, the learning rates
 fall as ``(lr_decay_steps / steps since) ** lr_decay_power`` down to ``lr_decay_floor``, and
-the reported average goes back to ``ema_fraction``; a detected drift restarts both."""
+the reported average goes back to ``ema_fraction``; a detected drift restarts both, its
+average over ``drift_ema_fraction`` of the steps since, or ``moving_ema_fraction`` where the
+stream had not settled since the drift before."""
 
 from __future__ import annotations
 
@@ -74,20 +76,50 @@ def test_a_detected_drift_replays_at_full_rates_and_restarts_the_count():
     assert rates(learner)[0] < 1.0
 
 
-def test_once_settled_the_average_goes_back_to_ema_fraction():
+def average_window(learner: OnlineGAN) -> float:
+    """The reported average's window as a fraction of the steps since it (re)started."""
+    since = learner.step - learner.state_dict()["response"]["average_since"]
+    return 1 / (learner.begin_step().average_weight * (since + 1))
+
+
+def test_a_drift_after_a_still_stretch_averages_over_drift_ema_fraction_until_settled():
+    """A switch (the stream had settled before it): drift_ema_fraction, then ema_fraction."""
     learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=20, ema_fraction=0.8,
-                        drift_ema_fraction=0.1)
+                        drift_ema_fraction=0.5, moving_ema_fraction=0.1)
     for batch in batches(BEFORE, 100, seed=1) + batches(AFTER, 16, seed=2):
         learner.learn_many(batch)
     assert learner.drift_detections == 1
-    since = learner.step - learner.state_dict()["response"]["average_since"]
-    assert 10 <= since <= 20  # not settled yet: drift_ema_fraction
-    assert learner.begin_step().average_weight == pytest.approx(1 / (0.1 * (since + 1)))
+    assert average_window(learner) == pytest.approx(0.5)
     for batch in batches(AFTER, 30, seed=3):
         learner.learn_many(batch)
     assert learner.drift_detections == 1
-    since = learner.step - learner.state_dict()["response"]["average_since"]
-    assert learner.begin_step().average_weight == pytest.approx(1 / (0.8 * (since + 1)))
+    assert average_window(learner) == pytest.approx(0.8)
+
+
+def test_a_drift_soon_after_another_shortens_the_average_until_settled():
+    """A stream still moving (a drift before it had settled since the one before):
+    moving_ema_fraction until it holds still for lr_decay_steps steps, then ema_fraction."""
+    learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=40, ema_fraction=0.8,
+                        drift_ema_fraction=0.5, moving_ema_fraction=0.1)
+    stream = batches(BEFORE, 100, seed=1) + batches(AFTER, 20, seed=2)
+    for batch in stream + batches(BEFORE, 30, seed=3):
+        learner.learn_many(batch)
+    assert learner.drift_detections == 2
+    assert average_window(learner) == pytest.approx(0.1)
+    for batch in batches(BEFORE, 40, seed=4):
+        learner.learn_many(batch)
+    assert learner.drift_detections == 2
+    assert average_window(learner) == pytest.approx(0.8)
+
+
+def test_the_moving_flag_survives_a_checkpoint():
+    learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=40, moving_ema_fraction=0.1)
+    stream = batches(BEFORE, 100, seed=1) + batches(AFTER, 20, seed=2) + batches(BEFORE, 30, 3)
+    for batch in stream:
+        learner.learn_many(batch)
+    restored = OnlineGAN(K, seed=5, replay_steps=0, lr_decay_steps=40, moving_ema_fraction=0.1)
+    restored.load_state_dict(learner.state_dict())
+    assert average_window(restored) == pytest.approx(average_window(learner)) == pytest.approx(0.1)
 
 
 def test_lr_decay_steps_none_keeps_the_configured_rates():
