@@ -82,33 +82,31 @@ def average_window(learner: OnlineGAN) -> float:
     return 1 / (learner.begin_step().average_weight * (since + 1))
 
 
-def test_a_drift_after_a_still_stretch_averages_over_drift_ema_fraction_until_settled():
-    """A switch (the stream had settled before it): drift_ema_fraction, then ema_fraction."""
-    learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=20, ema_fraction=0.8,
-                        drift_ema_fraction=0.5, moving_ema_fraction=0.1)
-    for batch in batches(BEFORE, 100, seed=1) + batches(AFTER, 16, seed=2):
-        learner.learn_many(batch)
-    assert learner.drift_detections == 1
-    assert average_window(learner) == pytest.approx(0.5)
-    for batch in batches(AFTER, 30, seed=3):
-        learner.learn_many(batch)
-    assert learner.drift_detections == 1
-    assert average_window(learner) == pytest.approx(0.8)
+SWITCH = [(BEFORE, 100), (AFTER, 16)]  # one drift, after a still stretch
+MOVING = [(BEFORE, 100), (AFTER, 20), (BEFORE, 30)]  # a second drift before settling
 
 
-def test_a_drift_soon_after_another_shortens_the_average_until_settled():
-    """A stream still moving (a drift before it had settled since the one before):
-    moving_ema_fraction until it holds still for lr_decay_steps steps, then ema_fraction."""
-    learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=40, ema_fraction=0.8,
-                        drift_ema_fraction=0.5, moving_ema_fraction=0.1)
-    stream = batches(BEFORE, 100, seed=1) + batches(AFTER, 20, seed=2)
-    for batch in stream + batches(BEFORE, 30, seed=3):
+@pytest.mark.parametrize(
+    ("stream", "lr_decay_steps", "detections", "fraction"),
+    [(SWITCH, 20, 1, 0.5), (MOVING, 40, 2, 0.1)],
+    ids=["a switch: drift_ema_fraction", "still moving: moving_ema_fraction"],
+)
+def test_after_a_drift_the_average_is_short_until_settled(
+    stream, lr_decay_steps, detections, fraction
+):
+    """A drift after a still stretch averages over drift_ema_fraction of the steps since it,
+    one before the stream had settled since the drift before over moving_ema_fraction; once
+    the stream has held still for lr_decay_steps steps, over ema_fraction."""
+    learner = OnlineGAN(K, seed=0, replay_steps=0, lr_decay_steps=lr_decay_steps,
+                        ema_fraction=0.8, drift_ema_fraction=0.5, moving_ema_fraction=0.1)
+    for seed, (probs, n) in enumerate(stream):
+        for batch in batches(probs, n, seed=seed + 1):
+            learner.learn_many(batch)
+    assert learner.drift_detections == detections
+    assert average_window(learner) == pytest.approx(fraction)
+    for batch in batches(stream[-1][0], lr_decay_steps, seed=9):
         learner.learn_many(batch)
-    assert learner.drift_detections == 2
-    assert average_window(learner) == pytest.approx(0.1)
-    for batch in batches(BEFORE, 40, seed=4):
-        learner.learn_many(batch)
-    assert learner.drift_detections == 2
+    assert learner.drift_detections == detections
     assert average_window(learner) == pytest.approx(0.8)
 
 
