@@ -81,7 +81,7 @@ class LearnerConfig:
     # over ever more records, as counting does (Robbins-Monro), while the detector keeps a
     # change answerable at full rate; the reported average goes back to ema_fraction of the
     # steps since the detection. None switches it off (docs/learner.md: stationary mean TV
-    # 1.03x counting with it and the longer average, 1.33x before).
+    # 1.04x counting with it, the longer average and the 11-nat margin, 1.33x before).
     lr_decay_steps: int | None = 200
     lr_decay_power: float = 0.5
     lr_decay_floor: float = 0.1
@@ -383,8 +383,9 @@ class OnlineGAN:
         return inputs.temperature, g_loss, d_loss
 
     def begin_step(self) -> StepInputs:
-        """The host half before a step: set the learning rates (the drift response's boost)
-        and return the temperature and the reported average's weight for the step."""
+        """The host half before a step: set the learning rates (the drift response's boost
+        and the settling factor) and return the temperature and the reported average's
+        weight for the step."""
         scale = self._set_lr_scale()
         # Early on, and after a restart, average over the last ema_fraction of the steps
         # (forgetting the start quickly; after a drift, drift_ema_fraction or
@@ -423,11 +424,11 @@ class OnlineGAN:
         return start is not None and self.step - self._average_since > start
 
     def _settling_scale(self) -> float:
-        """The learning rates' factor from ``lr_decay_steps`` (1 while it is off)."""
+        """The learning rates' factor from ``lr_decay_steps`` (1 until settled or when off)."""
         start = self.config.lr_decay_steps
-        if start is None or not self._settling():
-            return 1.0
         held = self.step - self._average_since  # steps since the start or the last drift
+        if start is None or held <= start:  # not _settling()
+            return 1.0
         return max(self.config.lr_decay_floor, (start / held) ** self.config.lr_decay_power)
 
     def device_step(
